@@ -1,0 +1,157 @@
+"""Read and validate episode files without loading them whole."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Literal
+
+import h5py
+import numpy as np
+
+from .schema import EPISODES_GROUP, REQUIRED_KEYS, STEP_KEYS, FileMeta, SchemaError
+from .writer import TMP_SUFFIX
+
+
+@dataclass(frozen=True)
+class EpisodeRef:
+    """Where one complete episode lives."""
+
+    file: Path
+    key: str  # group name under /episodes
+    length: int  # number of steps T (T + 1 frames)
+
+    @property
+    def num_frames(self) -> int:
+        return self.length + 1
+
+
+def _open(path: Path) -> h5py.File:
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:  # truncated or not HDF5 at all
+        raise SchemaError(f"{path}: cannot be read as HDF5 (truncated or corrupt file?): {exc}") from exc
+
+
+def _validate_group(group: h5py.Group, meta: FileMeta, where: str) -> int:
+    missing = [k for k in REQUIRED_KEYS if k not in group]
+    if missing:
+        raise SchemaError(f"{where}: missing datasets {missing}")
+    obs = group["obs"]
+    if obs.dtype != np.uint8:
+        raise SchemaError(f"{where}: obs dtype {obs.dtype}, expected uint8")
+    if obs.ndim != 4 or tuple(obs.shape[1:]) != tuple(meta.frame_shape):
+        raise SchemaError(f"{where}: obs shape {obs.shape} does not match frame_shape {meta.frame_shape}")
+    steps = obs.shape[0] - 1
+    if steps < 1:
+        raise SchemaError(f"{where}: episode has no steps")
+    for key in STEP_KEYS:
+        shape = group[key].shape
+        if len(shape) != 1 or shape[0] != steps:
+            raise SchemaError(f"{where}: {key} shape {shape}, expected ({steps},) for {steps + 1} frames")
+    if not np.issubdtype(group["action_id"].dtype, np.integer):
+        raise SchemaError(f"{where}: action_id dtype {group['action_id'].dtype}, expected integers")
+    if int(group.attrs.get("length", steps)) != steps:
+        raise SchemaError(f"{where}: attribute length={group.attrs['length']} but obs has {steps + 1} frames")
+    return steps
+
+
+class EpisodeStore:
+    """All complete episodes under ``path`` (an HDF5 file or a directory searched recursively).
+
+    Incomplete episodes (``*.h5.tmp`` files, groups not marked complete) are skipped and listed in
+    :attr:`problems`. Invalid files raise :class:`SchemaError` naming file and problem, or with
+    ``on_error="skip"`` are skipped and listed in :attr:`problems` too.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, on_error: Literal["raise", "skip"] = "raise") -> None:
+        self.path = Path(path)
+        if not self.path.exists():
+            raise FileNotFoundError(f"no episode data at {self.path}")
+        self.problems: list[str] = []
+        self.episodes: list[EpisodeRef] = []
+        self.meta: FileMeta | None = None
+        self._handles: dict[Path, h5py.File] = {}
+        self._pid = os.getpid()
+        if self.path.is_dir():
+            files = sorted(self.path.rglob("*.h5"))
+            self.problems += [f"{p}: incomplete episode file (writer did not finish)"
+                              for p in sorted(self.path.rglob("*.h5" + TMP_SUFFIX))]
+        else:
+            files = [self.path]
+        for file in files:
+            try:
+                self._scan(file)
+            except SchemaError as exc:
+                if on_error == "raise":
+                    raise
+                self.problems.append(str(exc))
+        if not self.episodes:
+            raise SchemaError(f"{self.path}: no complete episodes found"
+                              + (f" ({len(self.problems)} problem(s): {self.problems[0]})" if self.problems else ""))
+
+    def _scan(self, file: Path) -> None:
+        with _open(file) as f:
+            meta = FileMeta.from_attrs(f.attrs, str(file))
+            if self.meta is None:
+                self.meta = meta
+            elif not self.meta.compatible_with(meta):
+                raise SchemaError(f"{file}: action set/frame shape {meta.action_set}/{meta.frame_shape} differ from "
+                                  f"the other files' {self.meta.action_set}/{self.meta.frame_shape}")
+            if EPISODES_GROUP not in f:
+                raise SchemaError(f"{file}: no /{EPISODES_GROUP} group")
+            found = []
+            for key, group in f[EPISODES_GROUP].items():
+                where = f"{file}:/{EPISODES_GROUP}/{key}"
+                if not bool(group.attrs.get("complete", False)):
+                    self.problems.append(f"{where}: incomplete episode (not marked complete), skipped")
+                    continue
+                found.append(EpisodeRef(file, key, _validate_group(group, meta, where)))
+            self.episodes += found
+
+    # -- reading ---------------------------------------------------------------------------
+    def _file(self, path: Path) -> h5py.File:
+        if os.getpid() != self._pid:  # forked DataLoader worker: never share HDF5 handles
+            self._handles, self._pid = {}, os.getpid()
+        handle = self._handles.get(path)
+        if handle is None:
+            handle = self._handles[path] = _open(path)
+        return handle
+
+    def group(self, ref: EpisodeRef) -> h5py.Group:
+        return self._file(ref.file)[EPISODES_GROUP][ref.key]
+
+    def read(self, ref: EpisodeRef, key: str, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Rows ``start:stop`` of one dataset of one episode (only those rows are read)."""
+        group = self.group(ref)
+        if key not in group:
+            raise KeyError(f"{ref.file}:/{EPISODES_GROUP}/{ref.key} has no dataset {key!r}")
+        return group[key][start:stop]
+
+    def read_episode(self, ref: EpisodeRef, keys: Iterable[str] = ("obs", "action_id", "reward",
+                                                                   "terminated", "truncated")) -> dict[str, np.ndarray]:
+        return {key: self.read(ref, key) for key in keys}
+
+    @property
+    def num_steps(self) -> int:
+        return sum(ref.length for ref in self.episodes)
+
+    def close(self) -> None:
+        for handle in self._handles.values():
+            handle.close()
+        self._handles.clear()
+
+    def __len__(self) -> int:
+        return len(self.episodes)
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_handles"] = {}
+        return state
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass

@@ -1,0 +1,81 @@
+"""The real Memory Maze as a Gymnasium env (memory-maze ships only a legacy ``gym`` wrapper)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+#: Maze size -> (episode length in steps at 4 Hz, number of target objects).
+MAZE_SIZES: dict[int, tuple[int, int]] = {9: (1000, 3), 11: (2000, 4), 13: (3000, 5), 15: (4000, 6)}
+#: Per-step observations kept as ``info`` entries (and recorded as episode extras).
+GLOBAL_KEYS = ("agent_pos", "agent_dir", "target_color", "target_pos")
+
+
+class MemoryMazeEnv(gym.Env):
+    """Memory Maze ``size x size`` with discrete actions and 64x64 RGB image observations.
+
+    ``info`` holds ``agent_pos``, ``agent_dir``, ``target_color``, ``target_pos`` every step and
+    ``maze_layout`` after reset (a new maze is generated on every reset). Episodes are truncated
+    at the task's own time limit (1000 steps for 9x9).
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
+
+    def __init__(self, size: int = 9, *, render_mode: str | None = None, camera_resolution: int = 64) -> None:
+        if size not in MAZE_SIZES:
+            raise ValueError(f"Memory Maze size must be one of {sorted(MAZE_SIZES)}, got {size}")
+        self.size = size
+        self.max_steps = MAZE_SIZES[size][0]
+        self.render_mode = render_mode
+        self.camera_resolution = camera_resolution
+        self.observation_space = gym.spaces.Box(0, 255, (camera_resolution, camera_resolution, 3), np.uint8)
+        self.action_space = gym.spaces.Discrete(6)
+        self._env = None
+        self._last_image: np.ndarray | None = None
+
+    def _make(self, seed: int) -> None:
+        try:
+            from memory_maze import tasks
+        except ImportError as exc:  # pragma: no cover - depends on the installation
+            raise ImportError("the real Memory Maze needs `memory-maze` and the legacy `gym==0.26.2` "
+                              f"package (pip install -e .): {exc}") from exc
+        factory = getattr(tasks, f"memory_maze_{self.size}x{self.size}")
+        if self._env is not None:
+            self._env.close()
+        self._env = factory(global_observables=True, seed=seed, camera_resolution=self.camera_resolution)
+
+    def _info(self, observation: dict[str, Any]) -> dict[str, Any]:
+        return {key: np.asarray(observation[key], dtype=np.float32) for key in GLOBAL_KEYS}
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        if self._env is None or seed is not None:
+            self._make(int(self.np_random.integers(2**31 - 1)))
+        timestep = self._env.reset()
+        self._last_image = timestep.observation["image"]
+        info = self._info(timestep.observation)
+        info["maze_layout"] = np.asarray(timestep.observation["maze_layout"], dtype=np.uint8)
+        return self._last_image, info
+
+    def step(self, action):
+        if self._env is None:
+            raise RuntimeError("call reset() before step()")
+        if not self.action_space.contains(action):
+            raise ValueError(f"invalid action {action!r} for {self.action_space}")
+        timestep = self._env.step(int(action))
+        self._last_image = timestep.observation["image"]
+        truncated = bool(timestep.last())  # Memory Maze has a time limit and no terminal states
+        return self._last_image, float(timestep.reward or 0.0), False, truncated, self._info(timestep.observation)
+
+    def render(self):
+        return None if self._last_image is None else self._last_image.copy()
+
+    def close(self) -> None:
+        if self._env is not None:
+            self._env.close()
+            self._env = None

@@ -6,3 +6,7 @@ import os as _os
 _os.environ.setdefault("MUJOCO_GL", "egl")
 
 __version__ = "0.1.0"
+
+from .envs import register_envs as _register_envs  # noqa: E402
+
+_register_envs()

@@ -1,0 +1,105 @@
+"""The batched dream simulator shared by the single env, the vector env and the SB3 adapter."""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ..checkpoint import CheckpointError, load_world_model
+from ..runtime import resolve_device
+from .context import StartFrames, default_assets_dir
+from .specs import DreamSpec
+
+
+def load_dream_model(checkpoint, spec: DreamSpec, device: torch.device):
+    """Load ``checkpoint`` (path, or None for the shipped default) and check it fits ``spec``."""
+    if checkpoint is None:
+        if spec.default_checkpoint is None:
+            raise CheckpointError(f"no checkpoint is shipped for the {spec.action_set!r} dream env; pass "
+                                  "checkpoint=PATH (train one with `python -m rad_env.train`)")
+        checkpoint = default_assets_dir() / spec.default_checkpoint
+    if isinstance(checkpoint, (str, os.PathLike)):
+        model, ckpt = load_world_model(checkpoint, device=device)
+    else:
+        raise TypeError(f"checkpoint must be a path or None, got {type(checkpoint).__name__}")
+    found = ckpt.get("data", {}).get("action_set")
+    if found != spec.action_set:
+        raise CheckpointError(f"{checkpoint}: incompatible checkpoint: trained on action set {found!r}, "
+                              f"this env needs {spec.action_set!r}")
+    model.eval()
+    return model, ckpt
+
+
+class DreamCore:
+    """``num_envs`` dream episodes advanced together: one model forward per denoising step for all.
+
+    Each env owns a ``numpy`` generator (start segments) and a ``torch`` generator (diffusion noise)
+    drawn from it, so a batch of envs reproduces the same envs run one by one.
+    """
+
+    def __init__(self, model, starts: StartFrames, num_envs: int, *, sampling_steps: int | None = None,
+                 device: torch.device | str = "cpu", reward_threshold: float = 0.5,
+                 termination_threshold: float = 0.5) -> None:
+        if num_envs < 1:
+            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        self.model = model
+        self.device = resolve_device(device) if isinstance(device, str) else device
+        self.num_envs = num_envs
+        self.starts = starts
+        self.sampling_steps = sampling_steps
+        self.num_actions = model.config.num_actions
+        size = model.config.image_size
+        self.frame_shape = (size, size, 3)
+        if tuple(starts.frames.shape[2:]) != self.frame_shape:
+            raise ValueError(f"start frames are {starts.frames.shape[2:]}, the model makes {self.frame_shape}")
+        self.reward_threshold = reward_threshold
+        self.termination_threshold = termination_threshold
+        self.state = model.init_state(num_envs, device=self.device)
+        self.generators = [torch.Generator(device=self.device) for _ in range(num_envs)]
+        self.frames = np.zeros((num_envs, *self.frame_shape), np.uint8)
+        self.steps = np.zeros(num_envs, np.int64)
+
+    @torch.no_grad()
+    def reset_env(self, i: int, rng: np.random.Generator) -> np.ndarray:
+        """Start env ``i`` from a real segment chosen with ``rng``; returns its first observation."""
+        frames, prev_actions = self.starts.sample(rng)
+        self.generators[i].manual_seed(int(rng.integers(2**63 - 1)))
+        prev_actions = np.where(prev_actions < 0, self.num_actions, prev_actions)
+        state = self.model.init_state(1, device=self.device)
+        for t in range(len(frames)):
+            frame = torch.from_numpy(np.ascontiguousarray(frames[t][None])).to(self.device)
+            action = torch.tensor([int(prev_actions[t])], device=self.device)
+            state = self.model.observe(frame, action, state, generators=[self.generators[i]])
+        self.state.index_copy_(torch.tensor([i], device=self.device), state)
+        self.frames[i] = frames[-1]
+        self.steps[i] = 0
+        return self.frames[i].copy()
+
+    def check_actions(self, actions: Sequence[int] | np.ndarray) -> np.ndarray:
+        array = np.asarray(actions)
+        if array.shape != (self.num_envs,):
+            raise ValueError(f"expected {self.num_envs} action(s), got shape {array.shape}")
+        if not np.issubdtype(array.dtype, np.integer):
+            if np.issubdtype(array.dtype, np.floating) and np.all(np.mod(array, 1) == 0):
+                array = array.astype(np.int64)
+            else:
+                raise ValueError(f"actions must be integers in [0, {self.num_actions}), got {array!r}")
+        if array.min() < 0 or array.max() >= self.num_actions:
+            raise ValueError(f"actions must lie in [0, {self.num_actions}), got {array.tolist()}")
+        return array.astype(np.int64)
+
+    @torch.no_grad()
+    def step(self, actions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Imagine the next frame of every env; returns (frames, rewards, terminated)."""
+        actions = self.check_actions(actions)
+        action_t = torch.from_numpy(actions).to(self.device)
+        frames, reward, term_prob, self.state = self.model.imagine(
+            action_t, self.state, steps=self.sampling_steps, generators=self.generators)
+        self.frames = frames.cpu().numpy()
+        self.steps += 1
+        rewards = reward.float().cpu().numpy().astype(np.float32)
+        terminated = term_prob.float().cpu().numpy() > self.termination_threshold
+        return self.frames.copy(), rewards, terminated

@@ -1,0 +1,78 @@
+"""Gymnasium envs whose observations are imagined by a RAD world model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from ..runtime import resolve_device
+from .context import StartFrames, resolve_start_frames
+from .core import DreamCore, load_dream_model
+from .specs import MEMORY_MAZE_SPEC, DreamSpec
+
+
+def build_core(spec: DreamSpec, num_envs: int, checkpoint, device, sampling_steps, context) -> DreamCore:
+    device = resolve_device(device)
+    model, ckpt = load_dream_model(checkpoint, spec, device)
+    # Start from a full window of real frames unless the caller's segments say otherwise.
+    starts = resolve_start_frames(context, model.config.window, spec.default_context)
+    return DreamCore(model, starts, num_envs, sampling_steps=sampling_steps, device=device)
+
+
+class DreamEnv(gym.Env):
+    """A single dream episode. Observation: the imagined 64x64 RGB frame; action space identical to
+    the real env's. Reward and termination come from the model's heads; truncation at the real
+    env's episode length is applied by ``gym.make`` (``max_episode_steps``).
+
+    Args:
+        checkpoint: path to a RAD checkpoint, or None for the shipped default.
+        device: ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda:0"``, ...
+        sampling_steps: Euler steps per frame (None: the model's default, 3).
+        context: start segments: a path to recorded episodes, frames, a StartFrames, or None.
+    """
+
+    metadata = {"render_modes": ["rgb_array", "human"], "render_fps": 4}
+
+    def __init__(self, spec: DreamSpec = MEMORY_MAZE_SPEC, *, checkpoint=None, device: str = "auto",
+                 sampling_steps: int | None = None, context: Any = None, render_mode: str | None = None,
+                 core: DreamCore | None = None) -> None:
+        if render_mode not in (None, *self.metadata["render_modes"]):
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}")
+        self.core = core or build_core(spec, 1, checkpoint, device, sampling_steps, context)
+        self.render_mode = render_mode
+        self.observation_space = gym.spaces.Box(0, 255, self.core.frame_shape, np.uint8)
+        self.action_space = gym.spaces.Discrete(self.core.num_actions)
+        self._viewer = None
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        obs = self.core.reset_env(0, self.np_random)
+        if self.render_mode == "human":
+            self.render()
+        return obs, {}
+
+    def step(self, action):
+        if not self.action_space.contains(action):
+            raise ValueError(f"invalid action {action!r}: expected an int in [0, {self.action_space.n})")
+        frames, rewards, terminated = self.core.step(np.array([int(action)]))
+        if self.render_mode == "human":
+            self.render()
+        return frames[0], float(rewards[0]), bool(terminated[0]), False, {}
+
+    def render(self):
+        frame = self.core.frames[0].copy()
+        if self.render_mode == "human":
+            from .viewer import FrameViewer
+
+            if self._viewer is None:
+                self._viewer = FrameViewer(title="RAD dream")
+            self._viewer.show(frame)
+            return None
+        return frame
+
+    def close(self) -> None:
+        if self._viewer is not None:
+            self._viewer.close()
+            self._viewer = None

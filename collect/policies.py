@@ -1,0 +1,205 @@
+"""Data-collection policies.
+
+Every policy has ``reset(info, seed)`` (called after ``env.reset``; ``seed`` re-seeds its random
+generator so an episode is reproducible) and ``__call__(obs, info) -> int`` (an action id).
+
+- :class:`RandomPolicy`: uniform over ``n`` actions, with optional action repeat / sticky actions.
+- :class:`ExplorePolicy`: Memory Maze only. Walks along BFS shortest paths to random free cells of
+  the maze with action noise (like the Memory Maze offline dataset), so places get revisited.
+
+Memory Maze geometry (checked by experiment against the real env, see tests/test_collect_policies.py):
+``info["agent_pos"] = (x, y)`` in grid units, cell ``(x, y)`` spans ``[x, x+1) x [y, y+1)`` with
+its centre at ``(x + 0.5, y + 0.5)``; ``maze_layout[y, x] == 1`` means the cell is free (0 = wall);
+``agent_dir = (cos a, sin a)`` and ``turn_left`` increases the angle ``a`` (counter-clockwise).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import Any
+
+import numpy as np
+
+# Memory Maze action ids (rad_env.data.actions.MEMORY_MAZE).
+NOOP, FORWARD, TURN_LEFT, TURN_RIGHT, FORWARD_LEFT, FORWARD_RIGHT = range(6)
+
+Cell = tuple[int, int]  # (x, y)
+
+
+class RandomPolicy:
+    """Uniformly random actions in ``[0, num_actions)``.
+
+    ``repeat``: every sampled action is held for this many steps. ``sticky``: after that, the
+    previous action is kept with this probability instead of sampling a new one.
+    ``probs``: optional non-uniform action probabilities.
+    """
+
+    def __init__(self, num_actions: int = 6, *, repeat: int = 1, sticky: float = 0.0,
+                 probs: list[float] | None = None, seed: int | None = None) -> None:
+        if num_actions < 1:
+            raise ValueError(f"num_actions must be >= 1, got {num_actions}")
+        if repeat < 1:
+            raise ValueError(f"repeat must be >= 1, got {repeat}")
+        if not 0.0 <= sticky < 1.0:
+            raise ValueError(f"sticky must lie in [0, 1), got {sticky}")
+        if probs is not None:
+            probs = list(np.asarray(probs, np.float64) / np.sum(probs))
+            if len(probs) != num_actions:
+                raise ValueError(f"probs has {len(probs)} entries for {num_actions} actions")
+        self.num_actions, self.repeat, self.sticky, self.probs = num_actions, repeat, sticky, probs
+        self.rng = np.random.default_rng(seed)
+        self._action: int | None = None
+        self._left = 0
+
+    def reset(self, info: dict[str, Any] | None = None, seed: int | None = None) -> None:
+        if seed is not None:
+            self.rng = np.random.default_rng(seed)
+        self._action, self._left = None, 0
+
+    def __call__(self, obs: Any = None, info: dict[str, Any] | None = None) -> int:
+        if self._action is not None:
+            if self._left > 0:
+                self._left -= 1
+                return self._action
+            if self.sticky and self.rng.random() < self.sticky:
+                return self._action
+        self._action = int(self.rng.choice(self.num_actions, p=self.probs))
+        self._left = self.repeat - 1
+        return self._action
+
+
+def bfs_path(free: np.ndarray, start: Cell, goal: Cell) -> list[Cell] | None:
+    """Shortest 4-connected path ``[start, ..., goal]`` over cells with ``free[y, x]``, or None."""
+    height, width = free.shape
+    if start == goal:
+        return [start]
+    parent: dict[Cell, Cell | None] = {start: None}
+    queue = deque([start])
+    while queue:
+        x, y = queue.popleft()
+        for nxt in ((x + 1, y), (x - 1, y), (x, y + 1), (x, y - 1)):
+            nx, ny = nxt
+            if 0 <= nx < width and 0 <= ny < height and free[ny, nx] and nxt not in parent:
+                parent[nxt] = (x, y)
+                if nxt == goal:
+                    path = [nxt]
+                    while parent[path[-1]] is not None:
+                        path.append(parent[path[-1]])  # type: ignore[arg-type]
+                    return path[::-1]
+                queue.append(nxt)
+    return None
+
+
+def _wrap(angle: float) -> float:
+    return (angle + math.pi) % (2 * math.pi) - math.pi
+
+
+class ExplorePolicy:
+    """Scripted Memory Maze explorer: go to a random free cell along the BFS shortest path.
+
+    Each step it plans from the agent's current cell to the goal cell, aims at the centre of the
+    farthest cell of the path that lies on a straight line from the current cell (the segment stays
+    inside free cells), and turns toward it: ``turn_left``/``turn_right`` when the heading error is
+    above ``turn_deg``, ``forward_left``/``forward_right`` above ``fine_deg``, else ``forward``.
+    With probability ``noise`` the action is uniformly random instead. A new goal is drawn when the
+    goal cell is reached or when the agent has not entered a new cell for ``stuck_steps`` steps.
+
+    Needs ``info["maze_layout"]`` at reset and ``info["agent_pos"]``/``info["agent_dir"]`` every step.
+    """
+
+    def __init__(self, *, noise: float = 0.15, stuck_steps: int = 40, turn_deg: float = 35.0,
+                 fine_deg: float = 8.0, seed: int | None = None) -> None:
+        if not 0.0 <= noise <= 1.0:
+            raise ValueError(f"noise must lie in [0, 1], got {noise}")
+        self.noise, self.stuck_steps = noise, stuck_steps
+        self.turn_rad, self.fine_rad = math.radians(turn_deg), math.radians(fine_deg)
+        self.rng = np.random.default_rng(seed)
+        self.free: np.ndarray | None = None
+        self.goal: Cell | None = None
+        self.goals_reached = self.goals_abandoned = 0
+
+    # -- episode state -------------------------------------------------------------------
+    def reset(self, info: dict[str, Any] | None = None, seed: int | None = None) -> None:
+        if seed is not None:
+            self.rng = np.random.default_rng(seed)
+        if info is None or "maze_layout" not in info:
+            raise ValueError("ExplorePolicy needs info['maze_layout'] from env.reset() (Memory Maze only)")
+        self.free = np.asarray(info["maze_layout"]).astype(bool)
+        if not self.free.any():
+            raise ValueError("maze_layout has no free cell")
+        self._free_cells = [(int(x), int(y)) for y, x in zip(*np.nonzero(self.free))]
+        self.goal, self.goals_reached, self.goals_abandoned = None, 0, 0
+        self._last_cell: Cell | None = None
+        self._since_progress = 0
+
+    def cell_of(self, pos) -> Cell:
+        """The free cell the agent is in (nearest free cell if rounding puts it in a wall)."""
+        assert self.free is not None
+        height, width = self.free.shape
+        x = min(max(int(math.floor(float(pos[0]))), 0), width - 1)
+        y = min(max(int(math.floor(float(pos[1]))), 0), height - 1)
+        if self.free[y, x]:
+            return x, y
+        return min(self._free_cells, key=lambda c: (c[0] + 0.5 - pos[0]) ** 2 + (c[1] + 0.5 - pos[1]) ** 2)
+
+    def _new_goal(self, cell: Cell) -> None:
+        options = [c for c in self._free_cells if c != cell] or [cell]
+        self.goal = options[int(self.rng.integers(len(options)))]
+        self._since_progress = 0
+
+    def waypoint(self, cell: Cell) -> tuple[float, float] | None:
+        """Centre of the cell to head for (the farthest straight-line cell along the path)."""
+        assert self.free is not None and self.goal is not None
+        path = bfs_path(self.free, cell, self.goal)
+        if path is None or len(path) < 2:
+            return None
+        step = (path[1][0] - cell[0], path[1][1] - cell[1])
+        target = path[1]
+        for nxt in path[2:]:
+            if (nxt[0] - target[0], nxt[1] - target[1]) != step:
+                break
+            target = nxt
+        return target[0] + 0.5, target[1] + 0.5
+
+    # -- acting --------------------------------------------------------------------------
+    def __call__(self, obs: Any, info: dict[str, Any]) -> int:
+        if self.free is None:
+            raise RuntimeError("call reset(info) with the env's reset info first")
+        pos, direction = info["agent_pos"], info["agent_dir"]
+        cell = self.cell_of(pos)
+        if cell != self._last_cell:
+            self._last_cell, self._since_progress = cell, 0
+        else:
+            self._since_progress += 1
+        if self.goal is None:
+            self._new_goal(cell)
+        elif self._since_progress > self.stuck_steps:
+            self.goals_abandoned += 1
+            self._new_goal(cell)
+        elif cell == self.goal:
+            self.goals_reached += 1
+            self._new_goal(cell)
+        noisy = self.rng.random() < self.noise
+        random_action = int(self.rng.integers(6))  # drawn every step: noise does not shift the stream
+        if noisy:
+            return random_action
+        target = self.waypoint(cell)
+        if target is None:
+            return random_action
+        heading = math.atan2(float(direction[1]), float(direction[0]))
+        error = _wrap(math.atan2(target[1] - float(pos[1]), target[0] - float(pos[0])) - heading)
+        if abs(error) > self.turn_rad:
+            return TURN_LEFT if error > 0 else TURN_RIGHT
+        if abs(error) > self.fine_rad:
+            return FORWARD_LEFT if error > 0 else FORWARD_RIGHT
+        return FORWARD
+
+
+def make_policy(kind: str, num_actions: int, *, seed: int | None = None, **kwargs: Any):
+    """``kind`` is ``random`` or ``explore``; ``kwargs`` go to the policy's constructor."""
+    if kind == "random":
+        return RandomPolicy(num_actions, seed=seed, **kwargs)
+    if kind == "explore":
+        return ExplorePolicy(seed=seed, **kwargs)
+    raise ValueError(f"unknown policy {kind!r}; choose 'random' or 'explore'")

@@ -1,0 +1,415 @@
+"""Record episodes from real environments into rad-env HDF5 episode files, or import datasets.
+
+Recording (the default command)::
+
+    python collect/record.py --env memory-maze-9x9 --episodes 100 --policy explore \\
+        --workers 2 --seed 0 --out data/mm9
+    rad-record --env memory-maze-9x9 --episodes 100 --out data/mm9 --resume   # continue after a kill
+    python collect/record.py --env minerl-navigate --episodes 10 --steps 500 --out data/nav
+
+Each worker ``k`` writes its own shard ``<out>/w<k>/ep<seq>.h5`` (one complete file per episode,
+written atomically by :class:`rad_env.data.EpisodeWriter`). Episodes are divided among workers
+(worker ``k`` records ``episodes // K`` plus one of the remainder); episode ``i`` of worker ``k``
+uses env seed and policy seed derived from ``(--seed, k, i)``, so the same command gives the same
+data. ``<out>/record.json`` keeps the run settings; ``--resume`` checks that they match, deletes
+leftover ``*.tmp`` files (episodes in flight when a run died) and records only the missing
+episodes (``--episodes`` may be raised on resume). Without ``--resume`` an output that already holds
+data is an error.
+
+Importing existing datasets (same schema, see :mod:`collect.importers`)::
+
+    python collect/record.py import memory-maze SRC --out DIR
+    python collect/record.py import teco SRC --out DIR --frame-size 64
+    python collect/record.py import minerl SRC --out DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import queue as queue_module
+import sys
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+if not __package__:  # run as a script (python collect/record.py): make the package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+from collect.sources import SOURCE_NAMES, make_source  # noqa: E402
+from rad_env.data import EpisodeWriter  # noqa: E402
+from rad_env.data.writer import TMP_SUFFIX  # noqa: E402
+
+CONFIG_FILE = "record.json"
+#: Settings that must match on --resume (everything that changes the recorded data).
+RESUME_KEYS = ("env", "steps", "policy", "policy_kwargs", "workers", "seed", "frame_size", "minerl_env_id")
+_STEP_REPORT_EVERY = 10
+
+
+class RecordError(RuntimeError):
+    """A recording run cannot start or did not finish cleanly (message says why)."""
+
+
+@dataclass
+class RecordConfig:
+    env: str
+    out: str
+    episodes: int
+    steps: int | None = None  # None: the env's own episode length
+    policy: str = "random"
+    policy_kwargs: dict[str, Any] = field(default_factory=dict)
+    workers: int = 1
+    seed: int = 0
+    frame_size: int | None = None
+    minerl_env_id: str = "MineRLNavigate-v0"
+    resume: bool = False
+    compression_level: int = 4
+    progress: bool = True
+
+
+@dataclass
+class WorkerJob:
+    config: RecordConfig
+    worker: int
+    episodes: int  # how many complete episodes this worker's shard should hold
+    steps: int
+    env_factory: Callable[[], Any] | None = None
+
+
+def split_episodes(episodes: int, workers: int) -> list[int]:
+    """Episodes per worker: ``episodes // workers``, the first ``episodes % workers`` get one more."""
+    return [episodes // workers + (k < episodes % workers) for k in range(workers)]
+
+
+def episode_seeds(seed: int, worker: int, index: int) -> tuple[int, int]:
+    """(env seed, policy seed) of episode ``index`` of worker ``worker``."""
+    state = np.random.SeedSequence([seed, worker, index]).generate_state(2)
+    return int(state[0] % (2**31 - 1)), int(state[1])
+
+
+def worker_dir(out: str | os.PathLike, worker: int) -> Path:
+    return Path(out) / f"w{worker}"
+
+
+# -- worker --------------------------------------------------------------------------------
+def run_worker(job: WorkerJob, report: Callable[[tuple], None]) -> None:
+    """Record the missing episodes of one shard; ``report`` receives progress messages."""
+    cfg, k = job.config, job.worker
+    directory = worker_dir(cfg.out, k)
+    done = EpisodeWriter.completed_ids(directory)
+    todo = job.episodes - len(done)
+    if todo <= 0:
+        report(("done", k, None))
+        return
+    source = make_source(cfg.env, frame_size=cfg.frame_size, env_factory=job.env_factory,
+                         minerl_env_id=cfg.minerl_env_id)
+    try:
+        source.open()
+        meta = source.file_meta(seed=cfg.seed)
+        writer = EpisodeWriter(directory, meta, resume=cfg.resume, level=cfg.compression_level)
+        for name in writer.removed_partial:
+            report(("note", k, f"removed partial episode {directory / name}"))
+        policy = source.make_policy(cfg.policy, **cfg.policy_kwargs)
+        pending = [0]
+
+        def on_step(n: int) -> None:
+            pending[0] += n
+            if pending[0] >= _STEP_REPORT_EVERY:
+                report(("steps", k, pending[0]))
+                pending[0] = 0
+
+        for _ in range(todo):
+            index = writer.next_id
+            env_seed, policy_seed = episode_seeds(cfg.seed, k, index)
+            start = time.perf_counter()
+            episode = source.record(policy, job.steps, env_seed, policy_seed=policy_seed, on_step=on_step)
+            seconds = time.perf_counter() - start
+            path = writer.write(episode)
+            if pending[0]:
+                report(("steps", k, pending[0]))
+                pending[0] = 0
+            report(("episode", k, {"file": str(path), "steps": episode.length, "seconds": seconds,
+                                   "bytes": path.stat().st_size, "seed": env_seed,
+                                   "short": episode.length < job.steps}))
+    finally:
+        source.close()
+    report(("done", k, None))
+
+
+def _process_entry(job: WorkerJob, queue) -> None:
+    try:
+        run_worker(job, queue.put)
+    except BaseException:  # report everything, including KeyboardInterrupt, then exit non-zero
+        queue.put(("error", job.worker, traceback.format_exc()))
+        queue.put(("done", job.worker, None))
+        raise SystemExit(1)
+
+
+# -- driver ---------------------------------------------------------------------------------
+def _existing_files(out: Path) -> tuple[list[Path], list[Path]]:
+    complete = sorted(out.glob("w*/ep*.h5"))
+    partial = sorted(out.glob("w*/*" + TMP_SUFFIX))
+    return complete, partial
+
+
+def _saved_settings(cfg: RecordConfig) -> dict[str, Any]:
+    data = asdict(cfg)
+    return {key: data[key] for key in RESUME_KEYS}
+
+
+def _check_output(cfg: RecordConfig) -> list[str]:
+    out = Path(cfg.out)
+    notes: list[str] = []
+    if out.exists() and not out.is_dir():
+        raise RecordError(f"--out {out} exists and is not a directory")
+    complete, partial = _existing_files(out) if out.is_dir() else ([], [])
+    config_path = out / CONFIG_FILE
+    if not cfg.resume:
+        if complete or partial or config_path.exists():
+            raise RecordError(f"{out} already holds recorded data ({len(complete)} episode file(s), "
+                              f"{len(partial)} partial); pass --resume to continue that run or choose an empty --out")
+        return notes
+    if config_path.exists():
+        saved = json.loads(config_path.read_text()).get("settings", {})
+        now = _saved_settings(cfg)
+        differ = [f"{key}: {saved.get(key)!r} -> {now[key]!r}" for key in RESUME_KEYS if saved.get(key) != now[key]]
+        if differ:
+            raise RecordError(f"--resume: settings differ from the run recorded in {config_path} "
+                              f"({'; '.join(differ)}); use the same settings or another --out")
+    elif complete:
+        notes.append(f"{config_path} missing: cannot check that --resume uses the original settings")
+    extra = [p for p in complete if not p.parent.name[1:].isdigit() or int(p.parent.name[1:]) >= cfg.workers]
+    if extra:
+        raise RecordError(f"--resume: {extra[0]} belongs to a worker >= --workers {cfg.workers}")
+    for path in partial:  # episodes in flight when the earlier run died
+        path.unlink()
+        notes.append(f"removed partial episode {path}")
+    return notes
+
+
+def _write_config(cfg: RecordConfig, summary: dict[str, Any] | None = None) -> None:
+    path = Path(cfg.out) / CONFIG_FILE
+    data = json.loads(path.read_text()) if path.exists() else {}
+    data["settings"] = _saved_settings(cfg)
+    data["episodes"] = max(cfg.episodes, int(data.get("episodes", 0)))
+    if summary is not None:
+        data.setdefault("runs", []).append(summary)
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
+
+
+def _disk_bytes(out: Path) -> int:
+    return sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+
+
+def record(cfg: RecordConfig, *, env_factory: Callable[[], Any] | None = None) -> dict[str, Any]:
+    """Run a recording; returns the summary dict (also printed by :func:`main`).
+
+    ``env_factory`` (MineRL source only) builds the env; with ``workers > 1`` it must be picklable.
+    Raises :class:`RecordError` when the output or settings are unusable.
+    """
+    if cfg.episodes < 1:
+        raise RecordError(f"--episodes must be >= 1, got {cfg.episodes}")
+    if cfg.workers < 1:
+        raise RecordError(f"--workers must be >= 1, got {cfg.workers}")
+    if cfg.seed < 0:
+        raise RecordError(f"--seed must be >= 0, got {cfg.seed}")
+    try:  # validate source/policy names early, in this process (no env is started)
+        source = make_source(cfg.env, frame_size=cfg.frame_size, env_factory=env_factory,
+                             minerl_env_id=cfg.minerl_env_id)
+    except (ValueError, ImportError) as exc:
+        raise RecordError(str(exc)) from exc
+    if cfg.policy not in source.policies:
+        raise RecordError(f"policy {cfg.policy!r} is not available for {cfg.env}; choose {', '.join(source.policies)}")
+    steps = cfg.steps if cfg.steps is not None else source.default_steps
+    if steps < 1:
+        raise RecordError(f"--steps must be >= 1, got {steps}")
+    cfg.steps = steps
+    notes = _check_output(cfg)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_config(cfg)
+
+    shares = split_episodes(cfg.episodes, cfg.workers)
+    jobs = []
+    for k, share in enumerate(shares):
+        have = len(EpisodeWriter.completed_ids(worker_dir(out, k)))
+        if share - have > 0:
+            jobs.append(WorkerJob(cfg, k, share, steps, env_factory))
+    todo_episodes = sum(job.episodes - len(EpisodeWriter.completed_ids(worker_dir(out, job.worker))) for job in jobs)
+
+    problems: list[str] = []
+    episodes: list[dict[str, Any]] = []
+    busy_seconds = [0.0] * cfg.workers
+    bar = None
+    if cfg.progress and todo_episodes:
+        from tqdm import tqdm
+
+        bar = tqdm(total=todo_episodes * steps, unit="step", desc=f"{cfg.env} x{len(jobs)} workers",
+                   dynamic_ncols=True, file=sys.stderr)
+    finished: set[int] = set()
+
+    def handle(message: tuple) -> None:
+        kind, k, payload = message
+        if kind == "steps":
+            if bar is not None:
+                bar.update(payload)
+        elif kind == "episode":
+            episodes.append(payload)
+            busy_seconds[k] += payload["seconds"]
+            if bar is not None and payload["steps"] < steps:
+                bar.total -= steps - payload["steps"]
+                bar.refresh()
+            if payload["short"]:
+                notes.append(f"{payload['file']}: ended after {payload['steps']} < {steps} steps (env episode end)")
+        elif kind == "note":
+            notes.append(f"w{k}: {payload}")
+        elif kind == "error":
+            problems.append(f"worker {k} failed:\n{payload}")
+        elif kind == "done":
+            finished.add(k)
+
+    start = time.perf_counter()
+    if len(jobs) == 1 and cfg.workers == 1:
+        try:
+            run_worker(jobs[0], handle)
+        except Exception:
+            problems.append(f"worker 0 failed:\n{traceback.format_exc()}")
+    elif jobs:
+        ctx = mp.get_context("spawn")
+        messages = ctx.Queue()
+        procs = {job.worker: ctx.Process(target=_process_entry, args=(job, messages), name=f"record-w{job.worker}")
+                 for job in jobs}
+        for proc in procs.values():
+            proc.start()
+        try:
+            idle_polls = 0
+            while len(finished) < len(procs):
+                try:
+                    handle(messages.get(timeout=0.5))
+                    idle_polls = 0
+                except queue_module.Empty:
+                    idle_polls += 1
+                    for k, proc in procs.items():
+                        if k not in finished and not proc.is_alive() and idle_polls >= 2:
+                            problems.append(f"worker {k} died (exit code {proc.exitcode}) without reporting")
+                            finished.add(k)
+        except KeyboardInterrupt:
+            for proc in procs.values():
+                proc.terminate()
+            raise
+        finally:
+            for proc in procs.values():
+                proc.join(timeout=30)
+    seconds = time.perf_counter() - start
+    if bar is not None:
+        bar.close()
+
+    new_steps = sum(e["steps"] for e in episodes)
+    new_bytes = sum(e["bytes"] for e in episodes)
+    new_frames = sum(e["steps"] + 1 for e in episodes)
+    on_disk = sum(len(EpisodeWriter.completed_ids(worker_dir(out, k))) for k in range(cfg.workers))
+    summary = {
+        "env": cfg.env, "out": str(out), "policy": cfg.policy, "workers": cfg.workers,
+        "episodes_recorded": len(episodes), "episodes_on_disk": on_disk, "episodes_requested": cfg.episodes,
+        "steps": new_steps, "seconds": round(seconds, 3),
+        "steps_per_s": round(new_steps / seconds, 2) if seconds > 0 and new_steps else 0.0,
+        "steps_per_s_per_worker": round(new_steps / sum(busy_seconds), 2) if sum(busy_seconds) > 0 else 0.0,
+        "bytes_on_disk": _disk_bytes(out),
+        "bytes_per_1000_frames": round(1000 * new_bytes / new_frames) if new_frames else None,
+        "notes": notes, "problems": problems,
+    }
+    if on_disk < cfg.episodes and not problems:
+        problems.append(f"only {on_disk} of {cfg.episodes} episodes on disk")
+    _write_config(cfg, {k: v for k, v in summary.items() if k not in ("notes",)})
+    return summary
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    per_k = summary["bytes_per_1000_frames"]
+    lines = [
+        f"recorded {summary['episodes_recorded']} episode(s), {summary['steps']} steps in {summary['seconds']:.1f} s "
+        f"({summary['steps_per_s']:.1f} steps/s overall, {summary['steps_per_s_per_worker']:.1f} steps/s per worker "
+        f"while recording, {summary['workers']} worker(s))",
+        f"{summary['episodes_on_disk']}/{summary['episodes_requested']} episodes in {summary['out']}: "
+        f"{summary['bytes_on_disk'] / 1e6:.2f} MB on disk"
+        + (f", {per_k / 1e6:.2f} MB per 1000 frames" if per_k else ""),
+    ]
+    lines += [f"note: {n}" for n in summary["notes"]]
+    lines += [f"PROBLEM: {p}" for p in summary["problems"]]
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="record.py",
+        description="Record episodes from a real env into rad-env HDF5 files "
+                    "(see also: 'record.py import {memory-maze,teco,minerl} SRC --out DIR --help').",
+        epilog="Import existing datasets instead: record.py import memory-maze|teco|minerl SRC --out DIR")
+    parser.add_argument("--env", required=True, choices=SOURCE_NAMES, help="source to record")
+    parser.add_argument("--episodes", type=int, required=True, help="total episodes (over all workers)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="steps per episode (default: the env's own length, e.g. 1000 for memory-maze-9x9, "
+                             "6000 for minerl-navigate)")
+    parser.add_argument("--policy", default="random", choices=("random", "explore"),
+                        help="random (default): uniform actions; explore: BFS walks to random maze cells "
+                             "with action noise (Memory Maze only)")
+    parser.add_argument("--noise", type=float, default=0.15, help="explore: probability of a random action (%(default)s)")
+    parser.add_argument("--stuck-steps", type=int, default=40, help="explore: new goal after this many steps "
+                                                                     "without entering a new cell (%(default)s)")
+    parser.add_argument("--action-repeat", type=int, default=1, help="random: hold each action this many steps (%(default)s)")
+    parser.add_argument("--sticky", type=float, default=0.0, help="random: probability of repeating the last action (%(default)s)")
+    parser.add_argument("--workers", type=int, default=1, help="parallel worker processes, shards <out>/w<k>/ (%(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="base seed; episode seeds derive from (seed, worker, index) (%(default)s)")
+    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument("--resume", action="store_true", help="continue a killed or shorter run in --out")
+    parser.add_argument("--frame-size", type=int, default=None,
+                        help="square frame size (Memory Maze renders at it; MineRL pov is resized); default 64")
+    parser.add_argument("--minerl-env-id", default="MineRLNavigate-v0", help="gym id for minerl-navigate (%(default)s)")
+    parser.add_argument("--compression-level", type=int, default=4, help="gzip level of obs chunks (%(default)s)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> RecordConfig:
+    if args.policy == "explore":
+        policy_kwargs = {"noise": args.noise, "stuck_steps": args.stuck_steps}
+    else:
+        policy_kwargs = {"repeat": args.action_repeat, "sticky": args.sticky}
+    return RecordConfig(env=args.env, out=args.out, episodes=args.episodes, steps=args.steps, policy=args.policy,
+                        policy_kwargs=policy_kwargs, workers=args.workers, seed=args.seed,
+                        frame_size=args.frame_size, minerl_env_id=args.minerl_env_id, resume=args.resume,
+                        compression_level=args.compression_level, progress=not args.no_progress)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point (``rad-record``); returns the exit status (0 ok, 1 problems, 2 usage error)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "import":
+        from collect.importers import main as import_main
+
+        return import_main(argv[1:])
+    if argv and argv[0] == "record":
+        argv = argv[1:]
+    args = build_parser().parse_args(argv)
+    try:
+        summary = record(config_from_args(args))
+    except RecordError as exc:
+        print(f"record.py: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"record.py: interrupted; completed episodes are kept, continue with --resume", file=sys.stderr)
+        return 130
+    print(format_summary(summary))
+    return 1 if summary["problems"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Agents for the dream: PPO training and evaluation, baselines, an interactive player."""

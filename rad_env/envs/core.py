@@ -21,6 +21,10 @@ def load_dream_model(checkpoint, spec: DreamSpec, device: torch.device):
             raise CheckpointError(f"no checkpoint is shipped for the {spec.action_set!r} dream env; pass "
                                   "checkpoint=PATH (train one with `python -m rad_env.train`)")
         checkpoint = default_assets_dir() / spec.default_checkpoint
+        if not checkpoint.exists():
+            raise CheckpointError(f"the shipped default checkpoint {checkpoint} is missing from this installation; "
+                                  "pass checkpoint=PATH (train one with `python -m rad_env.train --data DATA "
+                                  "--preset tiny --out runs/tiny`, then use runs/tiny/model.pt)")
     if isinstance(checkpoint, (str, os.PathLike)):
         model, ckpt = load_world_model(checkpoint, device=device)
     else:
@@ -55,6 +59,10 @@ class DreamCore:
         self.frame_shape = (size, size, 3)
         if tuple(starts.frames.shape[2:]) != self.frame_shape:
             raise ValueError(f"start frames are {starts.frames.shape[2:]}, the model makes {self.frame_shape}")
+        if starts.prev_actions.size and (starts.prev_actions.min() < -1 or starts.prev_actions.max() > self.num_actions):
+            raise ValueError(f"start frames ({starts.source}) have previous actions outside [0, {self.num_actions}] "
+                             f"(found {int(starts.prev_actions.min())}..{int(starts.prev_actions.max())}): were "
+                             "they recorded with another action set than the checkpoint's?")
         self.reward_threshold = reward_threshold
         self.termination_threshold = termination_threshold
         self.state = model.init_state(num_envs, device=self.device)
@@ -100,6 +108,9 @@ class DreamCore:
             action_t, self.state, steps=self.sampling_steps, generators=self.generators)
         self.frames = frames.cpu().numpy()
         self.steps += 1
-        rewards = reward.float().cpu().numpy().astype(np.float32)
+        # The head predicts the reward's sign class (-1/0/+1); its expected value is thresholded so
+        # the dream pays out whole rewards like the real env (Memory Maze: 0 or 1 per step).
+        expected = reward.float().cpu().numpy()
+        rewards = (np.sign(expected) * (np.abs(expected) >= self.reward_threshold)).astype(np.float32)
         terminated = term_prob.float().cpu().numpy() > self.termination_threshold
         return self.frames.copy(), rewards, terminated

@@ -1,0 +1,185 @@
+"""Pieces shared by the agent scripts: dream and real envs, policies, evaluation, videos."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode
+
+from rad_env.envs.core import DreamCore
+from rad_env.envs.dream import DreamEnv, build_core
+from rad_env.envs.specs import MEMORY_MAZE_SPEC, DreamSpec
+
+#: Steps of a full real Memory Maze 9x9 episode.
+REAL_EPISODE_STEPS = MEMORY_MAZE_SPEC.max_episode_steps
+
+
+# ---------------------------------------------------------------------------------------------
+# Environments
+
+
+def load_dream(checkpoint: str | None, context: Any, num_envs: int, device: str = "auto",
+               sampling_steps: int | None = None, spec: DreamSpec = MEMORY_MAZE_SPEC) -> DreamCore:
+    """Load the world model once; :func:`share_core` makes more batches from the same weights."""
+    return build_core(spec, num_envs, checkpoint, device, sampling_steps, context)
+
+
+def share_core(core: DreamCore, num_envs: int) -> DreamCore:
+    """A new batch of ``num_envs`` dream episodes that reuses ``core``'s model and start frames."""
+    return DreamCore(core.model, core.starts, num_envs, sampling_steps=core.sampling_steps, device=core.device,
+                     reward_threshold=core.reward_threshold, termination_threshold=core.termination_threshold)
+
+
+def dream_vec_env(core: DreamCore, max_episode_steps: int | None = None, spec: DreamSpec = MEMORY_MAZE_SPEC):
+    """An SB3 VecEnv (with episode statistics) over ``core``'s batch: one model call per step for all."""
+    from stable_baselines3.common.vec_env import VecMonitor
+
+    from rad_env.envs.sb3 import DreamSB3VecEnv
+    from rad_env.envs.vector import DreamVectorEnv
+
+    vector = DreamVectorEnv(core.num_envs, spec, core=core, max_episode_steps=max_episode_steps,
+                            autoreset_mode=AutoresetMode.SAME_STEP)
+    return VecMonitor(DreamSB3VecEnv(core.num_envs, vector_env=vector))
+
+
+def dream_env(core: DreamCore, max_episode_steps: int | None = None, spec: DreamSpec = MEMORY_MAZE_SPEC) -> gym.Env:
+    """A single dream env (batch 1) sharing ``core``'s model, with the episode time limit."""
+    env = DreamEnv(spec, core=share_core(core, 1))
+    return gym.wrappers.TimeLimit(env, max_episode_steps or spec.max_episode_steps)
+
+
+def real_env(max_steps: int | None = None, size: int = 9) -> gym.Env:
+    """The real Memory Maze (Gymnasium API), cut to ``max_steps`` if that is shorter than the task."""
+    from rad_env.envs.memory_maze import MemoryMazeEnv
+
+    env: gym.Env = MemoryMazeEnv(size)
+    if max_steps is not None and max_steps < env.unwrapped.max_steps:
+        env = gym.wrappers.TimeLimit(env, max_steps)
+    return env
+
+
+def real_vec_env(num_envs: int, max_steps: int | None = None, subprocess: bool = False):
+    """``num_envs`` real Memory Mazes as an SB3 VecEnv (each with a Monitor for episode statistics)."""
+    from stable_baselines3.common.monitor import Monitor
+    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
+
+    def make() -> gym.Env:
+        return Monitor(real_env(max_steps))
+
+    makers = [make for _ in range(num_envs)]
+    return SubprocVecEnv(makers) if subprocess and num_envs > 1 else DummyVecEnv(makers)
+
+
+# ---------------------------------------------------------------------------------------------
+# Policies
+
+
+class RandomAgent:
+    """Uniformly random actions, with SB3's ``predict`` interface (a baseline)."""
+
+    def __init__(self, num_actions: int, seed: int | None = None) -> None:
+        self.num_actions = num_actions
+        self.rng = np.random.default_rng(seed)
+
+    def predict(self, observation, state=None, episode_start=None, deterministic: bool = False):
+        obs = np.asarray(observation)
+        if obs.ndim == 4:  # a batch of images
+            return self.rng.integers(0, self.num_actions, len(obs)), state
+        return np.asarray(self.rng.integers(0, self.num_actions)), state
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation
+
+
+@dataclass
+class EvalResult:
+    policy: str
+    env: str
+    episodes: int
+    mean_return: float
+    std_return: float
+    mean_length: float
+    std_length: float
+    max_steps: int
+    seconds: float
+    steps_per_s: float
+    returns: list[float] = field(default_factory=list)
+    lengths: list[int] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def evaluate(agent, venv, episodes: int, *, policy: str, env: str, max_steps: int, seed: int = 0,
+             deterministic: bool = False) -> EvalResult:
+    """Run ``episodes`` episodes of ``agent`` in ``venv`` (SB3 ``evaluate_policy``) and summarise."""
+    from stable_baselines3.common.evaluation import evaluate_policy
+
+    venv.seed(seed)
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*Monitor.*")
+        returns, lengths = evaluate_policy(agent, venv, n_eval_episodes=episodes, deterministic=deterministic,
+                                           return_episode_rewards=True, warn=False)
+    seconds = time.perf_counter() - start
+    returns_a, lengths_a = np.asarray(returns, float), np.asarray(lengths, float)
+    return EvalResult(policy=policy, env=env, episodes=len(returns), mean_return=float(returns_a.mean()),
+                      std_return=float(returns_a.std()), mean_length=float(lengths_a.mean()),
+                      std_length=float(lengths_a.std()), max_steps=max_steps, seconds=seconds,
+                      steps_per_s=float(lengths_a.sum() / max(seconds, 1e-9)),
+                      returns=[float(r) for r in returns], lengths=[int(n) for n in lengths])
+
+
+def format_results(results: list[EvalResult]) -> str:
+    """A plain-text table of evaluation results."""
+    header = f"{'policy':<10}{'env':<8}{'episodes':>9}{'return mean':>13}{'± std':>9}{'length mean':>13}" \
+             f"{'± std':>9}{'max steps':>11}{'env steps/s':>13}"
+    lines = [header, "-" * len(header)]
+    for r in results:
+        lines.append(f"{r.policy:<10}{r.env:<8}{r.episodes:>9}{r.mean_return:>13.3f}{r.std_return:>9.3f}"
+                     f"{r.mean_length:>13.1f}{r.std_length:>9.1f}{r.max_steps:>11}{r.steps_per_s:>13.1f}")
+    return "\n".join(lines)
+
+
+def record_episode(agent, env: gym.Env, seed: int, deterministic: bool = False,
+                   max_steps: int | None = None) -> tuple[np.ndarray, float]:
+    """Frames ``(T + 1, H, W, 3)`` and return of one episode of ``agent`` in ``env``."""
+    obs, _ = env.reset(seed=seed)
+    frames, total = [obs], 0.0
+    while max_steps is None or len(frames) <= max_steps:
+        action, _ = agent.predict(obs, deterministic=deterministic)
+        obs, reward, terminated, truncated, _ = env.step(int(np.asarray(action).reshape(())))
+        frames.append(obs)
+        total += float(reward)
+        if terminated or truncated:
+            break
+    return np.stack(frames), total
+
+
+def pad_to(frames: np.ndarray, length: int) -> np.ndarray:
+    """Repeat the last frame so that ``frames`` has ``length`` frames (videos of unequal episodes)."""
+    if len(frames) >= length:
+        return frames[:length]
+    return np.concatenate([frames, np.repeat(frames[-1:], length - len(frames), axis=0)])
+
+
+def write_comparison_video(path: Path, real: np.ndarray | None, dream: np.ndarray | None, fps: int = 8) -> Path:
+    """real | dream side by side (shorter episode padded with its last frame), or just the one given."""
+    from rad_env.demo import write_video
+    from rad_env.evaluate import write_side_by_side
+
+    if real is not None and dream is not None:
+        length = max(len(real), len(dream))
+        return write_side_by_side(Path(path), pad_to(real, length), pad_to(dream, length), fps=fps)
+    frames = real if real is not None else dream
+    if frames is None:
+        raise ValueError("nothing to write: no real and no dream frames")
+    return write_video(path, frames, fps=fps)
+

@@ -1,0 +1,226 @@
+"""Play the dream yourself, or drive it with a scripted list of actions and get a video.
+
+    python -m agents.play                                   # a window (needs pygame and a display)
+    python -m agents.play --actions "1,1,1,2,2,1,1,3" --out play.mp4   # headless, scripted
+    python -m agents.play --actions-file actions.txt --headless
+
+Keys (window): up = forward, left/right = turn, up+left / up+right = forward while turning,
+space = wait (noop), r = new episode, escape or q = quit. The dream advances ``--fps`` times per
+second whether or not a key is held (like the real Memory Maze); ``--turn-based`` waits for a key.
+
+Memory Maze action ids: 0 noop, 1 forward, 2 left, 3 right, 4 forward+left, 5 forward+right.
+Without a display (or with ``--actions``/``--actions-file``/``--headless``) the actions are replayed
+and ``--out`` gets ``len(actions) + 1`` frames (the first observation, then one per action; when an
+episode ends the env resets and the next action continues the new episode).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rad_env.envs.specs import ENV_SPECS
+
+
+def parse_actions(text: str) -> list[int]:
+    """Action ids separated by commas/whitespace; ``#`` starts a comment; ``3x1`` repeats 1 three times."""
+    actions: list[int] = []
+    for line in text.splitlines():
+        line = line.split("#", 1)[0]
+        for token in re.split(r"[,\s]+", line.strip()):
+            if not token:
+                continue
+            match = re.fullmatch(r"(?:(\d+)[x*])?(-?\d+)", token)
+            if not match:
+                raise ValueError(f"bad action {token!r}: expected an integer id (or NxID to repeat)")
+            repeat = int(match.group(1) or 1)
+            actions += [int(match.group(2))] * repeat
+    return actions
+
+
+def has_display() -> bool:
+    if sys.platform in ("win32", "darwin"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def keys_to_action(held: set[str], num_actions: int) -> int:
+    up, left, right = "up" in held, "left" in held, "right" in held
+    if left and right:
+        left = right = False
+    if up and left:
+        return 4 if num_actions >= 6 else 1
+    if up and right:
+        return 5 if num_actions >= 6 else 1
+    if up:
+        return 1
+    if left:
+        return 2
+    if right:
+        return 3
+    return 0
+
+
+def run_scripted(env, actions: list[int], seed: int) -> tuple[list[np.ndarray], dict[str, Any]]:
+    n = int(env.action_space.n)
+    bad = [a for a in actions if not 0 <= a < n]
+    if bad:
+        raise ValueError(f"actions must be ids in [0, {n}), got {sorted(set(bad))}")
+    obs, _ = env.reset(seed=seed)
+    frames, total, resets = [obs], 0.0, 0
+    start = time.perf_counter()
+    for action in actions:
+        obs, reward, terminated, truncated, _ = env.step(action)
+        frames.append(obs)
+        total += float(reward)
+        if terminated or truncated:
+            resets += 1
+            obs, _ = env.reset()
+    seconds = time.perf_counter() - start
+    return frames, {"steps": len(actions), "total_reward": total, "episodes_ended": resets,
+                    "steps_per_s": len(actions) / max(seconds, 1e-9)}
+
+
+def run_interactive(env, seed: int, fps: float, turn_based: bool, max_steps: int) -> tuple[list[np.ndarray], dict[str, Any]]:
+    from rad_env.envs.viewer import FrameViewer
+
+    viewer = FrameViewer(title="RAD dream (arrows: move, r: reset, q: quit)")
+    n = int(env.action_space.n)
+    obs, _ = env.reset(seed=seed)
+    frames, total, resets, steps = [obs], 0.0, 0, 0
+    try:
+        viewer.show(obs)
+        pygame = viewer.pygame
+        while max_steps <= 0 or steps < max_steps:
+            tick = time.perf_counter()
+            pressed = viewer.pressed_keys()
+            if pressed & {"escape", "q"}:
+                break
+            if "r" in pressed:
+                obs, _ = env.reset()
+                frames.append(obs)
+                viewer.show(obs)
+                continue
+            state = pygame.key.get_pressed()
+            held = {name for name, key in (("up", pygame.K_UP), ("left", pygame.K_LEFT), ("right", pygame.K_RIGHT))
+                    if state[key]}
+            held |= pressed & {"up", "left", "right"}
+            if turn_based and not (held or "space" in pressed):
+                time.sleep(0.01)
+                continue
+            action = keys_to_action(held, n)
+            obs, reward, terminated, truncated, _ = env.step(action)
+            steps += 1
+            total += float(reward)
+            frames.append(obs)
+            viewer.show(obs)
+            if reward:
+                print(f"step {steps}: reward {reward:+.2f} (total {total:.2f})")
+            if terminated or truncated:
+                resets += 1
+                print(f"episode ended after step {steps}; new episode")
+                obs, _ = env.reset()
+            if not turn_based:
+                time.sleep(max(0.0, 1.0 / fps - (time.perf_counter() - tick)))
+    finally:
+        viewer.close()
+    return frames, {"steps": steps, "total_reward": total, "episodes_ended": resets}
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    p = argparse.ArgumentParser(prog="python -m agents.play", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--env", default="RAD-MemoryMaze-v0", choices=sorted(ENV_SPECS))
+    p.add_argument("--checkpoint", default=None, help="RAD checkpoint (default: the shipped model)")
+    p.add_argument("--context", default=None, help="episodes the dream starts from (default: shipped)")
+    p.add_argument("--actions", default=None, help='scripted action ids, e.g. "1,1,2,3" or "5x1 2 2"')
+    p.add_argument("--actions-file", default=None, help="a text file of action ids")
+    p.add_argument("--steps", type=int, default=100,
+                   help="headless without actions: this many random actions; window: stop after this many (0: no limit)")
+    p.add_argument("--headless", action="store_true", help="never open a window")
+    p.add_argument("--turn-based", action="store_true", help="window: step only when a key is pressed")
+    p.add_argument("--out", default=None, help="video path (default: play.mp4 headless, none interactive)")
+    p.add_argument("--fps", type=float, default=4.0, help="window: steps per second; also the video's fps")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--sampling-steps", type=int, default=None)
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: half the cores, -1: torch's default)")
+    args = p.parse_args(argv)
+    if args.actions is not None and args.actions_file is not None:
+        p.error("give --actions or --actions-file, not both")
+    if args.fps <= 0:
+        p.error("--fps must be > 0")
+
+    actions: list[int] | None = None
+    try:
+        if args.actions is not None:
+            actions = parse_actions(args.actions)
+        elif args.actions_file is not None:
+            actions = parse_actions(Path(args.actions_file).read_text())
+    except (OSError, ValueError) as exc:
+        p.error(str(exc))
+    if actions is not None and not actions:
+        p.error("the action list is empty")
+
+    interactive = actions is None and not args.headless and has_display()
+    if interactive:
+        try:
+            import pygame  # noqa: F401
+        except ImportError:
+            print("pygame is not installed (pip install pygame): running headless with random actions",
+                  file=sys.stderr)
+            interactive = False
+
+    import gymnasium as gym
+
+    import rad_env  # noqa: F401 - registers the env ids
+    from rad_env.checkpoint import CheckpointError
+    from rad_env.demo import TRAIN_HINT, set_cpu_threads, write_video
+
+    set_cpu_threads(args.threads)
+
+    try:
+        env = gym.make(args.env, checkpoint=args.checkpoint, context=args.context, device=args.device,
+                       sampling_steps=args.sampling_steps)
+    except (CheckpointError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        if args.checkpoint is None and "rad_env.train" not in str(exc):
+            print(TRAIN_HINT, file=sys.stderr)
+        raise SystemExit(2) from exc
+    try:
+        if interactive:
+            frames, stats = run_interactive(env, args.seed, args.fps, args.turn_based, args.steps)
+        else:
+            if actions is None:
+                if args.steps < 1:
+                    p.error("--steps must be >= 1 to play headless without --actions")
+                from rad_env.demo import scripted_actions
+
+                actions = scripted_actions(args.steps, int(env.action_space.n), args.seed).tolist()
+                print(f"no display or action list: playing {len(actions)} scripted actions")
+            frames, stats = run_scripted(env, actions, args.seed)
+    except ValueError as exc:
+        p.error(str(exc))
+    finally:
+        env.close()
+
+    out = args.out or (None if interactive else "play.mp4")
+    if out:
+        stats["video"] = str(write_video(out, frames, fps=max(1, int(round(args.fps)))))
+    stats["frames"] = len(frames)
+    rate = f" at {stats['steps_per_s']:.1f} steps/s" if "steps_per_s" in stats else ""
+    print(f"{stats['steps']} steps{rate}, total reward {stats['total_reward']:.3f}, "
+          f"episodes ended {stats['episodes_ended']}" + (f"; video: {stats['video']} ({len(frames)} frames)"
+                                                          if out else ""))
+    return stats
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,158 @@
+"""Drive the dream Memory Maze for ~100 steps and write a video: the first thing to run after install.
+
+    python -m rad_env.demo                                     # the shipped tiny model
+    python -m rad_env.demo --checkpoint runs/tiny/model.pt --context data/mm9 --out demo.mp4
+
+Prints the dream's speed (steps/s) and the total reward, and writes ``dream_demo.mp4``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .envs.context import default_assets_dir
+from .envs.specs import ENV_SPECS
+
+TRAIN_HINT = ("Train one: record episodes with `python -m collect.record` (see README), then\n"
+              "  python -m rad_env.train --data DATA --preset tiny --out runs/tiny\n"
+              "and run the demo with `--checkpoint runs/tiny/model.pt --context DATA`.")
+
+
+def set_cpu_threads(threads: int = 0) -> int:
+    """Set torch's CPU threads: ``n > 0`` exactly, ``0`` half the CPU cores (at least 1), ``-1`` torch's
+    default. More threads than free cores makes torch's thread pool spin: on a busy 2-core machine a small
+    model runs ~10x slower with 2 threads than with 1. Returns the number in use."""
+    import os
+
+    import torch
+
+    if threads == 0:
+        threads = max(1, min(torch.get_num_threads(), (os.cpu_count() or 2) // 2))
+    if threads > 0:
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
+
+
+def write_video(path: str | Path, frames: Sequence[np.ndarray] | np.ndarray, fps: int = 8, size: int = 256) -> Path:
+    """Write uint8 frames (T, H, W, 3) as an mp4, scaled up to about ``size`` pixels high.
+
+    Falls back to a gif (same name, ``.gif``) if no ffmpeg backend is available. Returns the path written.
+    """
+    import imageio.v3 as iio
+
+    path = Path(path)
+    video = np.asarray(frames, dtype=np.uint8)
+    if video.ndim != 4 or video.shape[-1] != 3 or len(video) == 0:
+        raise ValueError(f"frames must be a non-empty uint8 (T, H, W, 3) sequence, got {video.shape}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scale = max(1, size // video.shape[1])
+    video = video.repeat(scale, axis=1).repeat(scale, axis=2)
+    try:
+        iio.imwrite(path, video, fps=fps, codec="libx264", macro_block_size=1)
+    except Exception:  # noqa: BLE001 - no ffmpeg backend: write a gif instead
+        path = path.with_suffix(".gif")
+        iio.imwrite(path, video, duration=1000 / fps, loop=0)
+    return path
+
+
+def scripted_actions(steps: int, num_actions: int, seed: int = 0) -> np.ndarray:
+    """A wandering walk: runs of forward moves broken by short turns (random, seeded)."""
+    rng = np.random.default_rng(seed)
+    actions: list[int] = []
+    while len(actions) < steps:
+        actions += [1] * int(rng.integers(3, 9))  # forward
+        turn = int(rng.choice([2, 3]))  # left / right
+        actions += [turn] * int(rng.integers(1, 5))
+        if num_actions >= 6 and rng.random() < 0.5:
+            actions += [int(rng.choice([4, 5]))] * int(rng.integers(1, 4))  # forward + turn
+    return np.asarray(actions[:steps], dtype=np.int64)
+
+
+def missing_default_message(env_id: str) -> str | None:
+    """A message saying how to get a checkpoint if ``env_id``'s shipped default is not installed."""
+    spec = ENV_SPECS[env_id]
+    if spec.default_checkpoint is None:
+        return f"{env_id} ships no default checkpoint: pass --checkpoint PATH and --context EPISODES.\n{TRAIN_HINT}"
+    path = default_assets_dir() / spec.default_checkpoint
+    if not path.exists():
+        return f"the shipped default checkpoint {path} is missing from this installation.\n{TRAIN_HINT}"
+    return None
+
+
+def run_demo(checkpoint: str | None = None, context: str | None = None, *, env_id: str = "RAD-MemoryMaze-v0",
+             steps: int = 100, out: str | Path = "dream_demo.mp4", seed: int = 0, device: str = "auto",
+             sampling_steps: int | None = None, fps: int = 8) -> dict[str, Any]:
+    import gymnasium as gym
+
+    import rad_env  # noqa: F401 - registers the env ids
+
+    t0 = time.perf_counter()
+    env = gym.make(env_id, checkpoint=checkpoint, context=context, device=device, sampling_steps=sampling_steps)
+    load_s = time.perf_counter() - t0
+    try:
+        obs, _ = env.reset(seed=seed)
+        actions = scripted_actions(steps, int(env.action_space.n), seed)
+        frames = [obs]
+        total_reward, episodes_ended = 0.0, 0
+        t1 = time.perf_counter()
+        for action in actions:
+            obs, reward, terminated, truncated, _ = env.step(int(action))
+            frames.append(obs)
+            total_reward += float(reward)
+            if terminated or truncated:
+                episodes_ended += 1
+                obs, _ = env.reset()
+        step_s = time.perf_counter() - t1
+    finally:
+        env.close()
+    video = write_video(out, frames, fps=fps)
+    return {"steps": int(steps), "steps_per_s": steps / max(step_s, 1e-9), "total_reward": total_reward,
+            "episodes_ended": episodes_ended, "load_s": load_s, "video": str(video), "frames": len(frames)}
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(prog="python -m rad_env.demo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", default=None, help="RAD checkpoint (default: the shipped tiny model)")
+    parser.add_argument("--context", default=None, help="episodes the dream starts from (default: shipped)")
+    parser.add_argument("--env", default="RAD-MemoryMaze-v0", choices=sorted(ENV_SPECS))
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--out", default="dream_demo.mp4")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda:0, ...")
+    parser.add_argument("--sampling-steps", type=int, default=None, help="Euler steps per frame (default: model's)")
+    parser.add_argument("--fps", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch CPU threads (0: half the cores, -1: torch's default)")
+    args = parser.parse_args(argv)
+    if args.steps < 1:
+        parser.error("--steps must be >= 1")
+    message = None
+    if args.checkpoint is None:
+        message = missing_default_message(args.env)
+    if message is None and args.context is None:
+        default = ENV_SPECS[args.env].default_context
+        if default is None or not (default_assets_dir() / default).exists():
+            message = (f"no shipped start frames for {args.env} in {default_assets_dir()}: pass --context "
+                       "EPISODES (recorded episodes, a .h5 file or a directory of them)")
+    if message:
+        print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+    set_cpu_threads(args.threads)
+    result = run_demo(args.checkpoint, args.context, env_id=args.env, steps=args.steps, out=args.out,
+                      seed=args.seed, device=args.device, sampling_steps=args.sampling_steps, fps=args.fps)
+    print(f"{args.env}: {result['steps']} dream steps at {result['steps_per_s']:.1f} steps/s "
+          f"(model loaded in {result['load_s']:.1f} s)")
+    print(f"total reward {result['total_reward']:.3f}, episodes ended {result['episodes_ended']}")
+    print(f"video: {result['video']} ({result['frames']} frames)")
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,190 @@
+"""Agents in the dream (agents/): PPO training/evaluation, baselines, the headless player and the demo,
+on a tiny randomly initialised checkpoint."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import torch
+
+import rad_env  # noqa: F401 - registers the env ids
+from agents import play, train_ppo, train_real
+from agents.common import RandomAgent
+from rad_env import demo
+from rad_env.checkpoint import save_checkpoint
+from rad_env.data import Episode, FileMeta, write_episodes
+from rad_env.model import RADConfig, WorldModel
+
+SIZE = 64
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """On a busy machine several intra-op threads per process slow everything down a lot."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> dict[str, str]:
+    """A tiny random checkpoint (never predicts termination) and a few recorded start segments."""
+    root = tmp_path_factory.mktemp("agents")
+    torch.manual_seed(0)
+    cfg = RADConfig.preset("tiny", dim=32, depth=1, heads=2, mlp_ratio=2.0, memory_slots=2, memory_dim=16,
+                           noise_features=16)
+    model = WorldModel(cfg).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+        model.head[-1].bias[3] = -30.0
+    data = dict(source="test", action_set="memory-maze", num_actions=6, frame_shape=(SIZE, SIZE, 3))
+    ckpt = save_checkpoint(root / "tiny.pt", model, train_config={}, data=data, step=0)
+    rng = np.random.default_rng(0)
+    episodes = []
+    for s in range(2):
+        actions = rng.integers(0, 6, 5)
+        episodes.append(Episode(obs=rng.integers(0, 256, (6, SIZE, SIZE, 3), dtype=np.uint8), action_id=actions,
+                                action=actions.astype(np.int32), reward=np.zeros(5, np.float32),
+                                terminated=np.zeros(5, bool), truncated=np.zeros(5, bool), seed=s))
+    meta = FileMeta(source="test", action_set="memory-maze", num_actions=6, frame_shape=(SIZE, SIZE, 3))
+    context = write_episodes(root / "starts.h5", episodes, meta)
+    return {"checkpoint": str(ckpt), "context": str(context), "root": str(root)}
+
+
+def dream_args(files) -> list[str]:
+    return ["--checkpoint", files["checkpoint"], "--context", files["context"], "--device", "cpu"]
+
+
+def video_frames(path: str | Path) -> int:
+    return len(iio.imread(path))
+
+
+@pytest.fixture(scope="module")
+def trained(files, tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("ppo")
+    summary = train_ppo.main([*dream_args(files), "--num-envs", "2", "--n-steps", "64", "--batch-size", "64",
+                              "--n-epochs", "2", "--timesteps", "256", "--eval-episodes", "2",
+                              "--eval-max-steps", "10", "--eval-envs", "dream", "--out", str(out), "--verbose", "0"])
+    return {"out": out, "summary": summary}
+
+
+def test_ppo_trains_in_the_dream(trained) -> None:
+    out, summary = trained["out"], trained["summary"]
+    assert summary["train"]["timesteps"] == 256 and summary["train"]["env"] == "dream"
+    assert (out / "ppo_dream.zip").exists()
+    assert list((out / "tb").rglob("events.out.tfevents.*")), "no TensorBoard logs"
+    (result,) = summary["eval"]
+    assert result["policy"] == "ppo" and result["env"] == "dream" and result["episodes"] == 2
+    assert result["lengths"] == [10, 10]  # the test model never terminates: cut at --eval-max-steps
+    saved = json.loads((out / "eval.json").read_text())
+    assert saved["eval"][0]["mean_length"] == 10
+    assert summary["video"].endswith("episode_dream.mp4") and video_frames(summary["video"]) == 11
+
+
+def test_saved_agent_loads_and_evaluates(trained, files, tmp_path) -> None:
+    from stable_baselines3 import PPO
+
+    agent = PPO.load(trained["out"] / "ppo_dream.zip", device="cpu")
+    assert agent.observation_space.shape == (3, SIZE, SIZE)  # SB3 trains on channels-first images
+    summary = train_ppo.main([*dream_args(files), "--load", str(trained["out"] / "ppo_dream.zip"),
+                              "--timesteps", "0", "--num-envs", "2", "--eval-episodes", "3", "--eval-max-steps", "5",
+                              "--eval-envs", "dream", "--no-video", "--out", str(tmp_path), "--deterministic"])
+    assert "train" not in summary and summary["eval"][0]["episodes"] == 3
+    assert summary["eval"][0]["lengths"] == [5, 5, 5]
+
+
+def test_random_policy_baseline(files, tmp_path, capsys) -> None:
+    summary = train_ppo.main([*dream_args(files), "--policy", "random", "--num-envs", "2", "--eval-episodes", "2",
+                              "--eval-max-steps", "8", "--eval-envs", "dream", "--out", str(tmp_path)])
+    (result,) = summary["eval"]
+    assert result["policy"] == "random" and result["lengths"] == [8, 8]
+    printed = capsys.readouterr().out
+    assert "return mean" in printed and "random" in printed and "cut to 8 steps" in printed
+    agent = RandomAgent(6, seed=0)
+    assert agent.predict(np.zeros((3, SIZE, SIZE, 3), np.uint8))[0].shape == (3,)
+    assert 0 <= int(agent.predict(np.zeros((SIZE, SIZE, 3), np.uint8))[0]) < 6
+
+
+def test_real_memory_maze_evaluation(trained, files, tmp_path) -> None:
+    summary = train_ppo.main([*dream_args(files), "--load", str(trained["out"] / "ppo_dream.zip"),
+                              "--timesteps", "0", "--num-envs", "1", "--eval-episodes", "1",
+                              "--eval-max-steps", "20", "--eval-envs", "dream,real", "--out", str(tmp_path)])
+    dream, real = summary["eval"]
+    assert real["env"] == "real" and real["episodes"] == 1 and real["lengths"] == [20]
+    assert dream["lengths"] == [20]
+    assert summary["video"].endswith("episode_real_vs_dream.mp4") and video_frames(summary["video"]) == 21
+
+
+def test_train_in_real_memory_maze(tmp_path) -> None:
+    summary = train_real.main(["--num-envs", "1", "--n-steps", "16", "--batch-size", "16", "--n-epochs", "1",
+                               "--timesteps", "16", "--train-max-steps", "8", "--eval-episodes", "0",
+                               "--no-video", "--no-tensorboard", "--out", str(tmp_path), "--device", "cpu",
+                               "--verbose", "0"])
+    assert summary["train"]["env"] == "real" and (tmp_path / "ppo_real.zip").exists()
+
+
+def test_bad_arguments(files, tmp_path) -> None:
+    with pytest.raises(SystemExit):
+        train_ppo.main([*dream_args(files), "--eval-envs", "moon", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit):
+        train_ppo.main([*dream_args(files), "--timesteps", "0", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit) as exc:  # a missing checkpoint is reported, not a traceback
+        train_ppo.main(["--checkpoint", str(tmp_path / "none.pt"), "--context", files["context"],
+                        "--timesteps", "64", "--out", str(tmp_path)])
+    assert exc.value.code == 2
+
+
+# ------------------------------------------------------------------------------------------ player
+
+
+def test_parse_actions() -> None:
+    assert play.parse_actions("1,1, 2 3\n# comment\n3x4 5") == [1, 1, 2, 3, 4, 4, 4, 5]
+    with pytest.raises(ValueError):
+        play.parse_actions("1,forward")
+    assert play.keys_to_action({"up", "left"}, 6) == 4 and play.keys_to_action({"right"}, 6) == 3
+    assert play.keys_to_action(set(), 6) == 0 and play.keys_to_action({"up", "right"}, 4) == 1
+
+
+def test_play_headless_writes_video(files, tmp_path) -> None:
+    out = tmp_path / "play.mp4"
+    stats = play.main([*dream_args(files), "--actions", "1,1,2,3,4x1,5", "--out", str(out), "--headless"])
+    assert stats["steps"] == 9 and stats["frames"] == 10
+    assert Path(stats["video"]) == out and video_frames(out) == 10
+    actions_file = tmp_path / "actions.txt"
+    actions_file.write_text("1 1 1\n2\n")
+    stats = play.main([*dream_args(files), "--actions-file", str(actions_file), "--out", str(tmp_path / "b.mp4")])
+    assert video_frames(stats["video"]) == 5
+    with pytest.raises(SystemExit):
+        play.main([*dream_args(files), "--actions", "1,7", "--out", str(tmp_path / "c.mp4")])
+
+
+def test_play_without_display_uses_scripted_actions(files, tmp_path, monkeypatch) -> None:
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    stats = play.main([*dream_args(files), "--steps", "6", "--out", str(tmp_path / "p.mp4")])
+    assert stats["frames"] == 7 and video_frames(stats["video"]) == 7
+
+
+# ------------------------------------------------------------------------------------------ demo
+
+
+def test_demo_runs(files, tmp_path, capsys) -> None:
+    out = tmp_path / "dream_demo.mp4"
+    result = demo.main([*dream_args(files), "--steps", "20", "--out", str(out)])
+    assert result["frames"] == 21 and video_frames(out) == 21
+    printed = capsys.readouterr().out
+    assert "steps/s" in printed and "total reward" in printed
+
+
+def test_demo_without_shipped_checkpoint_says_how_to_train(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setattr(demo, "default_assets_dir", lambda: tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        demo.main([])
+    assert exc.value.code == 2
+    assert "rad_env.train" in capsys.readouterr().err

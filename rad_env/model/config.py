@@ -1,0 +1,169 @@
+"""Configuration of the RAD (Recurrent Autoregressive Diffusion) world model."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+MEMORY_TYPES = ("lstm", "linear", "none", "full")
+SAMPLERS = ("euler", "heun")
+
+
+@dataclass
+class RADConfig:
+    """All hyper-parameters of the world model (architecture, diffusion, losses).
+
+    Values are plain JSON types so a config round-trips through ``to_dict``/``from_dict``
+    (and checkpoints).
+    """
+
+    # --- frames / patches -------------------------------------------------------------
+    image_size: int = 64
+    channels: int = 3
+    patch_size: int = 8
+    # --- transformer ------------------------------------------------------------------
+    dim: int = 128
+    depth: int = 4
+    heads: int = 4
+    mlp_ratio: float = 4.0
+    rope_base: float = 100.0
+    noise_features: int = 64  # Fourier features of c_noise fed to the embedding MLP
+    # --- temporal context -------------------------------------------------------------
+    window: int = 4  # frames seen by local temporal attention, current one included
+    temporal_chunk: int | None = None  # query frames per block in the parallel banded attention (default: window)
+    memory: str = "lstm"  # "lstm" | "linear" | "none" | "full"
+    memory_slots: int = 4
+    memory_dim: int | None = None  # default: dim
+    # --- actions / data ---------------------------------------------------------------
+    num_actions: int = 6
+    seq_len: int = 16  # training sequence length (about 4x window)
+    # --- EDM diffusion ----------------------------------------------------------------
+    sigma_data: float = 0.5
+    sigma_train_mean: float = -0.4  # log-normal training sigma: ln(sigma) ~ N(mean, std)
+    sigma_train_std: float = 1.2
+    sigma_train_max: float = 80.0
+    sigma_min: float = 2e-3
+    sigma_max: float = 5.0
+    rho: float = 7.0
+    sampling_steps: int = 3
+    sampler: str = "euler"  # "euler" | "heun"
+    context_sigma: float = 0.02  # noise level of frames committed to the context
+    p_context: float = 0.5  # training: probability a frame gets context_sigma instead of log-normal
+    # --- heads / losses ---------------------------------------------------------------
+    reward_classes: int = 3
+    heads_on_context_only: bool = True  # reward/termination losses only on context-level frames
+    diffusion_loss_weight: float = 1.0
+    reward_loss_weight: float = 1.0
+    termination_loss_weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.memory_dim is None:
+            self.memory_dim = self.dim
+        self.validate()
+
+    # ------------------------------------------------------------------------------------
+    def validate(self) -> None:
+        def fail(msg: str) -> None:
+            raise ValueError(f"invalid RADConfig: {msg}")
+
+        for name in ("image_size", "channels", "patch_size", "dim", "depth", "heads", "window",
+                     "memory_slots", "memory_dim", "num_actions", "seq_len", "sampling_steps",
+                     "noise_features"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                fail(f"{name} must be a positive int, got {value!r}")
+        if self.temporal_chunk is not None and (not isinstance(self.temporal_chunk, int)
+                                                or self.temporal_chunk < 1):
+            fail(f"temporal_chunk must be None or a positive int, got {self.temporal_chunk!r}")
+        if self.image_size % self.patch_size:
+            fail(f"image_size {self.image_size} is not divisible by patch_size {self.patch_size}")
+        if self.dim % self.heads:
+            fail(f"dim {self.dim} is not divisible by heads {self.heads}")
+        head_dim = self.dim // self.heads
+        if head_dim % 2 or head_dim < 6:
+            fail(f"head dim dim/heads = {head_dim} must be even and >= 6 (RoPE over t/y/x)")
+        if self.memory not in MEMORY_TYPES:
+            fail(f"memory must be one of {MEMORY_TYPES}, got {self.memory!r}")
+        if self.sampler not in SAMPLERS:
+            fail(f"sampler must be one of {SAMPLERS}, got {self.sampler!r}")
+        if self.noise_features % 2:
+            fail(f"noise_features must be even, got {self.noise_features}")
+        if not self.mlp_ratio > 0:
+            fail(f"mlp_ratio must be > 0, got {self.mlp_ratio}")
+        if not self.rope_base > 1:
+            fail(f"rope_base must be > 1, got {self.rope_base}")
+        if not 0 < self.sigma_min < self.sigma_max:
+            fail(f"need 0 < sigma_min < sigma_max, got {self.sigma_min}, {self.sigma_max}")
+        for name in ("sigma_data", "sigma_train_std", "sigma_train_max", "rho", "context_sigma"):
+            if not getattr(self, name) > 0:
+                fail(f"{name} must be > 0, got {getattr(self, name)}")
+        if not 0.0 <= self.p_context <= 1.0:
+            fail(f"p_context must be in [0, 1], got {self.p_context}")
+        if self.reward_classes != 3:
+            fail(f"reward_classes must be 3 (sign of reward: -1/0/+1), got {self.reward_classes}")
+        for name in ("diffusion_loss_weight", "reward_loss_weight", "termination_loss_weight"):
+            if getattr(self, name) < 0:
+                fail(f"{name} must be >= 0, got {getattr(self, name)}")
+
+    # ------------------------------------------------------------------------------------
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.heads
+
+    @property
+    def grid_size(self) -> int:
+        return self.image_size // self.patch_size
+
+    @property
+    def tokens_per_frame(self) -> int:
+        return self.grid_size**2
+
+    @property
+    def null_action(self) -> int:
+        """Action id meaning "no action yet" (first frame after a reset)."""
+        return self.num_actions
+
+    @property
+    def has_memory(self) -> bool:
+        return self.memory in ("lstm", "linear")
+
+    @property
+    def cache_frames(self) -> int | None:
+        """Previous frames kept in the K/V cache; None means unbounded ("full")."""
+        return None if self.memory == "full" else self.window - 1
+
+    # ------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RADConfig":
+        if not isinstance(d, dict):
+            raise TypeError(f"RADConfig.from_dict expects a dict, got {type(d).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown RADConfig keys: {unknown} (known: {sorted(known)})")
+        return cls(**d)
+
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> "RADConfig":
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}")
+        d = dict(PRESETS[name])
+        d.update(overrides)
+        return cls.from_dict(d)
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # ~1.5M parameters: trains on a CPU.
+    "tiny": dict(image_size=64, patch_size=8, dim=96, depth=4, heads=4, mlp_ratio=3.0,
+                 window=4, seq_len=16, memory_slots=4, memory_dim=64),
+    # ~20M parameters: a single consumer GPU.
+    "small": dict(image_size=64, patch_size=8, dim=256, depth=8, heads=8, mlp_ratio=4.0,
+                  window=4, seq_len=16, memory_slots=8, memory_dim=256),
+    # GPU-sized (A100/H100), close to the paper's scale.
+    "paper": dict(image_size=64, patch_size=4, dim=768, depth=12, heads=12, mlp_ratio=4.0,
+                  window=8, seq_len=32, memory_slots=16, memory_dim=512),
+}

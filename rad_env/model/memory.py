@@ -1,0 +1,167 @@
+"""Recurrent memory blocks (one per DiT layer).
+
+A memory is ``M`` slots of width ``Dm``. For frame ``t`` of a layer:
+
+* READ: the frame's tokens cross-attend to the slot states ``h_{t-1}`` (before this frame's
+  write). The block adds the result residually (AdaLN-modulated input, gated output).
+* WRITE: learned (static) slot queries pool the frame's tokens by attention; the pooled
+  vector of each slot, concatenated with the action and noise-level embeddings, drives a
+  recurrent cell shared by all slots -> ``h_t``.
+
+Because the slot queries are static and pooling reads the tokens *before* the read, pooling
+is computed for all frames in parallel; only the cheap recurrent cell is scanned over time.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import RADConfig
+from .layers import QKNorm, attend
+
+
+class MemoryBlock(nn.Module):
+    """Shared read/write machinery; subclasses define the recurrent cell and its state."""
+
+    def __init__(self, cfg: RADConfig):
+        super().__init__()
+        d, dm, m = cfg.dim, cfg.memory_dim, cfg.memory_slots
+        self.heads, self.head_dim, self.slots, self.memory_dim = cfg.heads, cfg.head_dim, m, dm
+        # write: attention pooling with static slot queries
+        self.pool_norm = nn.LayerNorm(d, eps=1e-6)
+        self.pool_query = nn.Parameter(torch.randn(m, d) * 0.02)
+        self.pool_kv = nn.Linear(d, 2 * d)
+        self.pool_qk = QKNorm(cfg.head_dim)
+        self.pool_out = nn.Linear(d, dm)
+        # read: cross-attention of tokens to the slots
+        self.read_norm = nn.LayerNorm(dm, eps=1e-6)
+        self.read_q = nn.Linear(d, d)
+        self.read_kv = nn.Linear(dm, 2 * d)
+        self.read_qk = QKNorm(cfg.head_dim)
+        self.read_out = nn.Linear(d, d)
+        # learned initial slot contents
+        self.h0 = nn.Parameter(torch.randn(m, dm) * 0.02)
+        self.cell_input_dim = dm + 2 * d
+
+    # -- state ------------------------------------------------------------------------------
+    def initial_state(self, batch_size: int) -> list[torch.Tensor]:
+        """Learned initial state, expanded to the batch (shares storage with the params)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def hidden(state: list[torch.Tensor]) -> torch.Tensor:
+        """The readable part of the state, (B, M, Dm)."""
+        return state[0]
+
+    def cell(self, inp: torch.Tensor, state: list[torch.Tensor]) -> list[torch.Tensor]:
+        """One recurrent update; inp (B, M, cell_input_dim)."""
+        raise NotImplementedError
+
+    # -- write ------------------------------------------------------------------------------
+    def pool(self, x: torch.Tensor) -> torch.Tensor:
+        """Attention pooling: tokens (B, L, N, D) -> per-slot vectors (B, L, M, Dm)."""
+        b, l, n, d = x.shape
+        h, dh = self.heads, self.head_dim
+        kv = self.pool_kv(self.pool_norm(x)).view(b * l, n, 2, h, dh)
+        k = self.pool_qk.k(kv[:, :, 0]).transpose(1, 2)  # (BL, h, N, dh)
+        v = kv[:, :, 1].transpose(1, 2)
+        q = self.pool_qk.q(self.pool_query.view(self.slots, h, dh)).transpose(0, 1)  # (h, M, dh)
+        q = q.unsqueeze(0).expand(b * l, -1, -1, -1).to(v.dtype)
+        o = attend(q, k, v).transpose(1, 2).reshape(b, l, self.slots, d)
+        return self.pool_out(o)
+
+    def cell_inputs(self, pooled: torch.Tensor, act_e: torch.Tensor,
+                    noise_e: torch.Tensor) -> torch.Tensor:
+        """pooled (B, L, M, Dm), embeddings (B, L, D) -> (B, L, M, Dm + 2D)."""
+        m = pooled.shape[2]
+        extra = torch.cat([act_e, noise_e], dim=-1).to(pooled.dtype)
+        return torch.cat([pooled, extra.unsqueeze(2).expand(-1, -1, m, -1)], dim=-1)
+
+    def scan(self, inp: torch.Tensor, is_first: torch.Tensor | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """Run the cell over time from the initial state.
+
+        inp (B, L, M, Din); is_first (B, L) bool resets the memory before frame t.
+        Returns (h_prev (B, L, M, Dm): state each frame reads, h_new (B, L, M, Dm): state after
+        each frame's write, final state)."""
+        b, l = inp.shape[:2]
+        init = self.initial_state(b)
+        init = [s.to(inp.device) for s in init]
+        state = init
+        h_prev, h_new = [], []
+        for t in range(l):
+            if is_first is not None and t > 0:
+                reset = is_first[:, t].view(b, 1, 1)
+                state = [torch.where(reset, s0.to(s.dtype), s) for s, s0 in zip(state, init)]
+            h_prev.append(self.hidden(state))
+            state = self.cell(inp[:, t], state)
+            h_new.append(self.hidden(state))
+        return torch.stack(h_prev, 1), torch.stack(h_new, 1), state
+
+    # -- read -------------------------------------------------------------------------------
+    def read(self, x: torch.Tensor, mem_h: torch.Tensor) -> torch.Tensor:
+        """Tokens (B, L, N, D) (already modulated) attend to slots mem_h (B, L, M, Dm)."""
+        b, l, n, d = x.shape
+        h, dh = self.heads, self.head_dim
+        q = self.read_qk.q(self.read_q(x).view(b * l, n, h, dh)).transpose(1, 2)
+        kv = self.read_kv(self.read_norm(mem_h)).view(b * l, self.slots, 2, h, dh)
+        k = self.read_qk.k(kv[:, :, 0]).transpose(1, 2)
+        v = kv[:, :, 1].transpose(1, 2)
+        o = attend(q, k, v).transpose(1, 2).reshape(b, l, n, d)
+        return self.read_out(o)
+
+
+class LSTMMemory(MemoryBlock):
+    """Slots updated by one ``nn.LSTMCell`` shared across slots; state = (h, c)."""
+
+    def __init__(self, cfg: RADConfig):
+        super().__init__(cfg)
+        self.lstm = nn.LSTMCell(self.cell_input_dim, self.memory_dim)
+        self.c0 = nn.Parameter(torch.zeros(self.slots, self.memory_dim))
+
+    def initial_state(self, batch_size: int) -> list[torch.Tensor]:
+        return [self.h0.unsqueeze(0).expand(batch_size, -1, -1),
+                self.c0.unsqueeze(0).expand(batch_size, -1, -1)]
+
+    def cell(self, inp: torch.Tensor, state: list[torch.Tensor]) -> list[torch.Tensor]:
+        b, m, din = inp.shape
+        h, c = state
+        dtype = h.dtype
+        h2, c2 = self.lstm(inp.reshape(b * m, din), (h.reshape(b * m, -1), c.reshape(b * m, -1)))
+        return [h2.view(b, m, -1).to(dtype), c2.view(b, m, -1).to(dtype)]
+
+
+class LinearMemory(MemoryBlock):
+    """Mamba-style gated diagonal linear recurrence ``h_t = a_t * h_{t-1} + (1 - a_t) * u_t``
+    with input-dependent decay ``a_t = exp(-softplus(dt_t) * A)``; state = (h,)."""
+
+    def __init__(self, cfg: RADConfig):
+        super().__init__(cfg)
+        dm = self.memory_dim
+        self.in_proj = nn.Linear(self.cell_input_dim, 2 * dm)
+        self.A_log = nn.Parameter(torch.log(torch.linspace(1.0, 16.0, dm)))
+        # dt initialised log-uniformly in [1e-3, 1e-1] (inverse softplus in the bias)
+        dt = torch.exp(torch.rand(dm) * (math.log(0.1) - math.log(1e-3)) + math.log(1e-3))
+        self.dt_bias = nn.Parameter(dt + torch.log(-torch.expm1(-dt)))
+
+    def initial_state(self, batch_size: int) -> list[torch.Tensor]:
+        return [self.h0.unsqueeze(0).expand(batch_size, -1, -1)]
+
+    def cell(self, inp: torch.Tensor, state: list[torch.Tensor]) -> list[torch.Tensor]:
+        (h,) = state
+        u, dt = self.in_proj(inp).chunk(2, dim=-1)
+        a = torch.exp(-F.softplus(dt.float() + self.dt_bias) * torch.exp(self.A_log))
+        h_new = a * h.float() + (1 - a) * u.float()
+        return [h_new.to(h.dtype)]
+
+
+def make_memory(cfg: RADConfig) -> MemoryBlock | None:
+    if cfg.memory == "lstm":
+        return LSTMMemory(cfg)
+    if cfg.memory == "linear":
+        return LinearMemory(cfg)
+    return None

@@ -1,0 +1,129 @@
+"""Explicit recurrent inference state of the RAD model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+
+Index = torch.Tensor | Sequence[int] | int | slice
+
+
+@dataclass
+class RADState:
+    """Per-env state carried from frame to frame (batch dimension first everywhere).
+
+    * ``memory[layer]``: the layer's recurrent memory, a list of (B, M, Dm) tensors
+      (``[h, c]`` for "lstm", ``[h]`` for "linear", ``[]`` for "none"/"full").
+    * ``keys[layer]``, ``values[layer]``: K/V of the previous frames for temporal attention,
+      (B, Wc, N, heads, head_dim), oldest first, right-aligned (slot Wc-1 is the newest).
+      Wc = window - 1 for bounded memories; for "full" it grows with every frame.
+    * ``valid``: (B, Wc) bool, which cache slots hold a frame of the current episode.
+    * ``time``: (B,) int64, frames committed since the env's reset.
+    """
+
+    memory: list[list[torch.Tensor]]
+    keys: list[torch.Tensor]
+    values: list[torch.Tensor]
+    valid: torch.Tensor
+    time: torch.Tensor
+
+    # ------------------------------------------------------------------------------------
+    @property
+    def batch_size(self) -> int:
+        return self.time.shape[0]
+
+    @property
+    def cache_len(self) -> int:
+        return self.valid.shape[1]
+
+    @property
+    def device(self) -> torch.device:
+        return self.time.device
+
+    def tensors(self) -> list[torch.Tensor]:
+        out = [t for layer in self.memory for t in layer]
+        return out + list(self.keys) + list(self.values) + [self.valid, self.time]
+
+    def map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> "RADState":
+        """New state with ``fn`` applied to every tensor."""
+        return RADState(
+            memory=[[fn(t) for t in layer] for layer in self.memory],
+            keys=[fn(t) for t in self.keys],
+            values=[fn(t) for t in self.values],
+            valid=fn(self.valid),
+            time=fn(self.time),
+        )
+
+    def clone(self) -> "RADState":
+        return self.map(lambda t: t.clone())
+
+    def detach(self) -> "RADState":
+        return self.map(lambda t: t.detach())
+
+    def to(self, device: torch.device | str) -> "RADState":
+        return self.map(lambda t: t.to(device))
+
+    def nbytes(self) -> int:
+        """Bytes held by the state's tensors."""
+        return sum(t.numel() * t.element_size() for t in self.tensors())
+
+    # ------------------------------------------------------------------------------------
+    def _index(self, idx: Index) -> torch.Tensor:
+        if isinstance(idx, slice):
+            idx = range(self.batch_size)[idx]
+        if isinstance(idx, int):
+            idx = [idx]
+        idx = torch.as_tensor(idx, device=self.device)
+        if idx.dtype == torch.bool:
+            if idx.shape != (self.batch_size,):
+                raise ValueError(f"boolean index of shape {tuple(idx.shape)} for batch {self.batch_size}")
+            idx = idx.nonzero().flatten()
+        idx = idx.long().flatten()
+        if idx.numel() and (idx.min() < 0 or idx.max() >= self.batch_size):
+            raise IndexError(f"state index out of range for batch size {self.batch_size}: {idx.tolist()}")
+        return idx
+
+    def select(self, idx: Index) -> "RADState":
+        """New state made of the batch rows ``idx`` (ints, list, tensor, bool mask or slice)."""
+        i = self._index(idx)
+        return self.map(lambda t: t.index_select(0, i))
+
+    def index_copy_(self, idx: Index, other: "RADState") -> "RADState":
+        """Write ``other``'s rows into rows ``idx`` of this state (in place; returns self).
+
+        Used by batched envs to reset single envs: ``state.index_copy_([3], model.init_state(1))``.
+        Caches of different lengths ("full" memory) are left-padded with invalid slots."""
+        i = self._index(idx)
+        if other.batch_size != i.numel():
+            raise ValueError(f"index_copy_: {i.numel()} rows selected but other has batch "
+                             f"{other.batch_size}")
+        if len(other.memory) != len(self.memory) or any(
+                len(a) != len(b) for a, b in zip(self.memory, other.memory)):
+            raise ValueError("index_copy_: states come from different model configurations")
+        other = other.to(self.device)
+        n_self, n_other = self.cache_len, other.cache_len
+        if n_other > n_self:
+            self._pad_cache(n_other - n_self)
+        elif n_self > n_other:
+            other = other.clone()
+            other._pad_cache(n_self - n_other)
+        for mine, theirs in zip(self.memory, other.memory):
+            for a, b in zip(mine, theirs):
+                a.index_copy_(0, i, b.to(a.dtype))
+        for a, b in zip(self.keys + self.values, other.keys + other.values):
+            a.index_copy_(0, i, b.to(a.dtype))
+        self.valid.index_copy_(0, i, other.valid)
+        self.time.index_copy_(0, i, other.time.to(self.time.dtype))
+        return self
+
+    def _pad_cache(self, n: int) -> None:
+        """Prepend ``n`` invalid (zero) slots to every cache."""
+        def pad(t: torch.Tensor) -> torch.Tensor:
+            zeros = t.new_zeros((t.shape[0], n) + tuple(t.shape[2:]))
+            return torch.cat([zeros, t], dim=1)
+
+        self.keys = [pad(t) for t in self.keys]
+        self.values = [pad(t) for t in self.values]
+        self.valid = pad(self.valid)

@@ -1,0 +1,434 @@
+"""Tests of the RAD world model (rad_env.model). Tiny configs: the whole file runs in seconds."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rad_env.model import PRESETS, RADConfig, RADState, WorldModel
+from rad_env.model.diffusion import EDM, randn_rows
+
+MEMORIES = ["lstm", "linear", "none", "full"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Micro models are dominated by per-op overhead: one thread is faster and robust to a
+    busy machine. Restored afterwards so other test modules are unaffected."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def micro_config(memory: str = "lstm", **kw) -> RADConfig:
+    base = dict(image_size=16, patch_size=4, dim=48, depth=2, heads=2, mlp_ratio=2.0, window=3,
+                seq_len=10, memory=memory, memory_slots=3, memory_dim=32, num_actions=4,
+                noise_features=16)
+    base.update(kw)
+    return RADConfig(**base)
+
+
+def micro_model(memory: str = "lstm", seed: int = 0, perturb: float = 0.05, **kw) -> WorldModel:
+    """A micro model; zero-initialised (AdaLN-Zero) weights are perturbed so that every
+    branch (attention, memory read, ...) contributes to the output."""
+    torch.manual_seed(seed)
+    model = WorldModel(micro_config(memory, **kw)).eval()
+    if perturb:
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p) * perturb)
+    return model
+
+
+def make_batch(cfg: RADConfig, b: int = 2, l: int | None = None, seed: int = 0) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    l = l or cfg.seq_len
+    s = cfg.image_size
+    prev = torch.randint(0, cfg.num_actions, (b, l), generator=g)
+    prev[:, 0] = cfg.null_action
+    rewards = torch.randint(-1, 2, (b, l), generator=g).float()
+    rewards[:, 0] = 0
+    return {
+        "frames": torch.randint(0, 256, (b, l, s, s, 3), generator=g, dtype=torch.uint8),
+        "prev_actions": prev,
+        "rewards": rewards,
+        "terminals": (torch.rand(b, l, generator=g) < 0.2).float(),
+    }
+
+
+def random_frames(cfg: RADConfig, b: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (b, cfg.image_size, cfg.image_size, 3), generator=g,
+                         dtype=torch.uint8)
+
+
+def assert_states_close(a: RADState, b: RADState, atol: float = 1e-5) -> None:
+    ta, tb = a.tensors(), b.tensors()
+    assert len(ta) == len(tb)
+    for x, y in zip(ta, tb):
+        assert x.shape == y.shape and x.dtype == y.dtype
+        if x.dtype in (torch.bool, torch.long):
+            assert torch.equal(x, y)
+        else:
+            torch.testing.assert_close(x, y, atol=atol, rtol=0)
+
+
+# ----------------------------------------------------------------------------------------
+# config
+# ----------------------------------------------------------------------------------------
+def test_presets_and_dict_roundtrip():
+    for name in PRESETS:
+        cfg = RADConfig.preset(name)
+        assert RADConfig.from_dict(cfg.to_dict()) == cfg
+        assert cfg.memory_dim is not None
+    tiny = RADConfig.preset("tiny", memory="full", window=2)
+    assert tiny.memory == "full" and tiny.window == 2
+    assert 1_000_000 <= WorldModel(RADConfig.preset("tiny")).num_parameters() <= 2_000_000
+    paper = RADConfig.preset("paper")
+    assert paper.seq_len == 4 * paper.window and paper.patch_size == 4
+
+
+def test_config_validation_errors():
+    with pytest.raises(ValueError, match="divisible by patch_size"):
+        RADConfig(image_size=64, patch_size=7)
+    with pytest.raises(ValueError, match="memory must be one of"):
+        RADConfig(memory="gru")
+    with pytest.raises(ValueError, match="window"):
+        RADConfig(window=0)
+    with pytest.raises(ValueError, match="unknown RADConfig keys.*bogus"):
+        RADConfig.from_dict({**RADConfig().to_dict(), "bogus": 1})
+    with pytest.raises(ValueError, match="unknown preset"):
+        RADConfig.preset("huge")
+    with pytest.raises(ValueError, match="p_context"):
+        RADConfig(p_context=1.5)
+
+
+# ----------------------------------------------------------------------------------------
+# shapes and training
+# ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("memory", MEMORIES)
+def test_shapes_and_loss(memory):
+    model = micro_model(memory, perturb=0.0).train()
+    cfg = model.config
+    batch = make_batch(cfg, b=2)
+    loss, metrics = model.loss(batch)
+    assert loss.dim() == 0 and torch.isfinite(loss)
+    for key in ("loss", "diffusion_loss", "reward_loss", "termination_loss", "reward_acc"):
+        assert isinstance(metrics[key], float)
+    loss.backward()
+    assert all(p.grad is None or torch.isfinite(p.grad).all() for p in model.parameters())
+
+    b, l, s = 2, cfg.seq_len, cfg.image_size
+    x = torch.randn(b, l, 3, s, s)
+    d, feats, state = model.denoise_sequence(x, torch.full((b, l), 0.5), batch["prev_actions"],
+                                             return_state=True)
+    assert d.shape == (b, l, 3, s, s)
+    extra = cfg.memory_slots * cfg.memory_dim if memory in ("lstm", "linear") else 0
+    assert feats.shape == (b, l, cfg.dim + extra)
+    assert state.batch_size == b
+    assert state.cache_len == (l if memory == "full" else cfg.window - 1)
+
+
+def test_optimisation_reduces_loss():
+    model = micro_model("lstm", perturb=0.0).train()
+    batch = make_batch(model.config, b=2, l=8)
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
+
+    def fixed_loss():
+        return model.loss(batch, generator=torch.Generator().manual_seed(123))
+
+    first, _ = fixed_loss()
+    again, _ = model(batch, generator=torch.Generator().manual_seed(123))  # forward == loss
+    assert again.item() == first.item()
+    for _ in range(6):
+        loss, _ = fixed_loss()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    last, _ = fixed_loss()
+    assert last.item() < 0.9 * first.item(), (first.item(), last.item())
+
+
+# ----------------------------------------------------------------------------------------
+# train/inference consistency
+# ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("memory", MEMORIES)
+def test_parallel_unroll_equals_frame_by_frame(memory):
+    model = micro_model(memory)
+    cfg = model.config
+    b, l, s = 2, 10, cfg.image_size  # l > 3 * window
+    g = torch.Generator().manual_seed(1)
+    noisy = torch.randn(b, l, 3, s, s, generator=g)
+    sigma = torch.rand(b, l, generator=g) * 3 + 0.01
+    actions = torch.randint(0, cfg.num_actions + 1, (b, l), generator=g)
+    with torch.no_grad():
+        d_par, f_par, s_par = model.denoise_sequence(noisy, sigma, actions, return_state=True)
+        state = model.init_state(b)
+        outs, feats = [], []
+        for t in range(l):
+            d, f, state = model.denoise_step(noisy[:, t], sigma[:, t], actions[:, t], state)
+            outs.append(d)
+            feats.append(f)
+    torch.testing.assert_close(torch.stack(outs, 1), d_par, atol=1e-4, rtol=0)
+    torch.testing.assert_close(torch.stack(feats, 1), f_par, atol=1e-4, rtol=0)
+    assert_states_close(s_par, state, atol=1e-4)
+
+
+@pytest.mark.parametrize("memory", ["lstm", "full"])
+def test_episode_starts_inside_a_sequence(memory):
+    """is_first in the parallel path == resetting the env's state (index_copy_) in steps."""
+    model = micro_model(memory)
+    cfg = model.config
+    b, l, s, cut = 2, 9, cfg.image_size, 5
+    g = torch.Generator().manual_seed(2)
+    noisy = torch.randn(b, l, 3, s, s, generator=g)
+    sigma = torch.rand(b, l, generator=g) + 0.05
+    actions = torch.randint(0, cfg.num_actions, (b, l), generator=g)
+    is_first = torch.zeros(b, l, dtype=torch.bool)
+    is_first[:, 0] = True
+    is_first[1, cut] = True  # env 1 starts a new episode at frame `cut`
+    actions[is_first] = cfg.null_action
+    with torch.no_grad():
+        d_par, _, s_par = model.denoise_sequence(noisy, sigma, actions, is_first, return_state=True)
+        state = model.init_state(b)
+        outs = []
+        for t in range(l):
+            if t == cut:
+                state.index_copy_([1], model.init_state(1))
+            d, _, state = model.denoise_step(noisy[:, t], sigma[:, t], actions[:, t], state)
+            outs.append(d)
+    torch.testing.assert_close(torch.stack(outs, 1), d_par, atol=1e-4, rtol=0)
+    assert_states_close(s_par, state, atol=1e-4)
+    assert state.time.tolist() == [l, l - cut]
+
+
+@pytest.mark.parametrize("memory", MEMORIES)
+def test_history_beyond_window_reaches_only_through_memory(memory):
+    model = micro_model(memory)
+    cfg = model.config
+    b, l, s = 1, 8, cfg.image_size  # frame 0 is outside the window of frame 7
+    g = torch.Generator().manual_seed(3)
+    noisy = torch.randn(b, l, 3, s, s, generator=g)
+    sigma = torch.full((b, l), 0.5)
+    actions = torch.zeros(b, l, dtype=torch.long)
+    other = noisy.clone()
+    other[:, 0] = torch.randn(3, s, s, generator=g)
+    with torch.no_grad():
+        d1, _, _ = model.denoise_sequence(noisy, sigma, actions)
+        d2, _, _ = model.denoise_sequence(other, sigma, actions)
+    diff = (d1[:, -1] - d2[:, -1]).abs().max().item()
+    if memory == "none":
+        assert diff == 0.0
+    else:
+        assert diff > 1e-4
+
+
+# ----------------------------------------------------------------------------------------
+# inference
+# ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("memory", MEMORIES)
+def test_state_size_constant_except_full(memory):
+    model = micro_model(memory, perturb=0.0)
+    cfg = model.config
+    state = model.init_state(2)
+    frames = random_frames(cfg, 2, 0)
+    sizes = {}
+    for t in range(1, 51):
+        state = model.observe(frames, torch.tensor([cfg.null_action, 1]), state)
+        if t in (5, 50):
+            sizes[t] = state.nbytes()
+    if memory == "full":
+        assert sizes[50] > sizes[5]
+        assert state.cache_len == 50
+    else:
+        assert sizes[50] == sizes[5]
+        assert state.cache_len == cfg.window - 1
+    assert state.time.tolist() == [50, 50]
+
+
+@pytest.mark.parametrize("memory", ["lstm", "full"])
+def test_imagine_outputs(memory):
+    model = micro_model(memory)
+    cfg = model.config
+    state = model.observe(random_frames(cfg, 3, 0), torch.full((3,), cfg.null_action),
+                          model.init_state(3))
+    before = state.clone()
+    frames, reward, term, new_state = model.imagine(torch.tensor([0, 1, 2]), state, steps=3)
+    assert frames.dtype == torch.uint8 and frames.shape == (3, cfg.image_size, cfg.image_size, 3)
+    assert reward.shape == (3,) and term.shape == (3,)
+    assert ((reward >= -1) & (reward <= 1)).all() and ((term >= 0) & (term <= 1)).all()
+    assert new_state.time.tolist() == [2, 2, 2]
+    assert_states_close(state, before, atol=0)  # input state not mutated
+    frames2, *_ = model.imagine(torch.tensor([0, 1, 2]), new_state, steps=2, sampler="heun")
+    assert frames2.shape == frames.shape
+
+
+@pytest.mark.parametrize("memory", ["lstm", "none", "full"])
+def test_batched_imagine_equals_single_runs(memory):
+    model = micro_model(memory)
+    cfg = model.config
+    seeds, n = [11, 22, 33], 3
+    # per-env histories of different lengths
+    lengths = [1, 3, 2]
+    obs = [[random_frames(cfg, 1, 100 * i + t) for t in range(lengths[i])] for i in range(n)]
+    actions = [[cfg.null_action] + [1 + (t % 3) for t in range(lengths[i] - 1)] for i in range(n)]
+
+    singles = []
+    for i in range(n):
+        gen = [torch.Generator().manual_seed(seeds[i])]
+        st = model.init_state(1)
+        for t in range(lengths[i]):
+            st = model.observe(obs[i][t], torch.tensor([actions[i][t]]), st, gen)
+        out1 = model.imagine(torch.tensor([1]), st, generators=gen)
+        out2 = model.imagine(torch.tensor([2]), out1[3], generators=gen)
+        singles.append((out1, out2))
+
+    # batched: envs start together; shorter histories are reset at the right time
+    gens = [torch.Generator().manual_seed(s) for s in seeds]
+    st = model.init_state(n)
+    maxlen = max(lengths)
+    for t in range(maxlen):
+        frames = torch.cat([obs[i][t - (maxlen - lengths[i])] if t >= maxlen - lengths[i]
+                            else random_frames(cfg, 1, 999) for i in range(n)])
+        acts = torch.tensor([actions[i][t - (maxlen - lengths[i])] if t >= maxlen - lengths[i]
+                             else 0 for i in range(n)])
+        start = [i for i in range(n) if t == maxlen - lengths[i]]
+        if start:
+            st.index_copy_(start, model.init_state(len(start)))
+        # envs that have not started yet use a throwaway generator
+        step_gens = [gens[i] if t >= maxlen - lengths[i] else torch.Generator().manual_seed(0)
+                     for i in range(n)]
+        st = model.observe(frames, acts, st, step_gens)
+    f1, r1, p1, st = model.imagine(torch.tensor([1, 1, 1]), st, generators=gens)
+    f2, r2, p2, st = model.imagine(torch.tensor([2, 2, 2]), st, generators=gens)
+    for i in range(n):
+        (sf1, sr1, sp1, _), (sf2, sr2, sp2, sst) = singles[i]
+        for bf, sf in ((f1[i], sf1[0]), (f2[i], sf2[0])):
+            assert (bf.int() - sf.int()).abs().max() <= 1
+        torch.testing.assert_close(r2[i], sr2[0], atol=1e-4, rtol=0)
+        torch.testing.assert_close(p2[i], sp2[0], atol=1e-4, rtol=0)
+        # memory/time rows agree; caches agree on their valid slots
+        row = st.select([i])
+        for a, b in zip([t for m in row.memory for t in m], [t for m in sst.memory for t in m]):
+            torch.testing.assert_close(a, b, atol=1e-4, rtol=0)
+        assert row.time.tolist() == sst.time.tolist()
+
+
+def test_state_select_and_index_copy():
+    model = micro_model("lstm")
+    cfg = model.config
+    state = model.init_state(3)
+    for t in range(4):
+        state = model.observe(random_frames(cfg, 3, t), torch.tensor([1, 2, 3]), state)
+    sub = state.select([2, 0])
+    assert sub.batch_size == 2
+    assert torch.equal(sub.keys[0][0], state.keys[0][2])
+    assert torch.equal(sub.memory[0][0][1], state.memory[0][0][0])
+    assert torch.equal(state.select(torch.tensor([False, True, False])).time, state.time[1:2])
+
+    fresh = model.init_state(1)
+    copy = state.clone()
+    copy.index_copy_([1], fresh)
+    assert copy.time.tolist() == [4, 0, 4]
+    assert not copy.valid[1].any() and copy.valid[0].all()
+    assert torch.equal(copy.memory[0][0][1], fresh.memory[0][0][0])
+    assert torch.equal(copy.keys[1][2], state.keys[1][2])  # other rows untouched
+    assert state.time.tolist() == [4, 4, 4]  # clone is independent
+    with pytest.raises(ValueError):
+        copy.index_copy_([0, 1], fresh)
+    assert state.to("cpu").nbytes() == state.nbytes()
+
+
+def test_index_copy_pads_growing_full_cache():
+    model = micro_model("full")
+    cfg = model.config
+    state = model.init_state(2)
+    for t in range(3):
+        state = model.observe(random_frames(cfg, 2, t), torch.tensor([1, 1]), state)
+    other = model.observe(random_frames(cfg, 1, 9), torch.tensor([cfg.null_action]),
+                          model.init_state(1))
+    state.index_copy_([0], other)
+    assert state.cache_len == 3
+    assert state.valid.tolist() == [[False, False, True], [True, True, True]]
+    longer = model.init_state(1)
+    for t in range(5):
+        longer = model.observe(random_frames(cfg, 1, t), torch.tensor([1]), longer)
+    state.index_copy_([1], longer)
+    assert state.cache_len == 5 and state.valid[1].all()
+    assert state.valid[0].tolist() == [False, False, False, False, True]
+
+
+def test_generators_make_noise_reproducible():
+    g1 = [torch.Generator().manual_seed(5), torch.Generator().manual_seed(6)]
+    g2 = [torch.Generator().manual_seed(6)]
+    a = randn_rows((2, 3), 2, g1, "cpu")
+    b = randn_rows((2, 3), 1, g2, "cpu")
+    assert torch.equal(a[1], b[0])
+    with pytest.raises(ValueError):
+        randn_rows((2,), 3, g2, "cpu")
+
+
+def test_edm_schedule_and_preconditioning():
+    cfg = micro_config()
+    edm = EDM(cfg)
+    sig = edm.karras_sigmas(3)
+    assert sig.shape == (4,)
+    assert sig[0].item() == pytest.approx(cfg.sigma_max)
+    assert sig[2].item() == pytest.approx(cfg.sigma_min, rel=1e-4)
+    assert sig[3].item() == 0 and (sig[:-1] > sig[1:]).all()
+    c_skip, c_out, c_in, _ = edm.precondition(torch.tensor([1e-4, 1.0, 50.0]))
+    assert c_skip[0] == pytest.approx(1.0, abs=1e-6) and c_out[0] < 1e-3
+    assert c_in[2] * 50 == pytest.approx(1.0, rel=1e-3)
+    torch.testing.assert_close(edm.loss_weight(torch.tensor([0.7])), 1 / c_out.new_tensor(
+        [0.7 * 0.5 / (0.7**2 + 0.25) ** 0.5]) ** 2)
+    sigma, ctx = edm.sample_training_sigma((4000,), "cpu", torch.Generator().manual_seed(0))
+    assert abs(ctx.float().mean().item() - cfg.p_context) < 0.05
+    assert torch.all(sigma[ctx] == cfg.context_sigma)
+    assert sigma.min() >= cfg.sigma_min
+
+
+def test_bad_inputs_raise():
+    model = micro_model("lstm")
+    cfg = model.config
+    state = model.init_state(2)
+    with pytest.raises(ValueError, match="action ids"):
+        model.observe(random_frames(cfg, 2, 0), torch.tensor([0, cfg.num_actions + 1]), state)
+    with pytest.raises(TypeError, match="uint8"):
+        model.observe(torch.zeros(2, 16, 16, 3), torch.tensor([0, 0]), state)
+    with pytest.raises(ValueError, match="prev_actions"):
+        model.imagine(torch.tensor([0, 0, 0]), state)
+    batch = make_batch(cfg, b=1, l=4)
+    batch["prev_actions"][0, 1] = -1
+    with pytest.raises(ValueError, match="action ids"):
+        model.loss(batch)
+
+
+def test_autocast_bfloat16_runs():
+    model = micro_model("lstm")
+    batch = make_batch(model.config, b=1, l=6)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, _ = model.loss(batch)
+        state = model.observe(random_frames(model.config, 1, 0), torch.tensor([4]),
+                              model.init_state(1))
+        frames, reward, term, state = model.imagine(torch.tensor([1]), state)
+    assert torch.isfinite(loss)
+    assert frames.dtype == torch.uint8 and torch.isfinite(reward).all()
+    assert all(t.dtype in (torch.float32, torch.bool, torch.long) for t in state.tensors())
+
+
+def test_bfloat16_cache_state():
+    model = micro_model("lstm")
+    cfg = model.config
+    s32 = model.init_state(2)
+    s16 = model.init_state(2, cache_dtype=torch.bfloat16)
+    for t in range(3):
+        frames = random_frames(cfg, 2, t)
+        s32 = model.observe(frames, torch.tensor([1, 2]), s32)
+        s16 = model.observe(frames, torch.tensor([1, 2]), s16)
+    assert s16.keys[0].dtype == torch.bfloat16 and s16.memory[0][0].dtype == torch.float32
+    assert s16.nbytes() < s32.nbytes()
+    s16.index_copy_([0], model.init_state(1))
+    f32, *_ = model.imagine(torch.tensor([1, 1]), s32, generators=[torch.Generator().manual_seed(0)] * 2)
+    f16, *_ = model.imagine(torch.tensor([1, 1]), s16, generators=[torch.Generator().manual_seed(0)] * 2)
+    assert f16.shape == f32.shape

@@ -104,7 +104,7 @@ def make_ppo(args: argparse.Namespace, venv, device: str, tensorboard_log: str |
 def run(args: argparse.Namespace, eval_envs: list[str]) -> dict[str, Any]:
     from rad_env.runtime import resolve_device
 
-    from rad_env.demo import set_cpu_threads
+    from rad_env.runtime import set_cpu_threads
 
     set_cpu_threads(args.threads)
     out = Path(args.out)

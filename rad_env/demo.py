@@ -17,26 +17,12 @@ from typing import Any, Sequence
 import numpy as np
 
 from .envs.context import default_assets_dir
+from .runtime import set_cpu_threads
 from .envs.specs import ENV_SPECS
 
 TRAIN_HINT = ("Train one: record episodes with `python -m collect.record` (see README), then\n"
               "  python -m rad_env.train --data DATA --preset tiny --out runs/tiny\n"
               "and run the demo with `--checkpoint runs/tiny/model.pt --context DATA`.")
-
-
-def set_cpu_threads(threads: int = 0) -> int:
-    """Set torch's CPU threads: ``n > 0`` exactly, ``0`` half the CPU cores (at least 1), ``-1`` torch's
-    default. More threads than free cores makes torch's thread pool spin: on a busy 2-core machine a small
-    model runs ~10x slower with 2 threads than with 1. Returns the number in use."""
-    import os
-
-    import torch
-
-    if threads == 0:
-        threads = max(1, min(torch.get_num_threads(), (os.cpu_count() or 2) // 2))
-    if threads > 0:
-        torch.set_num_threads(threads)
-    return torch.get_num_threads()
 
 
 def write_video(path: str | Path, frames: Sequence[np.ndarray] | np.ndarray, fps: int = 8, size: int = 256) -> Path:

@@ -15,7 +15,6 @@ import json
 import math
 import os
 import time
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterator
@@ -29,7 +28,7 @@ from tqdm.auto import tqdm
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import EpisodeStore, WindowDataset, split_episodes
 from .model import RADConfig, WorldModel
-from .runtime import autocast_context, resolve_device
+from .runtime import autocast_context, resolve_device, set_cpu_threads
 
 
 @dataclass
@@ -58,6 +57,7 @@ class TrainConfig:
     ckpt_every: int = 500
     resume: bool = False
     tensorboard: bool = True
+    threads: int = -1  # CPU threads for torch: -1 torch's default, 0 half the cores, n exactly
     time_limit: float = 0.0  # seconds; 0 = none. Stops cleanly with a checkpoint.
 
 
@@ -127,6 +127,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     if not cfg.data:
         raise ValueError("TrainConfig.data is empty: pass the episode file or directory (--data)")
     device = resolve_device(cfg.device)
+    set_cpu_threads(cfg.threads)
     ddp = setup_distributed(device)
     if ddp.enabled and device.type == "cuda":
         device = torch.device("cuda", ddp.local_rank)
@@ -162,12 +163,13 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     last_path = out / "last.pt"
     if cfg.resume and last_path.exists():
         ckpt = load_checkpoint(last_path)
-        state = ckpt["train_state"]
-        model.load_state_dict(state["raw_model"])
+        if "model_online" not in ckpt or "optimizer" not in ckpt:
+            raise ValueError(f"{last_path} holds no training state to resume from")
+        model.load_state_dict(ckpt["model_online"])
         ema.module.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        ema.n_averaged.fill_(int(state["ema_n_averaged"]))
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["extra"]["scheduler"])
+        ema.n_averaged.fill_(int(ckpt["extra"]["ema_n_averaged"]))
         step = int(ckpt["step"])
     train_model: torch.nn.Module = model
     if cfg.compile:
@@ -180,12 +182,13 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     train_dict = asdict(cfg)
 
     def checkpoint(path: Path, with_train_state: bool) -> None:
-        train_state = None
+        """EMA weights for inference; with the train state also raw weights + optimizer."""
         if with_train_state:
-            train_state = {"raw_model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                           "scheduler": scheduler.state_dict(), "ema_n_averaged": int(ema.n_averaged)}
-        save_checkpoint(path, ema.module, train_config=train_dict, data=description, step=step,
-                        train_state=train_state)
+            save_checkpoint(path, model, train_config=train_dict, data=description, step=step,
+                            optimizer_state=optimizer.state_dict(), ema_state=ema.module,
+                            extra={"scheduler": scheduler.state_dict(), "ema_n_averaged": int(ema.n_averaged)})
+        else:
+            save_checkpoint(path, ema.module, train_config=train_dict, data=description, step=step)
 
     log_file = csv_writer = tb = None
     if ddp.is_main:

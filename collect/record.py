@@ -405,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"record.py: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"record.py: interrupted; completed episodes are kept, continue with --resume", file=sys.stderr)
+        print("record.py: interrupted; completed episodes are kept, continue with --resume", file=sys.stderr)
         return 130
     print(format_summary(summary))
     return 1 if summary["problems"] else 0

@@ -22,14 +22,6 @@ from rad_env.model import RADConfig, WorldModel
 SIZE = 64
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """On a busy machine several intra-op threads per process slow everything down a lot."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory) -> dict[str, str]:

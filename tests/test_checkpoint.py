@@ -15,15 +15,6 @@ DATA = {"source": "memory-maze-9x9", "action_set": "memory-maze", "num_actions":
         "frame_shape": (16, 16, 3)}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Micro models are dominated by per-op overhead: one thread is faster and robust to a
-    busy machine. Restored afterwards so other test modules are unaffected."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def small_model(seed: int = 0, **kw) -> WorldModel:
     torch.manual_seed(seed)

@@ -26,14 +26,6 @@ ENV_ID = "RAD-MemoryMaze-v0"
 SIZE = 64
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """On a busy machine several intra-op threads per process slow everything down a lot."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def tiny_model(num_actions: int = 6, seed: int = 0) -> WorldModel:
     """A very small random model whose outputs depend on its inputs (AdaLN-Zero weights perturbed)

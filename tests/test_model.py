@@ -11,15 +11,6 @@ from rad_env.model.diffusion import EDM, randn_rows
 MEMORIES = ["lstm", "linear", "none", "full"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Micro models are dominated by per-op overhead: one thread is faster and robust to a
-    busy machine. Restored afterwards so other test modules are unaffected."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def micro_config(memory: str = "lstm", **kw) -> RADConfig:
     base = dict(image_size=16, patch_size=4, dim=48, depth=2, heads=2, mlp_ratio=2.0, window=3,

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from rad_env.checkpoint import load_checkpoint, load_world_model
 from rad_env.data import Episode, FileMeta, write_episodes
@@ -18,13 +17,6 @@ from rad_env.train import main as train_main
 
 MICRO = ["dim=32", "depth=1", "heads=2", "memory_slots=2", "memory_dim=16", "window=2", "seq_len=6"]
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

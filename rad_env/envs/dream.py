@@ -8,7 +8,7 @@ import gymnasium as gym
 import numpy as np
 
 from ..runtime import resolve_device
-from .context import StartFrames, resolve_start_frames
+from .context import resolve_start_frames
 from .core import DreamCore, load_dream_model
 from .specs import MEMORY_MAZE_SPEC, DreamSpec
 

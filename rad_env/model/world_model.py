@@ -162,10 +162,6 @@ class WorldModel(nn.Module):
         }
         return loss, metrics
 
-    def forward(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
-        """Training forward = :meth:`loss` (so DDP and torch.compile wrap the training step)."""
-        return self.loss(batch)
-
     def forward(self, batch: dict[str, Any], generator: torch.Generator | None = None
                 ) -> tuple[torch.Tensor, dict[str, float]]:
         """Same as :meth:`loss` (so DDP / torch.compile wrappers can call the module)."""

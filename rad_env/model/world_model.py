@@ -131,7 +131,10 @@ class WorldModel(nn.Module):
         # EDM loss lambda(sigma) * |D - y|^2 == |F - (y - c_skip x) / c_out|^2
         target = (y - e(c_skip) * x) / e(c_out)
         per_frame = ((out.float() - target) ** 2).mean(dim=(2, 3, 4))  # (B, L)
-        diffusion_loss = per_frame.mean()
+        # Frames at context_sigma only serve as context: denoising them means predicting the noise
+        # itself (c_out ~ sigma), a loss of ~1 that carries no signal, so they are left out.
+        generated = (~is_ctx).float()
+        diffusion_loss = (per_frame * generated).sum() / generated.sum().clamp(min=1.0)
 
         r_logits, t_logit = self.head_logits(feats)
         r_class = (torch.sign(rewards) + 1).long()

@@ -172,8 +172,7 @@ def pad_to(frames: np.ndarray, length: int) -> np.ndarray:
 
 def write_comparison_video(path: Path, real: np.ndarray | None, dream: np.ndarray | None, fps: int = 8) -> Path:
     """real | dream side by side (shorter episode padded with its last frame), or just the one given."""
-    from rad_env.demo import write_video
-    from rad_env.evaluate import write_side_by_side
+    from rad_env.video import write_side_by_side, write_video
 
     if real is not None and dream is not None:
         length = max(len(real), len(dream))

@@ -182,7 +182,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     import rad_env  # noqa: F401 - registers the env ids
     from rad_env.checkpoint import CheckpointError
-    from rad_env.demo import TRAIN_HINT, write_video
+    from rad_env.demo import TRAIN_HINT
+    from rad_env.video import write_video
     from rad_env.runtime import set_cpu_threads
 
     set_cpu_threads(args.threads)

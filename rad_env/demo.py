@@ -12,39 +12,18 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from .envs.context import default_assets_dir
 from .runtime import set_cpu_threads
+from .video import write_video
 from .envs.specs import ENV_SPECS
 
 TRAIN_HINT = ("Train one: record episodes with `python -m collect.record` (see README), then\n"
               "  python -m rad_env.train --data DATA --preset tiny --out runs/tiny\n"
               "and run the demo with `--checkpoint runs/tiny/model.pt --context DATA`.")
-
-
-def write_video(path: str | Path, frames: Sequence[np.ndarray] | np.ndarray, fps: int = 8, size: int = 256) -> Path:
-    """Write uint8 frames (T, H, W, 3) as an mp4, scaled up to about ``size`` pixels high.
-
-    Falls back to a gif (same name, ``.gif``) if no ffmpeg backend is available. Returns the path written.
-    """
-    import imageio.v3 as iio
-
-    path = Path(path)
-    video = np.asarray(frames, dtype=np.uint8)
-    if video.ndim != 4 or video.shape[-1] != 3 or len(video) == 0:
-        raise ValueError(f"frames must be a non-empty uint8 (T, H, W, 3) sequence, got {video.shape}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    scale = max(1, size // video.shape[1])
-    video = video.repeat(scale, axis=1).repeat(scale, axis=2)
-    try:
-        iio.imwrite(path, video, fps=fps, codec="libx264", macro_block_size=1)
-    except Exception:  # noqa: BLE001 - no ffmpeg backend: write a gif instead
-        path = path.with_suffix(".gif")
-        iio.imwrite(path, video, duration=1000 / fps, loop=0)
-    return path
 
 
 def scripted_actions(steps: int, num_actions: int, seed: int = 0) -> np.ndarray:

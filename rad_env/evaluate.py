@@ -23,6 +23,7 @@ from .checkpoint import load_world_model
 from .data import EpisodeStore
 from .metrics import LPIPS_UNAVAILABLE, frame_metrics
 from .runtime import resolve_device
+from .video import write_side_by_side
 
 
 @dataclass
@@ -90,23 +91,6 @@ def summarise(per_frame: dict[str, np.ndarray], masks: dict[str, np.ndarray]) ->
         if mask.any():
             table[name] = {"frames": int(mask.sum()), **{k: float(v[mask].mean()) for k, v in per_frame.items()}}
     return table
-
-
-def write_side_by_side(path: Path, real: np.ndarray, dream: np.ndarray, fps: int = 8) -> Path:
-    """Write real | dream frames (T, H, W, 3) side by side as mp4 (gif if ffmpeg is missing)."""
-    import imageio.v3 as iio
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    gap = np.full((real.shape[0], real.shape[1], 2, 3), 255, np.uint8)
-    video = np.concatenate([real, gap, dream], axis=2)
-    scale = max(1, 256 // video.shape[1])
-    video = video.repeat(scale, axis=1).repeat(scale, axis=2)
-    try:
-        iio.imwrite(path, video, fps=fps, codec="libx264", macro_block_size=1)
-    except Exception:  # noqa: BLE001 - fall back to a gif when no ffmpeg backend is present
-        path = path.with_suffix(".gif")
-        iio.imwrite(path, video, duration=1000 / fps, loop=0)
-    return path
 
 
 def evaluate(cfg: EvalConfig) -> dict[str, Any]:

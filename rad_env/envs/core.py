@@ -91,7 +91,9 @@ class DreamCore:
         if array.shape != (self.num_envs,):
             raise ValueError(f"expected {self.num_envs} action(s), got shape {array.shape}")
         if not np.issubdtype(array.dtype, np.integer):
-            if np.issubdtype(array.dtype, np.floating) and np.all(np.mod(array, 1) == 0):
+            with np.errstate(invalid="ignore"):
+                whole = np.issubdtype(array.dtype, np.floating) and bool(np.all(np.mod(array, 1) == 0))
+            if whole:
                 array = array.astype(np.int64)
             else:
                 raise ValueError(f"actions must be integers in [0, {self.num_actions}), got {array!r}")

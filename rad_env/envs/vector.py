@@ -60,7 +60,7 @@ class DreamVectorEnv(VectorEnv):
         return self.core.frames.copy(), {}
 
     def step(self, actions):
-        actions = np.asarray(actions)
+        actions = self.core.check_actions(actions)  # before any autoreset substitution
         resetting = self._needs_reset.copy() if self.autoreset_mode == AutoresetMode.NEXT_STEP else np.zeros(self.num_envs, bool)
         if resetting.any():  # envs that ended last step take no action now; any valid id keeps the batch shape
             actions = np.where(resetting, 0, actions)

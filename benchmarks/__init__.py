@@ -1,0 +1,1 @@
+"""Benchmark scripts (run them as ``python benchmarks/<name>.py --help``); not part of the package."""

@@ -75,7 +75,12 @@ def test_presets_and_dict_roundtrip():
         assert cfg.memory_dim is not None
     tiny = RADConfig.preset("tiny", memory="full", window=2)
     assert tiny.memory == "full" and tiny.window == 2
-    assert 1_000_000 <= WorldModel(RADConfig.preset("tiny")).num_parameters() <= 2_000_000
+    assert 3_000_000 <= WorldModel(RADConfig.preset("tiny")).num_parameters() <= 6_000_000
+    for name in PRESETS:  # no preset squeezes a patch's pixel values through a narrower token
+        cfg = RADConfig.preset(name)
+        assert cfg.dim >= cfg.patch_size**2 * cfg.channels
+    with pytest.warns(UserWarning, match="pixel values per patch"):
+        RADConfig.preset("tiny", dim=96)
     paper = RADConfig.preset("paper")
     assert paper.seq_len == 4 * paper.window and paper.patch_size == 4
 

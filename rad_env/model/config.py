@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,6 +79,11 @@ class RADConfig:
             fail(f"temporal_chunk must be None or a positive int, got {self.temporal_chunk!r}")
         if self.image_size % self.patch_size:
             fail(f"image_size {self.image_size} is not divisible by patch_size {self.patch_size}")
+        patch_values = self.patch_size**2 * self.channels
+        if self.dim < patch_values:
+            warnings.warn(f"RADConfig: dim {self.dim} < {patch_values} pixel values per patch; tokens cannot "
+                          "carry a patch's detail and sampled frames stay noisy (raise dim or lower patch_size)",
+                          stacklevel=3)
         if self.dim % self.heads:
             fail(f"dim {self.dim} is not divisible by heads {self.heads}")
         head_dim = self.dim // self.heads
@@ -157,8 +163,9 @@ class RADConfig:
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # ~1.5M parameters: trains on a CPU.
-    "tiny": dict(image_size=64, patch_size=8, dim=96, depth=4, heads=4, mlp_ratio=3.0,
+    # ~4M parameters: trains on a CPU. dim >= the 8x8x3 = 192 pixel values of a patch: a narrower
+    # token cannot carry a patch's detail, and the denoiser then cannot remove mid-level noise.
+    "tiny": dict(image_size=64, patch_size=8, dim=192, depth=3, heads=4, mlp_ratio=3.0,
                  window=4, seq_len=16, memory_slots=4, memory_dim=64),
     # ~20M parameters: a single consumer GPU.
     "small": dict(image_size=64, patch_size=8, dim=256, depth=8, heads=8, mlp_ratio=4.0,

@@ -10,7 +10,7 @@ from typing import Iterable, Literal
 import h5py
 import numpy as np
 
-from .schema import EPISODES_GROUP, REQUIRED_KEYS, STEP_KEYS, FileMeta, SchemaError
+from .schema import EPISODES_GROUP, REQUIRED_KEYS, FileMeta, SchemaError, check_layout
 from .writer import TMP_SUFFIX
 
 
@@ -38,20 +38,7 @@ def _validate_group(group: h5py.Group, meta: FileMeta, where: str) -> int:
     missing = [k for k in REQUIRED_KEYS if k not in group]
     if missing:
         raise SchemaError(f"{where}: missing datasets {missing}")
-    obs = group["obs"]
-    if obs.dtype != np.uint8:
-        raise SchemaError(f"{where}: obs dtype {obs.dtype}, expected uint8")
-    if obs.ndim != 4 or tuple(obs.shape[1:]) != tuple(meta.frame_shape):
-        raise SchemaError(f"{where}: obs shape {obs.shape} does not match frame_shape {meta.frame_shape}")
-    steps = obs.shape[0] - 1
-    if steps < 1:
-        raise SchemaError(f"{where}: episode has no steps")
-    for key in STEP_KEYS:
-        shape = group[key].shape
-        if len(shape) != 1 or shape[0] != steps:
-            raise SchemaError(f"{where}: {key} shape {shape}, expected ({steps},) for {steps + 1} frames")
-    if not np.issubdtype(group["action_id"].dtype, np.integer):
-        raise SchemaError(f"{where}: action_id dtype {group['action_id'].dtype}, expected integers")
+    steps = check_layout(group, meta, where)
     if int(group.attrs.get("length", steps)) != steps:
         raise SchemaError(f"{where}: attribute length={group.attrs['length']} but obs has {steps + 1} frames")
     return steps

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -101,21 +101,9 @@ class Episode:
 
     def validate(self, meta: FileMeta, where: str = "episode") -> None:
         """Raise :class:`SchemaError` naming the first problem found."""
-        obs = np.asarray(self.obs)
-        if obs.dtype != np.uint8:
-            raise SchemaError(f"{where}: obs dtype {obs.dtype}, expected uint8")
-        if obs.ndim != 4 or tuple(obs.shape[1:]) != tuple(meta.frame_shape):
-            raise SchemaError(f"{where}: obs shape {obs.shape}, expected (T+1, {', '.join(map(str, meta.frame_shape))})")
-        steps = obs.shape[0] - 1
-        if steps < 1:
-            raise SchemaError(f"{where}: an episode needs at least 1 step, got {obs.shape[0]} observation(s)")
-        for key in STEP_KEYS:
-            value = np.asarray(getattr(self, key))
-            if value.ndim != 1 or value.shape[0] != steps:
-                raise SchemaError(f"{where}: {key} shape {value.shape}, expected ({steps},) for {steps + 1} observations")
-        action_id = np.asarray(self.action_id)
-        if not np.issubdtype(action_id.dtype, np.integer):
-            raise SchemaError(f"{where}: action_id dtype {action_id.dtype}, expected an integer type")
+        arrays = {key: np.asarray(getattr(self, key)) for key in ("obs", *STEP_KEYS)}
+        steps = check_layout(arrays, meta, where)
+        action_id = arrays["action_id"]
         if action_id.size and (action_id.min() < 0 or action_id.max() >= meta.num_actions):
             raise SchemaError(f"{where}: action_id values must lie in [0, {meta.num_actions}), "
                               f"got [{action_id.min()}, {action_id.max()}]")
@@ -125,6 +113,26 @@ class Episode:
                 raise SchemaError(f"{where}: native action {key!r} has {np.asarray(value).shape[:1]} steps, expected {steps}")
         if not np.all(np.isfinite(np.asarray(self.reward, dtype=np.float64))):
             raise SchemaError(f"{where}: reward has non-finite values")
+
+
+def check_layout(arrays: Mapping[str, Any], meta: FileMeta, where: str) -> int:
+    """Check obs and per-step datasets (numpy arrays or h5py datasets: anything with shape and
+    dtype) against ``meta``; returns the number of steps T."""
+    obs = arrays["obs"]
+    if obs.dtype != np.uint8:
+        raise SchemaError(f"{where}: obs dtype {obs.dtype}, expected uint8")
+    if len(obs.shape) != 4 or tuple(obs.shape[1:]) != tuple(meta.frame_shape):
+        raise SchemaError(f"{where}: obs shape {obs.shape}, expected (T+1, {', '.join(map(str, meta.frame_shape))})")
+    steps = obs.shape[0] - 1
+    if steps < 1:
+        raise SchemaError(f"{where}: an episode needs at least 1 step, got {obs.shape[0]} observation(s)")
+    for key in STEP_KEYS:
+        shape = arrays[key].shape
+        if len(shape) != 1 or shape[0] != steps:
+            raise SchemaError(f"{where}: {key} shape {shape}, expected ({steps},) for {steps + 1} observations")
+    if not np.issubdtype(arrays["action_id"].dtype, np.integer):
+        raise SchemaError(f"{where}: action_id dtype {arrays['action_id'].dtype}, expected an integer type")
+    return steps
 
 
 def action_space_json(description: dict[str, Any]) -> str:

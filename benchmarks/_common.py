@@ -24,13 +24,6 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 # -- machine / process ------------------------------------------------------------------------
-def set_threads(threads: int) -> int:
-    """``threads > 0``: use that many torch intra-op threads; returns the number in use."""
-    if threads > 0:
-        torch.set_num_threads(threads)
-    return torch.get_num_threads()
-
-
 def machine_description() -> dict[str, Any]:
     """What the numbers were measured on (printed with every result)."""
     try:

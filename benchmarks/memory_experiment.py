@@ -38,7 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from benchmarks._common import format_table, machine_description, markdown_table, set_threads, write_json  # noqa: E402
+from rad_env.runtime import set_cpu_threads  # noqa: E402
+from benchmarks._common import format_table, machine_description, markdown_table, write_json  # noqa: E402
 
 MEMORIES = ("lstm", "linear", "none", "full")
 LABELS = {"lstm": "lstm (RAD)", "linear": "linear memory", "none": "none (window only)", "full": "full attention"}
@@ -261,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     args.held_out = args.held_out or args.episodes
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    set_threads(args.threads)
+    set_cpu_threads(args.threads or -1)  # 0: torch default
 
     source = Path(args.data)
     if not source.exists():

@@ -29,8 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from rad_env.runtime import set_cpu_threads  # noqa: E402
 from benchmarks._common import (format_table, machine_description, make_dream_core, rss_bytes,  # noqa: E402
-                                set_threads, slope, write_json)
+                                slope, write_json)
 
 
 @dataclass(frozen=True)
@@ -236,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.steps < 1 or args.num_envs < 1 or args.sample_every < 1:
         print("error: --steps, --num-envs and --sample-every must be >= 1", file=sys.stderr)
         return 2
-    set_threads(args.threads)
+    set_cpu_threads(args.threads or -1)  # 0: torch default
     print(f"rad-env dream env soak{' (--quick)' if args.quick else ''}: {args.steps} env steps, "
           f"{args.num_envs} envs, bad action every {args.bad_every} batch steps, autoreset {args.autoreset}, "
           f"episodes truncated at {args.max_episode_steps}")

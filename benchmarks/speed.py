@@ -32,8 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from rad_env.runtime import set_cpu_threads  # noqa: E402
 from benchmarks._common import (format_table, machine_description, make_dream_core, random_model,  # noqa: E402
-                                rss_bytes, set_threads, write_json)
+                                rss_bytes, write_json)
 
 PARTS = ("dream", "memory", "train", "collect")
 MEMORIES = ("lstm", "linear", "none", "full")
@@ -297,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.quick:
         apply_quick(args)
-    set_threads(args.threads)
+    set_cpu_threads(args.threads or -1)  # 0: torch default
     results: dict[str, Any] = {"settings": vars(args).copy(), "machine": machine_description()}
     print(f"rad-env speed benchmark{' (--quick: tiny sizes, rough numbers)' if args.quick else ''}")
     print(f"machine: {results['machine']}\n")

@@ -25,9 +25,12 @@ from rad_env.envs.context import default_assets_dir
 from rad_env.model import RADConfig, WorldModel
 
 
-def export_checkpoint(src: Path, dst: Path) -> Path:
+def export_checkpoint(src: Path, dst: Path, sampling_steps: int | None = None) -> Path:
     ckpt = load_checkpoint(src)
-    model = WorldModel(RADConfig.from_dict(ckpt["model_config"]))
+    config = dict(ckpt["model_config"])
+    if sampling_steps:
+        config["sampling_steps"] = sampling_steps
+    model = WorldModel(RADConfig.from_dict(config))
     model.load_state_dict(ckpt["model"])
     model.half()
     return save_checkpoint(dst, model, train_config=ckpt["train_config"], data=ckpt["data"], step=ckpt["step"],
@@ -54,11 +57,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", required=True, type=Path)
     parser.add_argument("--out", type=Path, default=default_assets_dir())
     parser.add_argument("--segments", type=int, default=16)
+    parser.add_argument("--sampling-steps", type=int, default=0,
+                        help="default Euler steps of the shipped model (0: keep the trained config's)")
     args = parser.parse_args(argv)
     ckpt = load_checkpoint(args.checkpoint)
     window = int(ckpt["model_config"]["window"])
     held = ckpt["data"].get("held_out_episodes") or list(range(len(EpisodeStore(args.data))))
-    path = export_checkpoint(args.checkpoint, args.out / "memory_maze_tiny.pt")
+    path = export_checkpoint(args.checkpoint, args.out / "memory_maze_tiny.pt", args.sampling_steps or None)
     starts = export_start_frames(args.data, held, window, args.out / "memory_maze_starts.h5", args.segments)
     for p in (path, starts):
         print(f"{p}: {p.stat().st_size / 1e6:.2f} MB")

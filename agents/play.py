@@ -68,26 +68,6 @@ def keys_to_action(held: set[str], num_actions: int) -> int:
     return 0
 
 
-def run_scripted(env, actions: list[int], seed: int) -> tuple[list[np.ndarray], dict[str, Any]]:
-    n = int(env.action_space.n)
-    bad = [a for a in actions if not 0 <= a < n]
-    if bad:
-        raise ValueError(f"actions must be ids in [0, {n}), got {sorted(set(bad))}")
-    obs, _ = env.reset(seed=seed)
-    frames, total, resets = [obs], 0.0, 0
-    start = time.perf_counter()
-    for action in actions:
-        obs, reward, terminated, truncated, _ = env.step(action)
-        frames.append(obs)
-        total += float(reward)
-        if terminated or truncated:
-            resets += 1
-            obs, _ = env.reset()
-    seconds = time.perf_counter() - start
-    return frames, {"steps": len(actions), "total_reward": total, "episodes_ended": resets,
-                    "steps_per_s": len(actions) / max(seconds, 1e-9)}
-
-
 def run_interactive(env, seed: int, fps: float, turn_based: bool, max_steps: int) -> tuple[list[np.ndarray], dict[str, Any]]:
     from rad_env.envs.viewer import FrameViewer
 
@@ -182,7 +162,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     import rad_env  # noqa: F401 - registers the env ids
     from rad_env.checkpoint import CheckpointError
-    from rad_env.demo import TRAIN_HINT
+    from rad_env.demo import TRAIN_HINT, play_actions
     from rad_env.video import write_video
     from rad_env.runtime import set_cpu_threads
 
@@ -207,7 +187,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
                 actions = scripted_actions(args.steps, int(env.action_space.n), args.seed).tolist()
                 print(f"no display or action list: playing {len(actions)} scripted actions")
-            frames, stats = run_scripted(env, actions, args.seed)
+            frames, stats = play_actions(env, actions, args.seed)
     except ValueError as exc:
         p.error(str(exc))
     finally:

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from rad_env.data import MEMORY_MAZE, Episode, FileMeta, SchemaError, action_space_json
+from collect.npz import load_npz
 
 FRAME_EXTRAS = ("agent_pos", "agent_dir", "target_color", "target_pos", "target_vec", "targets_pos", "targets_vec")
 REQUIRED = ("image", "action", "reward")
@@ -33,18 +34,10 @@ def find_inputs(src: Path) -> list[Path]:
     return [src] if src.is_file() else sorted(src.rglob("*.npz"))
 
 
-def _load(path: Path) -> dict[str, np.ndarray]:
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return {key: data[key] for key in data.files}
-    except Exception as exc:
-        raise SchemaError(f"{path}: cannot be read as an NPZ file: {exc}") from exc
-
-
 def convert(path: Path, *, source: str | None = None) -> tuple[Episode, FileMeta]:
     """One trajectory file -> (Episode, FileMeta); :class:`SchemaError` names the file on bad input."""
     path = Path(path)
-    data = _load(path)
+    data = load_npz(path)
     missing = [key for key in REQUIRED if key not in data]
     if missing:
         raise SchemaError(f"{path}: missing keys {missing} (has {sorted(data)}); not a Memory Maze trajectory NPZ")

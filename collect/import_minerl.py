@@ -39,6 +39,7 @@ import numpy as np
 from rad_env.data import MINECRAFT, Episode, FileMeta, SchemaError, action_space_json
 
 from collect.frames import read_video, resize_frames
+from collect.npz import load_npz
 
 DEFAULT_YAW_THRESHOLD = 5.0
 ACTION_PREFIX, OBS_PREFIX = "action$", "observation$"
@@ -69,22 +70,6 @@ def _storable(value: np.ndarray) -> np.ndarray:
     return value
 
 
-def _load_npz(path: Path, allow_pickle: bool) -> dict[str, np.ndarray]:
-    try:
-        data = np.load(path, allow_pickle=allow_pickle)
-    except Exception as exc:
-        raise SchemaError(f"{path}: cannot be read as an NPZ file: {exc}") from exc
-    out = {}
-    with data:
-        for key in data.files:
-            try:
-                out[key] = data[key]
-            except ValueError as exc:
-                raise SchemaError(f"{path}: key {key!r} holds Python objects ({exc}); re-run with --allow-pickle "
-                                  "if you trust the file") from exc
-    return out
-
-
 def convert(folder: Path, *, frame_size: int | None = None, yaw_threshold: float = DEFAULT_YAW_THRESHOLD,
             source: str | None = None, allow_pickle: bool = False) -> tuple[Episode, FileMeta]:
     folder = Path(folder)
@@ -99,7 +84,7 @@ def convert(folder: Path, *, frame_size: int | None = None, yaw_threshold: float
             metadata = json.loads(meta_path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise SchemaError(f"{meta_path}: not valid JSON: {exc}") from exc
-    data = _load_npz(npz_path, allow_pickle)
+    data = load_npz(npz_path, allow_pickle)
     if "reward" not in data:
         raise SchemaError(f"{npz_path}: missing key 'reward' (has {sorted(data)})")
     reward = np.asarray(data["reward"], np.float64).reshape(-1)

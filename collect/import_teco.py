@@ -23,6 +23,7 @@ import numpy as np
 from rad_env.data import MINECRAFT, Episode, FileMeta, SchemaError, action_space_json
 
 from collect.frames import read_video, resize_frames
+from collect.npz import load_npz
 
 
 def find_inputs(src: Path) -> list[Path]:
@@ -36,21 +37,13 @@ def find_inputs(src: Path) -> list[Path]:
     return sorted(npz + orphans)
 
 
-def _load_npz(path: Path) -> dict[str, np.ndarray]:
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return {key: data[key] for key in data.files}
-    except Exception as exc:
-        raise SchemaError(f"{path}: cannot be read as an NPZ file: {exc}") from exc
-
-
 def convert(path: Path, *, frame_size: int | None = None, source: str | None = "teco-minecraft"
             ) -> tuple[Episode, FileMeta]:
     path = Path(path)
     npz_path, mp4_path = path.with_suffix(".npz"), path.with_suffix(".mp4")
     if not npz_path.exists():
         raise SchemaError(f"{path}: no {npz_path.name} with the trajectory's actions next to it")
-    data = _load_npz(npz_path)
+    data = load_npz(npz_path)
     if "actions" not in data:
         raise SchemaError(f"{npz_path}: missing key 'actions' (has {sorted(data)})")
     if "video" in data:

@@ -12,7 +12,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -50,6 +50,28 @@ def missing_default_message(env_id: str) -> str | None:
     return None
 
 
+def play_actions(env, actions: Sequence[int], seed: int) -> tuple[list[np.ndarray], dict[str, Any]]:
+    """Reset with ``seed``, step through ``actions`` (resetting when an episode ends); returns the frames
+    (reset frame first) and stats: steps, total_reward, episodes_ended, steps_per_s."""
+    n = int(env.action_space.n)
+    bad = [a for a in actions if not 0 <= a < n]
+    if bad:
+        raise ValueError(f"actions must be ids in [0, {n}), got {sorted(set(bad))}")
+    obs, _ = env.reset(seed=seed)
+    frames, total, resets = [obs], 0.0, 0
+    start = time.perf_counter()
+    for action in actions:
+        obs, reward, terminated, truncated, _ = env.step(int(action))
+        frames.append(obs)
+        total += float(reward)
+        if terminated or truncated:
+            resets += 1
+            obs, _ = env.reset()
+    seconds = time.perf_counter() - start
+    return frames, {"steps": len(actions), "total_reward": total, "episodes_ended": resets,
+                    "steps_per_s": len(actions) / max(seconds, 1e-9)}
+
+
 def run_demo(checkpoint: str | None = None, context: str | None = None, *, env_id: str = "RAD-MemoryMaze-v0",
              steps: int = 100, out: str | Path = "dream_demo.mp4", seed: int = 0, device: str = "auto",
              sampling_steps: int | None = None, fps: int = 8) -> dict[str, Any]:
@@ -61,24 +83,11 @@ def run_demo(checkpoint: str | None = None, context: str | None = None, *, env_i
     env = gym.make(env_id, checkpoint=checkpoint, context=context, device=device, sampling_steps=sampling_steps)
     load_s = time.perf_counter() - t0
     try:
-        obs, _ = env.reset(seed=seed)
-        actions = scripted_actions(steps, int(env.action_space.n), seed)
-        frames = [obs]
-        total_reward, episodes_ended = 0.0, 0
-        t1 = time.perf_counter()
-        for action in actions:
-            obs, reward, terminated, truncated, _ = env.step(int(action))
-            frames.append(obs)
-            total_reward += float(reward)
-            if terminated or truncated:
-                episodes_ended += 1
-                obs, _ = env.reset()
-        step_s = time.perf_counter() - t1
+        frames, stats = play_actions(env, scripted_actions(steps, int(env.action_space.n), seed).tolist(), seed)
     finally:
         env.close()
     video = write_video(out, frames, fps=fps)
-    return {"steps": int(steps), "steps_per_s": steps / max(step_s, 1e-9), "total_reward": total_reward,
-            "episodes_ended": episodes_ended, "load_s": load_s, "video": str(video), "frames": len(frames)}
+    return {**stats, "load_s": load_s, "video": str(video), "frames": len(frames)}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

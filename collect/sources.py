@@ -103,6 +103,8 @@ class MemoryMazeSource:
                 on_step(1)
             if term or trunc:
                 break
+        if not (terminated[-1] or truncated[-1]):
+            truncated[-1] = True  # cut by --steps before the env's own time limit
         actions_arr = np.asarray(actions, np.int64)
         episode_extras = {key: np.asarray(values, np.float32) for key, values in extras.items()}
         episode_extras["maze_layout"] = layout

@@ -44,7 +44,8 @@ def test_recorded_episodes_read_back(collect_mm_dataset):
         assert np.array_equal(ep["action"], ep["action_id"]) and ep["action_id"].max() < 6
         assert ep["reward"].dtype == np.float32 and np.isfinite(ep["reward"]).all()
         assert ep["terminated"].dtype == bool and not ep["terminated"].any()
-        assert not ep["truncated"].any()  # 20 < 1000 steps: cut by --steps, not the time limit
+        # 20 < 1000 steps: cut by --steps, which ends the episode as a truncation (like MineRL's source)
+        assert ep["truncated"].tolist() == [False] * (STEPS - 1) + [True]
         for key, width in (("agent_pos", (2,)), ("agent_dir", (2,)), ("target_color", (3,)), ("target_pos", (2,))):
             assert ep[key].shape == (STEPS + 1, *width) and ep[key].dtype == np.float32, key
         assert np.abs(ep["agent_pos"][-1] - ep["agent_pos"][0]).max() > 0.1  # the explorer moved

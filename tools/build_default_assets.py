@@ -4,8 +4,10 @@ Exactly how the shipped files were made (see README "Embedded default"):
 
     python collect/record.py --env memory-maze-9x9 --episodes 40 --steps 500 --policy explore \\
         --workers 2 --seed 0 --out data/mm9
-    python -m rad_env.train --data data/mm9 --preset tiny --out runs/default --time-limit 1800
-    python tools/build_default_assets.py --checkpoint runs/default/model.pt --data data/mm9
+    python -m rad_env.train --data data/mm9 --preset tiny --steps 1500 --time-limit 3000 --threads 1 --out runs/default
+    python -m rad_env.train --data data/mm9 --preset tiny --steps 3000 --time-limit 1380 --threads 2 --resume \
+        --out runs/default
+    python tools/build_default_assets.py --checkpoint runs/default/model.pt --data data/mm9 --sampling-steps 1
 
 The checkpoint is stored with half-precision weights (loaded back as float32) to stay a few MB;
 the start frames are the first ``window`` frames of the held-out episodes.

@@ -1,4 +1,5 @@
-"""Pieces shared by the agent scripts: dream and real envs, policies, evaluation, videos."""
+"""Pieces shared by the agent scripts: a random policy, evaluation, videos. (The dream and real envs
+come from :mod:`rad_env.envs.factory`.)"""
 
 from __future__ import annotations
 
@@ -10,70 +11,11 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from gymnasium.vector import AutoresetMode
 
-from rad_env.envs.core import DreamCore
-from rad_env.envs.dream import DreamEnv, build_core
-from rad_env.envs.specs import MEMORY_MAZE_SPEC, DreamSpec
+from rad_env.envs.specs import MEMORY_MAZE_SPEC
 
 #: Steps of a full real Memory Maze 9x9 episode.
 REAL_EPISODE_STEPS = MEMORY_MAZE_SPEC.max_episode_steps
-
-
-# ---------------------------------------------------------------------------------------------
-# Environments
-
-
-def load_dream(checkpoint: str | None, context: Any, num_envs: int, device: str = "auto",
-               sampling_steps: int | None = None, spec: DreamSpec = MEMORY_MAZE_SPEC) -> DreamCore:
-    """Load the world model once; :func:`share_core` makes more batches from the same weights."""
-    return build_core(spec, num_envs, checkpoint, device, sampling_steps, context)
-
-
-def share_core(core: DreamCore, num_envs: int) -> DreamCore:
-    """A new batch of ``num_envs`` dream episodes that reuses ``core``'s model and start frames."""
-    return DreamCore(core.model, core.starts, num_envs, sampling_steps=core.sampling_steps, device=core.device,
-                     reward_threshold=core.reward_threshold, termination_threshold=core.termination_threshold)
-
-
-def dream_vec_env(core: DreamCore, max_episode_steps: int | None = None, spec: DreamSpec = MEMORY_MAZE_SPEC):
-    """An SB3 VecEnv (with episode statistics) over ``core``'s batch: one model call per step for all."""
-    from stable_baselines3.common.vec_env import VecMonitor
-
-    from rad_env.envs.sb3 import DreamSB3VecEnv
-    from rad_env.envs.vector import DreamVectorEnv
-
-    vector = DreamVectorEnv(core.num_envs, spec, core=core, max_episode_steps=max_episode_steps,
-                            autoreset_mode=AutoresetMode.SAME_STEP)
-    return VecMonitor(DreamSB3VecEnv(core.num_envs, vector_env=vector))
-
-
-def dream_env(core: DreamCore, max_episode_steps: int | None = None, spec: DreamSpec = MEMORY_MAZE_SPEC) -> gym.Env:
-    """A single dream env (batch 1) sharing ``core``'s model, with the episode time limit."""
-    env = DreamEnv(spec, core=share_core(core, 1))
-    return gym.wrappers.TimeLimit(env, max_episode_steps or spec.max_episode_steps)
-
-
-def real_env(max_steps: int | None = None, size: int = 9) -> gym.Env:
-    """The real Memory Maze (Gymnasium API), cut to ``max_steps`` if that is shorter than the task."""
-    from rad_env.envs.memory_maze import MemoryMazeEnv
-
-    env: gym.Env = MemoryMazeEnv(size)
-    if max_steps is not None and max_steps < env.unwrapped.max_steps:
-        env = gym.wrappers.TimeLimit(env, max_steps)
-    return env
-
-
-def real_vec_env(num_envs: int, max_steps: int | None = None, subprocess: bool = False):
-    """``num_envs`` real Memory Mazes as an SB3 VecEnv (each with a Monitor for episode statistics)."""
-    from stable_baselines3.common.monitor import Monitor
-    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
-
-    def make() -> gym.Env:
-        return Monitor(real_env(max_steps))
-
-    makers = [make for _ in range(num_envs)]
-    return SubprocVecEnv(makers) if subprocess and num_envs > 1 else DummyVecEnv(makers)
 
 
 # ---------------------------------------------------------------------------------------------

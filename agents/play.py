@@ -2,7 +2,7 @@
 
     python -m agents.play                                   # a window (needs pygame and a display)
     python -m agents.play --actions "1,1,1,2,2,1,1,3" --out play.mp4   # headless, scripted
-    python -m agents.play --actions-file actions.txt --headless
+    python -m agents.play --actions-file actions.txt --headless        # video in outputs/play.mp4
 
 Keys (window): up = forward, left/right = turn, up+left / up+right = forward while turning,
 space = wait (noop), r = new episode, escape or q = quit. The dream advances ``--fps`` times per
@@ -17,16 +17,25 @@ episode ends the env resets and the next action continues the new episode).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import re
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
+from rad_env.cli import UserError, removed_if_failed, run_cli
+from rad_env.defaults import TRAIN_HINT
+from rad_env.envs.rollout import play_actions, scripted_actions
 from rad_env.envs.specs import ENV_SPECS
+from rad_env.video import check_video_path, write_video
+
+PROG = "python -m agents.play"
+#: Where a headless run writes its video unless --out says otherwise (outputs/ is git-ignored).
+DEFAULT_VIDEO = "outputs/play.mp4"
 
 
 def parse_actions(text: str) -> list[int]:
@@ -114,24 +123,32 @@ def run_interactive(env, seed: int, fps: float, turn_based: bool, max_steps: int
     return frames, {"steps": steps, "total_reward": total, "episodes_ended": resets}
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    p = argparse.ArgumentParser(prog="python -m agents.play", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--env", default="RAD-MemoryMaze-v0", choices=sorted(ENV_SPECS))
     p.add_argument("--checkpoint", default=None, help="RAD checkpoint (default: the shipped model)")
     p.add_argument("--context", default=None, help="episodes the dream starts from (default: shipped)")
     p.add_argument("--actions", default=None, help='scripted action ids, e.g. "1,1,2,3" or "5x1 2 2"')
     p.add_argument("--actions-file", default=None, help="a text file of action ids")
     p.add_argument("--steps", type=int, default=100,
-                   help="headless without actions: this many random actions; window: stop after this many (0: no limit)")
+                   help="headless without actions: this many scripted actions; window: stop after this many "
+                        "(0: no limit) (default: %(default)s)")
     p.add_argument("--headless", action="store_true", help="never open a window")
     p.add_argument("--turn-based", action="store_true", help="window: step only when a key is pressed")
-    p.add_argument("--out", default=None, help="video path (default: play.mp4 headless, none interactive)")
-    p.add_argument("--fps", type=float, default=4.0, help="window: steps per second; also the video's fps")
+    p.add_argument("--out", default=None,
+                   help=f"video path (default: {DEFAULT_VIDEO} headless, none interactive)")
+    p.add_argument("--fps", type=float, default=4.0, help="window: steps per second; also the video's fps "
+                                                          "(default: %(default)s)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--sampling-steps", type=int, default=None)
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda:0, ...")
+    p.add_argument("--sampling-steps", type=int, default=None, help="Euler steps per frame (default: model's)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: half the cores, -1: torch's default)")
+    return p
+
+
+def cli(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Parse ``argv``, play (in a window or headless) and print the results; returns them."""
+    p = build_parser()
     args = p.parse_args(argv)
     if args.actions is not None and args.actions_file is not None:
         p.error("give --actions or --actions-file, not both")
@@ -150,52 +167,46 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         p.error("the action list is empty")
 
     interactive = actions is None and not args.headless and has_display()
-    if interactive:
-        try:
-            import pygame  # noqa: F401
-        except ImportError:
-            print("pygame is not installed (pip install pygame): running headless with random actions",
-                  file=sys.stderr)
-            interactive = False
+    if interactive and importlib.util.find_spec("pygame") is None:
+        print("pygame is not installed (pip install pygame): running headless with scripted actions",
+              file=sys.stderr)
+        interactive = False
+    if not interactive and actions is None and args.steps < 1:
+        p.error("--steps must be >= 1 to play headless without --actions")
+    out = args.out or (None if interactive else DEFAULT_VIDEO)
+    if out:
+        check_video_path(out)
 
     import gymnasium as gym
 
     import rad_env  # noqa: F401 - registers the env ids
-    from rad_env.checkpoint import CheckpointError
-    from rad_env.demo import TRAIN_HINT, play_actions
-    from rad_env.video import write_video
     from rad_env.runtime import set_cpu_threads
 
     set_cpu_threads(args.threads)
-
     try:
         env = gym.make(args.env, checkpoint=args.checkpoint, context=args.context, device=args.device,
                        sampling_steps=args.sampling_steps)
-    except (CheckpointError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        if args.checkpoint is None and "rad_env.train" not in str(exc):
-            print(TRAIN_HINT, file=sys.stderr)
-        raise SystemExit(2) from exc
+    except UserError as exc:
+        if args.checkpoint is None and exc.hint is None:
+            exc.hint = TRAIN_HINT
+        raise
     try:
         if interactive:
             frames, stats = run_interactive(env, args.seed, args.fps, args.turn_based, args.steps)
         else:
             if actions is None:
-                if args.steps < 1:
-                    p.error("--steps must be >= 1 to play headless without --actions")
-                from rad_env.demo import scripted_actions
-
                 actions = scripted_actions(args.steps, int(env.action_space.n), args.seed).tolist()
                 print(f"no display or action list: playing {len(actions)} scripted actions")
-            frames, stats = play_actions(env, actions, args.seed)
-    except ValueError as exc:
-        p.error(str(exc))
+            try:
+                frames, stats = play_actions(env, actions, args.seed)
+            except ValueError as exc:  # an action id outside the env's action space
+                p.error(str(exc))
     finally:
         env.close()
 
-    out = args.out or (None if interactive else "play.mp4")
     if out:
-        stats["video"] = str(write_video(out, frames, fps=max(1, int(round(args.fps)))))
+        with removed_if_failed(Path(out).parent):
+            stats["video"] = str(write_video(out, frames, fps=max(1, int(round(args.fps)))))
     stats["frames"] = len(frames)
     rate = f" at {stats['steps_per_s']:.1f} steps/s" if "steps_per_s" in stats else ""
     print(f"{stats['steps']} steps{rate}, total reward {stats['total_reward']:.3f}, "
@@ -204,5 +215,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     return stats
 
 
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point (``rad-play``): 0 on success, 2 with a one-line error for a user mistake."""
+    return run_cli(cli, argv, prog=PROG)
+
+
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

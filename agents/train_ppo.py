@@ -21,205 +21,233 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Sequence
 
-from .common import (REAL_EPISODE_STEPS, EvalResult, RandomAgent, dream_env, dream_vec_env, evaluate,
-                     format_results, load_dream, real_env, real_vec_env, record_episode, share_core,
+from rad_env.cli import UserError, add_dataclass_arguments, dataclass_from_args, option, removed_if_failed, run_cli
+from rad_env.defaults import TRAIN_HINT
+from rad_env.envs.factory import (make_dream_core, make_dream_env, make_dream_sb3_vec_env, make_real_env,
+                                  make_real_vec_env, share_core)
+
+from .common import (REAL_EPISODE_STEPS, EvalResult, RandomAgent, evaluate, format_results, record_episode,
                      write_comparison_video)
+
+PROG = "python -m agents.train_ppo"
+EVAL_ENVS = ("dream", "real")
+
+
+@dataclass
+class PPOConfig:
+    """Everything a PPO run depends on (saved in ``eval.json``); one command-line flag per field."""
+
+    checkpoint: str | None = option(None, "RAD checkpoint (default: the shipped tiny model)")
+    context: str | None = option(None, "episodes the dream starts from (default: the shipped start frames)")
+    policy: Literal["ppo", "random"] = option(
+        "ppo", "ppo: train (or --load) a PPO agent; random: evaluate uniformly random actions")
+    train_env: Literal["dream", "real"] = option(
+        "dream", "where PPO trains: the dream (fast, batched) or the real Memory Maze (slow baseline)")
+    load: str | None = option(None, "start from a saved PPO agent (.zip) instead of a new one")
+    num_envs: int = option(8, "parallel training envs")
+    timesteps: int = option(50_000, "training env steps (0: evaluate only)")
+    n_steps: int = option(128, "PPO rollout steps per env per update")
+    batch_size: int = option(256, "PPO minibatch size")
+    n_epochs: int = option(4, "PPO epochs per update")
+    learning_rate: float = option(2.5e-4, "PPO learning rate")
+    gamma: float = option(0.99, "discount factor")
+    ent_coef: float = option(0.01, "entropy bonus coefficient")
+    train_max_steps: int = option(REAL_EPISODE_STEPS, "episode length during training (dream or real)")
+    eval_episodes: int = option(5, "episodes per evaluation env (0: no evaluation)")
+    eval_max_steps: int = option(REAL_EPISODE_STEPS,
+                                 f"cut evaluation episodes to this many steps (the real task: {REAL_EPISODE_STEPS})")
+    eval_envs: str = option("dream,real", "comma-separated evaluation envs: dream, real")
+    eval_num_envs: int = option(0, "batched dream envs used for evaluation (0: min(num-envs, eval-episodes))")
+    deterministic: bool = option(False, "evaluate the greedy action instead of sampling one")
+    video: bool = option(True, "record one episode as a video (real | dream side by side)")
+    video_max_steps: int = option(0, "video episode cap (0: --eval-max-steps)")
+    sampling_steps: int | None = option(None, "dream Euler steps per frame (default: the model's)")
+    subprocess: bool = option(False, "real training envs in subprocesses (--train-env real)")
+    out: str = option("runs/ppo", "output folder: agent, TensorBoard logs, eval.json, video")
+    seed: int = option(0, "seed of the agent, the envs and the evaluation")
+    device: str = option("auto", "auto (CUDA if available), cpu, cuda:0, ... (model and agent)")
+    tensorboard: bool = option(True, "write TensorBoard logs to <out>/tb")
+    threads: int = option(0, "torch CPU threads (0: half the cores, -1: torch's default)")
+    verbose: int = option(1, "SB3 verbosity (0: quiet)")
+
+    @property
+    def eval_env_list(self) -> list[str]:
+        return [e.strip() for e in self.eval_envs.split(",") if e.strip()]
+
+    def validate(self) -> None:
+        """Raise :class:`UserError` naming the first unusable setting."""
+        for name in ("num_envs", "n_steps", "batch_size", "n_epochs", "train_max_steps", "eval_max_steps"):
+            if getattr(self, name) < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        for name in ("timesteps", "eval_episodes", "eval_num_envs", "video_max_steps"):
+            if getattr(self, name) < 0:
+                raise UserError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+        unknown = sorted(set(self.eval_env_list) - set(EVAL_ENVS))
+        if unknown:
+            raise UserError(f"--eval-envs: unknown env(s) {unknown}; choose from {', '.join(EVAL_ENVS)}")
+        if self.policy == "random" and self.load:
+            raise UserError("--load makes no sense with --policy random")
+        if self.policy == "ppo" and self.timesteps == 0 and not self.load:
+            raise UserError("--timesteps 0 needs --load AGENT.zip (nothing to evaluate otherwise)")
+        if self.load and not Path(self.load).is_file():
+            raise UserError(f"--load: no saved agent at {self.load}")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m agents.train_ppo", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", default=None, help="RAD checkpoint (default: the shipped tiny model)")
-    p.add_argument("--context", default=None, help="episodes the dream starts from (default: shipped)")
-    p.add_argument("--policy", choices=("ppo", "random"), default="ppo",
-                   help="ppo: train (or --load) a PPO agent; random: evaluate uniformly random actions")
-    p.add_argument("--train-env", choices=("dream", "real"), default="dream",
-                   help="where PPO trains: the dream (fast, batched) or the real Memory Maze (slow baseline)")
-    p.add_argument("--load", default=None, help="start from a saved PPO agent (.zip) instead of a new one")
-    p.add_argument("--num-envs", type=int, default=8, help="parallel training envs")
-    p.add_argument("--timesteps", type=int, default=50_000, help="training env steps (0: evaluate only)")
-    p.add_argument("--n-steps", type=int, default=128, help="PPO rollout steps per env per update")
-    p.add_argument("--batch-size", type=int, default=256, help="PPO minibatch size")
-    p.add_argument("--n-epochs", type=int, default=4, help="PPO epochs per update")
-    p.add_argument("--learning-rate", type=float, default=2.5e-4)
-    p.add_argument("--gamma", type=float, default=0.99)
-    p.add_argument("--ent-coef", type=float, default=0.01)
-    p.add_argument("--train-max-steps", type=int, default=REAL_EPISODE_STEPS,
-                   help="episode length during training (dream or real)")
-    p.add_argument("--eval-episodes", type=int, default=5, help="episodes per evaluation env (0: no evaluation)")
-    p.add_argument("--eval-max-steps", type=int, default=REAL_EPISODE_STEPS,
-                   help=f"cut evaluation episodes to this many steps (the real task: {REAL_EPISODE_STEPS})")
-    p.add_argument("--eval-envs", default="dream,real", help="comma-separated: dream, real")
-    p.add_argument("--eval-num-envs", type=int, default=0,
-                   help="batched dream envs used for evaluation (0: min(num-envs, eval-episodes))")
-    p.add_argument("--deterministic", action="store_true", help="evaluate the greedy action (default: sample)")
-    p.add_argument("--video", dest="video", action="store_true", default=True)
-    p.add_argument("--no-video", dest="video", action="store_false", help="skip the episode video")
-    p.add_argument("--video-max-steps", type=int, default=0, help="video episode cap (0: --eval-max-steps)")
-    p.add_argument("--sampling-steps", type=int, default=None, help="dream Euler steps per frame (default: model's)")
-    p.add_argument("--subprocess", action="store_true", help="real envs in subprocesses (--train-env real)")
-    p.add_argument("--out", default="runs/ppo")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda:0, ... (model and agent)")
-    p.add_argument("--tensorboard", dest="tensorboard", action="store_true", default=True)
-    p.add_argument("--no-tensorboard", dest="tensorboard", action="store_false")
-    p.add_argument("--threads", type=int, default=0,
-                   help="torch CPU threads (0: half the cores, -1: torch's default)")
-    p.add_argument("--verbose", type=int, default=1, help="SB3 verbosity")
-    return p
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_dataclass_arguments(parser, PPOConfig)
+    return parser
 
 
-def check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> list[str]:
-    for name in ("num_envs", "n_steps", "batch_size", "n_epochs", "train_max_steps", "eval_max_steps"):
-        if getattr(args, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be >= 1")
-    for name in ("timesteps", "eval_episodes", "eval_num_envs", "video_max_steps"):
-        if getattr(args, name) < 0:
-            p.error(f"--{name.replace('_', '-')} must be >= 0")
-    eval_envs = [e.strip() for e in args.eval_envs.split(",") if e.strip()]
-    unknown = sorted(set(eval_envs) - {"dream", "real"})
-    if unknown:
-        p.error(f"--eval-envs: unknown env(s) {unknown}; choose from dream, real")
-    if args.policy == "random" and args.load:
-        p.error("--load makes no sense with --policy random")
-    if args.policy == "ppo" and args.timesteps == 0 and not args.load:
-        p.error("--timesteps 0 needs --load AGENT.zip (nothing to evaluate otherwise)")
-    return eval_envs
+def parse_config(argv: Sequence[str] | None = None, base: PPOConfig | None = None) -> PPOConfig:
+    """The config from command-line flags (over ``base``, default :class:`PPOConfig`'s defaults)."""
+    return dataclass_from_args(PPOConfig, build_parser().parse_args(argv), base)
 
 
-def make_ppo(args: argparse.Namespace, venv, device: str, tensorboard_log: str | None):
+def make_ppo(cfg: PPOConfig, venv, device: str, tensorboard_log: str | None):
     from stable_baselines3 import PPO
 
-    if args.load:
-        agent = PPO.load(args.load, env=venv, device=device, tensorboard_log=tensorboard_log)
-        return agent
-    return PPO("CnnPolicy", venv, n_steps=args.n_steps, batch_size=args.batch_size, n_epochs=args.n_epochs,
-               learning_rate=args.learning_rate, gamma=args.gamma, ent_coef=args.ent_coef, seed=args.seed,
-               device=device, tensorboard_log=tensorboard_log, verbose=args.verbose)
+    if cfg.load:
+        return PPO.load(cfg.load, env=venv, device=device, tensorboard_log=tensorboard_log)
+    return PPO("CnnPolicy", venv, n_steps=cfg.n_steps, batch_size=cfg.batch_size, n_epochs=cfg.n_epochs,
+               learning_rate=cfg.learning_rate, gamma=cfg.gamma, ent_coef=cfg.ent_coef, seed=cfg.seed,
+               device=device, tensorboard_log=tensorboard_log, verbose=cfg.verbose)
 
 
-def run(args: argparse.Namespace, eval_envs: list[str]) -> dict[str, Any]:
-    from rad_env.runtime import resolve_device
+def load_core(cfg: PPOConfig, device: str, need_dream: bool):
+    """The dream batch for training/evaluation, or None when only the video would use it and it fails."""
+    if not (need_dream or cfg.video):
+        return None
+    try:
+        return make_dream_core(cfg.checkpoint, cfg.context, cfg.num_envs, device=device,
+                               sampling_steps=cfg.sampling_steps)
+    except UserError as exc:
+        if cfg.checkpoint is None and exc.hint is None:
+            exc.hint = TRAIN_HINT
+        if need_dream:
+            raise
+        print(f"warning: no dream for the video ({exc}); recording the real episode only", file=sys.stderr)
+        return None
 
-    from rad_env.runtime import set_cpu_threads
 
-    set_cpu_threads(args.threads)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    device = str(resolve_device(args.device))
-    need_dream = (args.eval_episodes > 0 and "dream" in eval_envs) or \
-        (args.policy == "ppo" and args.train_env == "dream" and args.timesteps > 0)
-    core = None
-    if need_dream or args.video:
-        try:
-            core = load_dream(args.checkpoint, args.context, args.num_envs, device, args.sampling_steps)
-        except Exception as exc:  # noqa: BLE001 - the dream is only needed for the video here
-            if need_dream:
-                raise
-            print(f"warning: no dream for the video ({exc}); recording the real episode only", file=sys.stderr)
-            core = None
-    summary: dict[str, Any] = {"args": vars(args), "device": device}
+def run(cfg: PPOConfig) -> dict[str, Any]:
+    """Train (or load) the agent, evaluate it and record a video, as ``cfg`` says; returns the summary
+    that is also written to ``<out>/eval.json``. Raises :class:`UserError` for unusable settings."""
+    from rad_env.runtime import resolve_device, set_cpu_threads
 
-    # ------------------------------------------------------------------ agent
-    if args.policy == "random":
-        num_actions = core.num_actions if core is not None else 6
-        agent: Any = RandomAgent(num_actions, seed=args.seed)
-        name = "random"
-    else:
-        name = "ppo"
-        tb = str(out / "tb") if args.tensorboard else None
-        if args.train_env == "dream":
-            train_venv = dream_vec_env(core, args.train_max_steps)
-        else:
-            train_venv = real_vec_env(args.num_envs, args.train_max_steps, subprocess=args.subprocess)
-        train_venv.seed(args.seed)
-        agent = make_ppo(args, train_venv, device, tb)
-        if args.timesteps > 0:
-            print(f"training PPO in the {args.train_env} for {args.timesteps} steps "
-                  f"({args.num_envs} envs x {args.n_steps} steps per update, device {device})", flush=True)
-            start = time.perf_counter()
-            agent.learn(total_timesteps=args.timesteps, tb_log_name=f"ppo_{args.train_env}",
-                        reset_num_timesteps=not args.load, progress_bar=False)
-            seconds = time.perf_counter() - start
-            steps = int(agent.num_timesteps)
-            summary["train"] = {"env": args.train_env, "timesteps": steps, "seconds": seconds,
-                                "steps_per_s": steps / max(seconds, 1e-9)}
-            print(f"trained {steps} steps in {seconds:.1f} s ({steps / max(seconds, 1e-9):.1f} env steps/s)")
-            path = out / f"ppo_{args.train_env}.zip"
-            agent.save(path)
-            summary["agent"] = str(path)
-            print(f"saved agent: {path}")
-        train_venv.close()
-
-    # ------------------------------------------------------------------ evaluation
-    results: list[EvalResult] = []
-    if args.eval_episodes > 0 and eval_envs:
-        if args.eval_max_steps < REAL_EPISODE_STEPS:
-            print(f"note: evaluation episodes are cut to {args.eval_max_steps} steps (the real task has "
-                  f"{REAL_EPISODE_STEPS}): returns are not comparable to full-episode returns", flush=True)
-        if "real" in eval_envs:
-            minutes = args.eval_episodes * args.eval_max_steps / 35 / 60
-            print(f"note: the real Memory Maze runs at ~30-40 steps/s on a CPU core: {args.eval_episodes} "
-                  f"episode(s) of up to {args.eval_max_steps} steps take about {minutes:.1f} min", flush=True)
-        for env_name in eval_envs:
-            if env_name == "dream":
-                n = args.eval_num_envs or min(args.num_envs, args.eval_episodes)
-                venv = dream_vec_env(share_core(core, n), args.eval_max_steps)
-            else:
-                venv = real_vec_env(1, args.eval_max_steps)
-            print(f"evaluating {name} in the {env_name}: {args.eval_episodes} episode(s)", flush=True)
-            result = evaluate(agent, venv, args.eval_episodes, policy=name, env=env_name,
-                              max_steps=args.eval_max_steps, seed=args.seed + 10_000,
-                              deterministic=args.deterministic)
-            venv.close()
-            results.append(result)
-        print(format_results(results))
-    summary["eval"] = [r.to_dict() for r in results]
-
-    # ------------------------------------------------------------------ video
-    if args.video:
-        cap = args.video_max_steps or args.eval_max_steps
-        dream_frames = real_frames = None
-        if core is not None:
-            env = dream_env(core, cap)
-            dream_frames, dream_return = record_episode(agent, env, args.seed, args.deterministic)
-            env.close()
-            summary["video_dream_return"] = dream_return
-        if "real" in eval_envs or core is None:
-            env = real_env(cap)
-            real_frames, real_return = record_episode(agent, env, args.seed, args.deterministic)
-            env.close()
-            summary["video_real_return"] = real_return
-        stem = "episode_real_vs_dream" if real_frames is not None and dream_frames is not None else \
-            ("episode_real" if real_frames is not None else "episode_dream")
-        video = write_comparison_video(out / f"{stem}.mp4", real_frames, dream_frames)
-        summary["video"] = str(video)
-        print(f"video: {video}" + (" (real | dream)" if stem == "episode_real_vs_dream" else ""))
-
-    (out / "eval.json").write_text(json.dumps(summary, indent=2, default=str))
+    cfg.validate()
+    out = Path(cfg.out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} exists and is not a folder")
+    set_cpu_threads(cfg.threads)
+    device = str(resolve_device(cfg.device))
+    eval_envs = cfg.eval_env_list
+    need_dream = (cfg.eval_episodes > 0 and "dream" in eval_envs) or \
+        (cfg.policy == "ppo" and cfg.train_env == "dream" and cfg.timesteps > 0)
+    core = load_core(cfg, device, need_dream)
+    with removed_if_failed(out):  # a run that fails before writing anything leaves no empty folder
+        out.mkdir(parents=True, exist_ok=True)
+        summary: dict[str, Any] = {"config": asdict(cfg), "device": device}
+        agent, name = train_agent(cfg, core, device, out, summary)
+        summary["eval"] = [r.to_dict() for r in evaluate_agent(cfg, agent, name, core)]
+        if cfg.video:
+            record_video(cfg, agent, core, out, summary)
+        (out / "eval.json").write_text(json.dumps(summary, indent=2, default=str))
     print(f"results: {out / 'eval.json'}")
     return summary
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    eval_envs = check_args(parser, args)
-    from rad_env.checkpoint import CheckpointError
+def train_agent(cfg: PPOConfig, core, device: str, out: Path, summary: dict[str, Any]) -> tuple[Any, str]:
+    """The agent to evaluate and its name: random actions, or PPO trained (or loaded) as ``cfg`` says."""
+    if cfg.policy == "random":
+        return RandomAgent(core.num_actions if core is not None else 6, seed=cfg.seed), "random"
+    tb = str(out / "tb") if cfg.tensorboard else None
+    if cfg.train_env == "dream":
+        train_venv = make_dream_sb3_vec_env(core, cfg.train_max_steps)
+    else:
+        train_venv = make_real_vec_env(cfg.num_envs, cfg.train_max_steps, subprocess=cfg.subprocess)
+    train_venv.seed(cfg.seed)
+    agent = make_ppo(cfg, train_venv, device, tb)
+    if cfg.timesteps > 0:
+        print(f"training PPO in the {cfg.train_env} for {cfg.timesteps} steps "
+              f"({cfg.num_envs} envs x {cfg.n_steps} steps per update, device {device})", flush=True)
+        start = time.perf_counter()
+        agent.learn(total_timesteps=cfg.timesteps, tb_log_name=f"ppo_{cfg.train_env}",
+                    reset_num_timesteps=not cfg.load, progress_bar=False)
+        seconds = time.perf_counter() - start
+        steps = int(agent.num_timesteps)
+        summary["train"] = {"env": cfg.train_env, "timesteps": steps, "seconds": seconds,
+                            "steps_per_s": steps / max(seconds, 1e-9)}
+        print(f"trained {steps} steps in {seconds:.1f} s ({steps / max(seconds, 1e-9):.1f} env steps/s)")
+        path = out / f"ppo_{cfg.train_env}.zip"
+        agent.save(path)
+        summary["agent"] = str(path)
+        print(f"saved agent: {path}")
+    train_venv.close()
+    return agent, "ppo"
 
-    try:
-        return run(args, eval_envs)
-    except (CheckpointError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        if args.checkpoint is None:
-            from rad_env.demo import TRAIN_HINT
 
-            print(TRAIN_HINT, file=sys.stderr)
-        raise SystemExit(2) from exc
+def evaluate_agent(cfg: PPOConfig, agent, name: str, core) -> list[EvalResult]:
+    """``cfg.eval_episodes`` episodes in each evaluation env; prints the table."""
+    eval_envs = cfg.eval_env_list
+    if cfg.eval_episodes == 0 or not eval_envs:
+        return []
+    if cfg.eval_max_steps < REAL_EPISODE_STEPS:
+        print(f"note: evaluation episodes are cut to {cfg.eval_max_steps} steps (the real task has "
+              f"{REAL_EPISODE_STEPS}): returns are not comparable to full-episode returns", flush=True)
+    if "real" in eval_envs:
+        minutes = cfg.eval_episodes * cfg.eval_max_steps / 35 / 60
+        print(f"note: the real Memory Maze runs at ~30-40 steps/s on a CPU core: {cfg.eval_episodes} "
+              f"episode(s) of up to {cfg.eval_max_steps} steps take about {minutes:.1f} min", flush=True)
+    results = []
+    for env_name in eval_envs:
+        if env_name == "dream":
+            n = cfg.eval_num_envs or min(cfg.num_envs, cfg.eval_episodes)
+            venv = make_dream_sb3_vec_env(share_core(core, n), cfg.eval_max_steps)
+        else:
+            venv = make_real_vec_env(1, cfg.eval_max_steps)
+        print(f"evaluating {name} in the {env_name}: {cfg.eval_episodes} episode(s)", flush=True)
+        results.append(evaluate(agent, venv, cfg.eval_episodes, policy=name, env=env_name,
+                                max_steps=cfg.eval_max_steps, seed=cfg.seed + 10_000,
+                                deterministic=cfg.deterministic))
+        venv.close()
+    print(format_results(results))
+    return results
+
+
+def record_video(cfg: PPOConfig, agent, core, out: Path, summary: dict[str, Any]) -> None:
+    """One episode in the dream and (when evaluated there, or without a dream) in the real maze."""
+    cap = cfg.video_max_steps or cfg.eval_max_steps
+    dream_frames = real_frames = None
+    if core is not None:
+        env = make_dream_env(core, cap)
+        dream_frames, summary["video_dream_return"] = record_episode(agent, env, cfg.seed, cfg.deterministic)
+        env.close()
+    if "real" in cfg.eval_env_list or core is None:
+        env = make_real_env(cap)
+        real_frames, summary["video_real_return"] = record_episode(agent, env, cfg.seed, cfg.deterministic)
+        env.close()
+    stem = "episode_real_vs_dream" if real_frames is not None and dream_frames is not None else \
+        ("episode_real" if real_frames is not None else "episode_dream")
+    video = write_comparison_video(out / f"{stem}.mp4", real_frames, dream_frames)
+    summary["video"] = str(video)
+    print(f"video: {video}" + (" (real | dream)" if stem == "episode_real_vs_dream" else ""))
+
+
+def cli(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Parse ``argv`` and :func:`run`; returns the summary."""
+    return run(parse_config(argv))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point (``rad-ppo``): 0 on success, 2 with a one-line error for a user mistake."""
+    return run_cli(cli, argv, prog=PROG)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -1,10 +1,8 @@
 """Helpers shared by the benchmark scripts (not a benchmark itself).
 
-Every script in this folder starts with::
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-so it runs as ``python benchmarks/<name>.py`` from a checkout, installed or not.
+The scripts run as ``python -m benchmarks.<name>`` from the repository root, or as
+``python benchmarks/<name>.py`` once the project is installed (``pip install -e .`` installs the
+``benchmarks`` package too).
 """
 
 from __future__ import annotations
@@ -85,25 +83,22 @@ def random_start_frames(model, segments: int = 4, seed: int = 0):
     return StartFrames(frames, actions, source="random")
 
 
-def make_dream_core(num_envs: int, *, checkpoint: str | None = None, context: str | None = None,
-                    device: str = "cpu", sampling_steps: int | None = None, memory: str = "lstm",
-                    seed: int = 0):
+def benchmark_core(num_envs: int, *, checkpoint: str | None = None, context: str | None = None,
+                   device: str = "cpu", sampling_steps: int | None = None, memory: str = "lstm",
+                   seed: int = 0):
     """A :class:`rad_env.envs.core.DreamCore` from ``checkpoint`` (with ``context`` start frames,
     default: the shipped ones), or from a random tiny model with random start frames.
 
     Returns (core, description of the model used)."""
-    from rad_env.envs.core import DreamCore
-    from rad_env.envs.dream import build_core
-    from rad_env.envs.specs import MEMORY_MAZE_SPEC
+    from rad_env.envs.factory import make_dream_core
     from rad_env.runtime import resolve_device
 
     if checkpoint:
-        core = build_core(MEMORY_MAZE_SPEC, num_envs, checkpoint, device, sampling_steps, context)
+        core = make_dream_core(checkpoint, context, num_envs, device=device, sampling_steps=sampling_steps)
         return core, f"checkpoint {checkpoint} (memory={core.model.config.memory})"
-    dev = resolve_device(device)
-    model = random_model(memory, seed=seed, device=dev)
-    core = DreamCore(model, random_start_frames(model, seed=seed), num_envs, sampling_steps=sampling_steps,
-                     device=dev)
+    model = random_model(memory, seed=seed, device=resolve_device(device))
+    core = make_dream_core(model, random_start_frames(model, seed=seed), num_envs, device=device,
+                           sampling_steps=sampling_steps)
     return core, (f"randomly initialised tiny model (memory={memory}, "
                   f"{model.num_parameters() / 1e6:.2f}M parameters, random start frames)")
 

@@ -1,8 +1,8 @@
 """Does RAD's recurrent memory help beyond the attention window? The paper's central claim, small scale.
 
-    python benchmarks/memory_experiment.py --data data/mm9 --time-limit 1800 --out runs/memory_experiment
-    python benchmarks/memory_experiment.py --data data/mm9 --steps 2000 --seeds 0,1,2 --horizon 256
-    python benchmarks/memory_experiment.py --quick          # seconds: pipeline check, numbers meaningless
+    python -m benchmarks.memory_experiment --data data/mm9 --time-limit 1800 --out runs/memory_experiment
+    python -m benchmarks.memory_experiment --data data/mm9 --steps 2000 --seeds 0,1,2 --horizon 256
+    python -m benchmarks.memory_experiment --quick          # seconds: pipeline check, numbers meaningless
 
 Trains one world model per memory type with identical settings (preset, seed, data, steps or time
 limit, batch): ``lstm`` (RAD: sliding window + recurrent memory), ``none`` (the same sliding window
@@ -18,7 +18,7 @@ so ``--seeds 0,1,2`` averages over initialisations and held-out sets. Parameter 
 type (the memory modules), the transformer's width/depth/window do not; the table prints both.
 
 Use Memory Maze episodes recorded with the explore policy (they revisit places), e.g.
-``python collect/record.py --env memory-maze-9x9 --episodes 40 --steps 500 --policy explore --out data/mm9``.
+``python -m collect.record --env memory-maze-9x9 --episodes 40 --steps 500 --policy explore --out data/mm9``.
 A recording still in progress is fine: the complete episode files present at the start are
 hard-linked into ``<out>/data`` and every model uses that frozen snapshot (``--reuse`` keeps it).
 """
@@ -34,12 +34,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from rad_env.runtime import set_cpu_threads  # noqa: E402
-from benchmarks._common import format_table, machine_description, markdown_table, write_json  # noqa: E402
+from benchmarks._common import format_table, machine_description, markdown_table, write_json
+from rad_env.runtime import set_cpu_threads
 
 MEMORIES = ("lstm", "linear", "none", "full")
 LABELS = {"lstm": "lstm (RAD)", "linear": "linear memory", "none": "none (window only)", "full": "full attention"}
@@ -202,8 +200,8 @@ def train_rows(runs: list[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
     return headers, rows
 
 
-def verdict(agg: dict, memories: list[str]) -> list[str]:
-    """Plain-language comparison on the frames where memory matters."""
+def verdict(agg: dict, memories: list[str], has_positions: bool, horizon: int, window: int) -> list[str]:
+    """Plain-language comparison on the frames where memory matters, and why a split is missing."""
     lines = []
     for row in ("beyond window, revisit", "beyond window, new place"):
         if row not in agg or "lstm" not in agg[row] or "none" not in agg[row]:
@@ -213,7 +211,13 @@ def verdict(agg: dict, memories: list[str]) -> list[str]:
                      + (f", full - none = {agg[row]['full']['psnr'] - agg[row]['none']['psnr']:+.2f} dB"
                         if "full" in agg[row] else ""))
     if not any("revisit" in r for r in agg):
-        lines.append("no revisit split: the data has no agent_pos/agent_dir extras")
+        if not has_positions:
+            reason = "the data has no agent_pos/agent_dir extras"
+        elif horizon < window:
+            reason = f"no dreamed frame lies beyond the window (horizon {horizon} < window {window})"
+        else:
+            reason = "no dreamed frame beyond the window revisits a place seen earlier"
+        lines.append(f"no revisit split: {reason}")
     return lines
 
 
@@ -267,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     source = Path(args.data)
     if not source.exists():
         if not args.quick:
-            print(f"error: no episode data at {source}; record some first, e.g.\n  python collect/record.py "
+            print(f"error: no episode data at {source}; record some first, e.g.\n  python -m collect.record "
                   f"--env memory-maze-9x9 --episodes 40 --steps 500 --policy explore --workers 2 --out {source}",
                   file=sys.stderr)
             return 2
@@ -309,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     headers, table = result_rows(rows, agg, memories, len(seeds))
     t_headers, t_rows = train_rows(runs)
     lpips = runs[0]["lpips"]
-    summary_lines = verdict(agg, memories)
+    summary_lines = verdict(agg, memories, has_positions, args.horizon, window)
     setting_line = (f"preset {args.preset}, steps {args.steps}"
                     + (f" (time limit {args.time_limit:.0f} s per model)" if args.time_limit else "")
                     + f", batch {runs[0]['batch_size']}, seeds {seeds}, "

@@ -1,8 +1,8 @@
 """Soak test of the batched dream env: many steps, adversarial actions, memory growth.
 
-    python benchmarks/soak.py                       # 5000 env steps, random tiny model, 4 envs
-    python benchmarks/soak.py --checkpoint runs/tiny/model.pt --context data/mm9 --steps 20000
-    python benchmarks/soak.py --quick               # 200 env steps, seconds
+    python -m benchmarks.soak                       # 5000 env steps, random tiny model, 4 envs
+    python -m benchmarks.soak --checkpoint runs/tiny/model.pt --context data/mm9 --steps 20000
+    python -m benchmarks.soak --quick               # 200 env steps, seconds
 
 Steps a ``DreamVectorEnv`` with random valid actions and, every ``--bad-every`` batch steps, one
 adversarial action batch (out of range, negative, huge, non-integral floats, NaN, wrong shape,
@@ -21,17 +21,13 @@ import sys
 import time
 import tracemalloc
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from rad_env.runtime import set_cpu_threads  # noqa: E402
-from benchmarks._common import (format_table, machine_description, make_dream_core, rss_bytes,  # noqa: E402
-                                slope, write_json)
+from benchmarks._common import benchmark_core, format_table, machine_description, rss_bytes, slope, write_json
+from rad_env.runtime import set_cpu_threads
 
 
 @dataclass(frozen=True)
@@ -111,14 +107,14 @@ def _try(env, bad: BadAction, actions: Any, before: dict[str, Any]) -> str | Non
 
 
 def soak(args) -> dict[str, Any]:
-    from rad_env.envs.vector import DreamVectorEnv
+    from rad_env.envs.factory import make_dream_vector_env
 
-    core, model_used = make_dream_core(args.num_envs, checkpoint=args.checkpoint, context=args.context,
+    core, model_used = benchmark_core(args.num_envs, checkpoint=args.checkpoint, context=args.context,
                                        device=args.device, sampling_steps=args.sampling_steps or None)
     from gymnasium.vector import AutoresetMode
 
     mode = AutoresetMode.SAME_STEP if args.autoreset == "same_step" else AutoresetMode.NEXT_STEP
-    env = DreamVectorEnv(core=core, max_episode_steps=args.max_episode_steps, autoreset_mode=mode)
+    env = make_dream_vector_env(core, args.max_episode_steps, autoreset_mode=mode)
     n, k = env.num_envs, env.single_action_space.n
     rng = np.random.default_rng(args.seed)
     batch_steps = max(1, -(-args.steps // n))

@@ -1,8 +1,10 @@
 """Speed and memory benchmarks of rad-env, all on the machine it runs on.
 
-    python benchmarks/speed.py --out speed.json          # everything (several minutes on a CPU)
-    python benchmarks/speed.py --quick                   # seconds-long smoke run, tiny sizes
-    python benchmarks/speed.py --parts memory --far 4000 # one part, longer episode
+    python -m benchmarks.speed --out speed.json          # everything (several minutes on a CPU)
+    python -m benchmarks.speed --quick                   # a smoke run of every part in ~30 s, small sizes
+    python -m benchmarks.speed --parts memory --far 4000 # one part, longer episode
+
+Every timing follows untimed warm-up calls (first calls allocate and initialise).
 
 Parts (``--parts``, comma separated; default all):
 
@@ -27,33 +29,34 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from rad_env.runtime import set_cpu_threads  # noqa: E402
-from benchmarks._common import (format_table, machine_description, make_dream_core, random_model,  # noqa: E402
-                                rss_bytes, write_json)
+from benchmarks._common import (benchmark_core, format_table, machine_description, random_model, rss_bytes,
+                                write_json)
+from rad_env.runtime import set_cpu_threads
 
 PARTS = ("dream", "memory", "train", "collect")
+#: Untimed calls before every timing.
+WARMUP_CALLS = 2
 MEMORIES = ("lstm", "linear", "none", "full")
 
 
 # -- (a) dream env vs real env ----------------------------------------------------------------
 def bench_dream(args) -> dict[str, Any]:
-    from rad_env.envs.vector import DreamVectorEnv
+    from rad_env.envs.factory import make_dream_vector_env
 
     rows, results, model_used = [], [], ""
     for n in args.envs:
-        core, model_used = make_dream_core(n, checkpoint=args.checkpoint, context=args.context, device=args.device,
+        core, model_used = benchmark_core(n, checkpoint=args.checkpoint, context=args.context, device=args.device,
                                            sampling_steps=args.sampling_steps or None)
-        env = DreamVectorEnv(core=core)
+        env = make_dream_vector_env(core)
         rng = np.random.default_rng(0)
         start = time.perf_counter()
         env.reset(seed=0)
         reset_s = time.perf_counter() - start
-        env.step(rng.integers(0, env.single_action_space.n, n))  # warm-up
+        for _ in range(WARMUP_CALLS):
+            env.step(rng.integers(0, env.single_action_space.n, n))
         start = time.perf_counter()
         for _ in range(args.dream_steps):
             env.step(rng.integers(0, env.single_action_space.n, n))
@@ -82,7 +85,8 @@ def bench_real_env(steps: int) -> dict[str, Any]:
     env.reset(seed=1)  # a new maze, as every recorded episode builds one
     new_maze_s = time.perf_counter() - start
     env.action_space.seed(0)
-    env.step(env.action_space.sample())  # warm-up
+    for _ in range(WARMUP_CALLS):
+        env.step(env.action_space.sample())
     start = time.perf_counter()
     for _ in range(steps):
         _, _, terminated, truncated, _ = env.step(env.action_space.sample())
@@ -122,6 +126,8 @@ def bench_memory(args) -> dict[str, Any]:
                     print(f"  memory={memory}: context filled to frame {committed}/{marks[-1]} "
                           f"({time.perf_counter() - fill_start:.0f} s)", flush=True)
             probe = state
+            for _ in range(WARMUP_CALLS):  # untimed: the first calls at a new context length allocate
+                model.imagine(torch.tensor([1], device=device), probe, generators=gens)
             times = []
             for _ in range(args.probe_frames):  # imagine from the same state: time at exactly this frame
                 if device.type == "cuda":
@@ -158,6 +164,7 @@ def bench_memory(args) -> dict[str, Any]:
 
 # -- (c) training throughput --------------------------------------------------------------------
 def bench_train(args) -> dict[str, Any]:
+    from rad_env.data import Batch
     from rad_env.runtime import autocast_context, resolve_device
     from rad_env.train import TRAIN_PRESETS, TrainConfig
 
@@ -172,15 +179,13 @@ def bench_train(args) -> dict[str, Any]:
                                       betas=(0.9, 0.99))
         g = torch.Generator().manual_seed(0)
         b, l = batch_size, cfg.seq_len
-        batch = {
-            "frames": torch.randint(0, 256, (b, l, cfg.image_size, cfg.image_size, 3), generator=g, dtype=torch.uint8),
-            "prev_actions": torch.randint(0, cfg.num_actions, (b, l), generator=g),
-            "rewards": torch.zeros(b, l), "terminals": torch.zeros(b, l),
-            "is_first": torch.zeros(b, l, dtype=torch.bool),
-        }
-        batch["prev_actions"][:, 0] = cfg.null_action
-        batch["is_first"][:, 0] = True
-        batch = {k: v.to(device) for k, v in batch.items()}
+        batch = Batch(
+            frames=torch.randint(0, 256, (b, l, cfg.image_size, cfg.image_size, 3), generator=g, dtype=torch.uint8),
+            prev_actions=torch.randint(0, cfg.num_actions, (b, l), generator=g),
+            rewards=torch.zeros(b, l), terminated=torch.zeros(b, l), is_first=torch.zeros(b, l, dtype=torch.bool))
+        batch.prev_actions[:, 0] = cfg.null_action
+        batch.is_first[:, 0] = True
+        batch = batch.to(device)
         amp = autocast_context(device, "auto")
 
         def one_step(model=model, optimizer=optimizer) -> float:
@@ -192,7 +197,8 @@ def bench_train(args) -> dict[str, Any]:
             optimizer.step()
             return float(loss.detach())
 
-        one_step()  # warm-up
+        for _ in range(WARMUP_CALLS):
+            one_step()
         if device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
@@ -256,11 +262,13 @@ def str_list(text: str) -> list[str]:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--parts", type=str_list, default=list(PARTS), help=f"comma list of {','.join(PARTS)}")
-    p.add_argument("--quick", action="store_true", help="seconds-long smoke run (tiny sizes; numbers are rough)")
+    p.add_argument("--quick", action="store_true",
+                   help="a ~30 s smoke run of every part (small sizes, 1 thread unless --threads; rough numbers)")
     p.add_argument("--checkpoint", default=None, help="dream part: checkpoint (default: random tiny model)")
     p.add_argument("--context", default=None, help="dream part with --checkpoint: start-frame episodes")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, auto")
-    p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch intra-op threads (0: torch's default, 1 with --quick)")
     p.add_argument("--sampling-steps", type=int, default=0, help="Euler steps per dream frame (0: model default)")
     p.add_argument("--envs", type=int_list, default=[1, 4, 16], help="dream env counts (%(default)s)")
     p.add_argument("--dream-steps", type=int, default=30, help="timed batch steps per env count (%(default)s)")
@@ -280,12 +288,21 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def timed(part, *args) -> dict[str, Any]:
+    """Run one benchmark part; its result gets ``part_seconds`` (wall time, warm-ups included)."""
+    start = time.perf_counter()
+    result = part(*args)
+    result["part_seconds"] = time.perf_counter() - start
+    return result
+
+
 def apply_quick(args: argparse.Namespace) -> None:
-    args.dream_steps, args.real_steps = 2, 20
+    """Small sizes that still time enough calls (after the warm-up) to mean something: ~30 s in all."""
+    args.dream_steps, args.real_steps = 10, 40
     args.envs = [n for n in args.envs if n <= 4] or [1]
-    args.near, args.far, args.probe_frames = 20, 200, 2
-    args.train_steps, args.batch_size = 1, args.batch_size or 2
-    args.collect_episodes, args.collect_steps = 1, 10
+    args.near, args.far, args.probe_frames = 8, 64, 5
+    args.train_steps, args.batch_size = 3, args.batch_size or 2
+    args.collect_workers, args.collect_episodes, args.collect_steps = [1], 1, 20
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -298,33 +315,38 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.quick:
         apply_quick(args)
-    set_cpu_threads(args.threads or -1)  # 0: torch default
+    # 0: torch's default threads; --quick: 1 (on a busy machine extra threads make torch's pool spin)
+    set_cpu_threads(args.threads or (1 if args.quick else -1))
     results: dict[str, Any] = {"settings": vars(args).copy(), "machine": machine_description()}
-    print(f"rad-env speed benchmark{' (--quick: tiny sizes, rough numbers)' if args.quick else ''}")
+    print(f"rad-env speed benchmark{' (--quick: small sizes, rough numbers)' if args.quick else ''}")
     print(f"machine: {results['machine']}\n")
+    started = time.perf_counter()
     if "dream" in args.parts:
-        r = results["dream"] = bench_dream(args)
-        print(f"(a) dream env vs real env; dream model: {r['model']}, sampling steps: {r['sampling_steps']}")
+        r = results["dream"] = timed(bench_dream, args)
+        print(f"(a) dream env vs real env; dream model: {r['model']}, sampling steps: {r['sampling_steps']} "
+              f"({r['part_seconds']:.0f} s)")
         print(r["table"] + "\n")
     if "memory" in args.parts:
-        r = results["memory"] = bench_memory(args)
+        r = results["memory"] = timed(bench_memory, args)
         print(f"(b) per-frame imagine() cost and state size at frame {r['near']} vs {r['far']} "
-              f"(random tiny models, batch 1, median of {r['probe_frames']} calls)")
+              f"(random tiny models, batch 1, median of {r['probe_frames']} calls; {r['part_seconds']:.0f} s)")
         print(r["table"])
         print("state MB is exact (RADState.nbytes()); RSS growth is the process's resident memory after the far "
               "mark minus before the model, blurred by allocator reuse")
         print("bounded memories (lstm/linear/none) keep a constant state: "
               + ("yes" if r["bounded_state_constant"] else "NO") + "\n")
     if "train" in args.parts:
-        r = results["train"] = bench_train(args)
-        print(f"(c) training throughput, tiny preset, synthetic batch, device {r['device']}")
+        r = results["train"] = timed(bench_train, args)
+        print(f"(c) training throughput, tiny preset, synthetic batch, device {r['device']} "
+              f"({r['part_seconds']:.0f} s)")
         print(r["table"] + "\n")
     if "collect" in args.parts:
         bare = results.get("dream", {}).get("real") or bench_real_env(args.real_steps)
-        r = results["collect"] = bench_collect(args, bare)
-        print("(d) collector throughput (real Memory Maze 9x9, random policy)")
+        r = results["collect"] = timed(bench_collect, args, bare)
+        print(f"(d) collector throughput (real Memory Maze 9x9, random policy; {r['part_seconds']:.0f} s)")
         print(r["table"])
         print(r["note"] + "\n")
+    print(f"total {time.perf_counter() - started:.0f} s")
     if args.out:
         print(f"wrote {write_json(args.out, results)}")
     return 0

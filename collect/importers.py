@@ -27,12 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-if not __package__:  # python collect/importers.py
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import h5py
 
-import h5py  # noqa: E402
-
-from rad_env.data import Episode, EpisodeWriter, FileMeta, SchemaError  # noqa: E402
+from rad_env.data import Episode, EpisodeWriter, FileMeta, SchemaError
 
 INDEX_FILE = "imported.tsv"
 

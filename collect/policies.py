@@ -105,14 +105,26 @@ class ExplorePolicy:
     With probability ``noise`` the action is uniformly random instead. A new goal is drawn when the
     goal cell is reached or when the agent has not entered a new cell for ``stuck_steps`` steps.
 
+    ``look_around``: probability per step of stopping to look around: ``k`` turns one way (``k``
+    uniform in ``look_turns``), then ``k`` turns back, without action noise. The view leaves and comes
+    back (18.4 degrees per turn step), which a world model must remember to reproduce: recorded data
+    without it almost never turns more than 90 degrees away and back to the same view.
+
     Needs ``info["maze_layout"]`` at reset and ``info["agent_pos"]``/``info["agent_dir"]`` every step.
     """
 
     def __init__(self, *, noise: float = 0.15, stuck_steps: int = 40, turn_deg: float = 35.0,
-                 fine_deg: float = 8.0, seed: int | None = None) -> None:
+                 fine_deg: float = 8.0, look_around: float = 0.0, look_turns: tuple[int, int] = (3, 10),
+                 seed: int | None = None) -> None:
         if not 0.0 <= noise <= 1.0:
             raise ValueError(f"noise must lie in [0, 1], got {noise}")
+        if not 0.0 <= look_around <= 1.0:
+            raise ValueError(f"look_around must lie in [0, 1], got {look_around}")
+        if not 1 <= look_turns[0] <= look_turns[1]:
+            raise ValueError(f"look_turns must be (min, max) with 1 <= min <= max, got {look_turns}")
         self.noise, self.stuck_steps = noise, stuck_steps
+        self.look_around, self.look_turns = look_around, (int(look_turns[0]), int(look_turns[1]))
+        self._scan: list[int] = []  # the rest of a look-around in progress
         self.turn_rad, self.fine_rad = math.radians(turn_deg), math.radians(fine_deg)
         self.rng = np.random.default_rng(seed)
         self.free: np.ndarray | None = None
@@ -132,6 +144,7 @@ class ExplorePolicy:
         self.goal, self.goals_reached, self.goals_abandoned = None, 0, 0
         self._last_cell: Cell | None = None
         self._since_progress = 0
+        self._scan = []
 
     def cell_of(self, pos) -> Cell:
         """The free cell the agent is in (nearest free cell if rounding puts it in a wall)."""
@@ -182,6 +195,12 @@ class ExplorePolicy:
             self._new_goal(cell)
         noisy = self.rng.random() < self.noise
         random_action = int(self.rng.integers(6))  # drawn every step: noise does not shift the stream
+        if self.look_around and not self._scan and self.rng.random() < self.look_around:
+            k = int(self.rng.integers(self.look_turns[0], self.look_turns[1] + 1))
+            away = TURN_LEFT if self.rng.random() < 0.5 else TURN_RIGHT
+            self._scan = [away] * k + [TURN_LEFT + TURN_RIGHT - away] * k
+        if self._scan:
+            return self._scan.pop(0)
         if noisy:
             return random_action
         target = self.waypoint(cell)

@@ -35,42 +35,67 @@ import time
 import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
-if not __package__:  # run as a script (python collect/record.py): make the package importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
 
-import numpy as np  # noqa: E402
+from collect.sources import SOURCE_NAMES, make_source
+from rad_env.cli import (UserError, add_dataclass_arguments, dataclass_from_args, missing_root, option,
+                         remove_empty_dirs, run_cli)
+from rad_env.data import EpisodeWriter
+from rad_env.data.writer import TMP_SUFFIX
 
-from collect.sources import SOURCE_NAMES, make_source  # noqa: E402
-from rad_env.data import EpisodeWriter  # noqa: E402
-from rad_env.data.writer import TMP_SUFFIX  # noqa: E402
-
+PROG = "record.py"
 CONFIG_FILE = "record.json"
 #: Settings that must match on --resume (everything that changes the recorded data).
 RESUME_KEYS = ("env", "steps", "policy", "policy_kwargs", "workers", "seed", "frame_size", "minerl_env_id")
 _STEP_REPORT_EVERY = 10
 
 
-class RecordError(RuntimeError):
+class RecordError(UserError, RuntimeError):
     """A recording run cannot start or did not finish cleanly (message says why)."""
 
 
 @dataclass
 class RecordConfig:
-    env: str
-    out: str
-    episodes: int
-    steps: int | None = None  # None: the env's own episode length
-    policy: str = "random"
-    policy_kwargs: dict[str, Any] = field(default_factory=dict)
-    workers: int = 1
-    seed: int = 0
-    frame_size: int | None = None
-    minerl_env_id: str = "MineRLNavigate-v0"
-    resume: bool = False
-    compression_level: int = 4
-    progress: bool = True
+    """A recording run (``record.json`` keeps the settings that define the data); one flag per field."""
+
+    env: str = option(help="source to record", choices=SOURCE_NAMES)
+    out: str = option(help="output directory")
+    episodes: int = option(help="total episodes (over all workers)")
+    steps: int | None = option(None, "steps per episode (default: the env's own length, e.g. 1000 for "
+                                     "memory-maze-9x9, 6000 for minerl-navigate)")
+    policy: str = option("random", "random: uniform actions; explore: BFS walks to random maze cells with "
+                                   "action noise (Memory Maze only)", choices=("random", "explore"))
+    policy_kwargs: dict[str, Any] = field(default_factory=dict)  # from PolicyOptions on the command line
+    workers: int = option(1, "parallel worker processes, shards <out>/w<k>/")
+    seed: int = option(0, "base seed; episode seeds derive from (seed, worker, index)")
+    frame_size: int | None = option(None, "square frame size (Memory Maze renders at it; MineRL pov is "
+                                          "resized); default 64")
+    minerl_env_id: str = option("MineRLNavigate-v0", "gym id for minerl-navigate")
+    resume: bool = option(False, "continue a killed or shorter run in --out")
+    compression_level: int = option(4, "gzip level of obs chunks")
+    progress: bool = option(True, "show a progress bar")
+
+
+@dataclass
+class PolicyOptions:
+    """Command-line settings of the recording policies (stored as ``RecordConfig.policy_kwargs``)."""
+
+    noise: float = option(0.15, "explore: probability of a random action")
+    stuck_steps: int = option(40, "explore: new goal after this many steps without entering a new cell")
+    look_around: float = option(0.0, "explore: probability per step of looking around: 3-10 turns one way, "
+                                      "then as many back (data to learn to remember a view)")
+    action_repeat: int = option(1, "random: hold each action this many steps")
+    sticky: float = option(0.0, "random: probability of repeating the last action")
+
+    def kwargs_for(self, policy: str) -> dict[str, Any]:
+        if policy == "explore":
+            kwargs = {"noise": self.noise, "stuck_steps": self.stuck_steps}
+            if self.look_around:  # only when used: older record.json files stay resumable
+                kwargs["look_around"] = self.look_around
+            return kwargs
+        return {"repeat": self.action_repeat, "sticky": self.sticky}
 
 
 @dataclass
@@ -234,7 +259,36 @@ def record(cfg: RecordConfig, *, env_factory: Callable[[], Any] | None = None) -
     cfg.steps = steps
     notes = _check_output(cfg)
     out = Path(cfg.out)
+    created = missing_root(out)
+    had_config = (out / CONFIG_FILE).exists()
     out.mkdir(parents=True, exist_ok=True)
+    try:
+        summary = _record(cfg, out, steps, notes, env_factory)
+    except BaseException:
+        _discard_if_empty(cfg, created, had_config)
+        raise
+    if summary["episodes_on_disk"] == 0:
+        _discard_if_empty(cfg, created, had_config)
+    return summary
+
+
+def _discard_if_empty(cfg: RecordConfig, created: Path | None, had_config: bool) -> None:
+    """After a run that left no episode: remove its ``record.json`` (unless an earlier run wrote it), its
+    empty shard folders and the folders it created, so a failed run leaves no empty output behind."""
+    out = Path(cfg.out)
+    if any(EpisodeWriter.completed_ids(worker_dir(out, k)) for k in range(cfg.workers)):
+        return
+    if not had_config:
+        (out / CONFIG_FILE).unlink(missing_ok=True)
+    for k in range(cfg.workers):
+        remove_empty_dirs(worker_dir(out, k))
+    if created is not None:
+        remove_empty_dirs(created)
+
+
+def _record(cfg: RecordConfig, out: Path, steps: int, notes: list[str],
+            env_factory: Callable[[], Any] | None) -> dict[str, Any]:
+    """Run the workers and summarise (``record`` checked the settings and the output)."""
     _write_config(cfg)
 
     shares = split_episodes(cfg.episodes, cfg.workers)
@@ -349,66 +403,45 @@ def format_summary(summary: dict[str, Any]) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="record.py",
+        prog=PROG,
         description="Record episodes from a real env into rad-env HDF5 files "
                     "(see also: 'record.py import {memory-maze,teco,minerl} SRC --out DIR --help').",
         epilog="Import existing datasets instead: record.py import memory-maze|teco|minerl SRC --out DIR")
-    parser.add_argument("--env", required=True, choices=SOURCE_NAMES, help="source to record")
-    parser.add_argument("--episodes", type=int, required=True, help="total episodes (over all workers)")
-    parser.add_argument("--steps", type=int, default=None,
-                        help="steps per episode (default: the env's own length, e.g. 1000 for memory-maze-9x9, "
-                             "6000 for minerl-navigate)")
-    parser.add_argument("--policy", default="random", choices=("random", "explore"),
-                        help="random (default): uniform actions; explore: BFS walks to random maze cells "
-                             "with action noise (Memory Maze only)")
-    parser.add_argument("--noise", type=float, default=0.15, help="explore: probability of a random action (%(default)s)")
-    parser.add_argument("--stuck-steps", type=int, default=40, help="explore: new goal after this many steps "
-                                                                     "without entering a new cell (%(default)s)")
-    parser.add_argument("--action-repeat", type=int, default=1, help="random: hold each action this many steps (%(default)s)")
-    parser.add_argument("--sticky", type=float, default=0.0, help="random: probability of repeating the last action (%(default)s)")
-    parser.add_argument("--workers", type=int, default=1, help="parallel worker processes, shards <out>/w<k>/ (%(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="base seed; episode seeds derive from (seed, worker, index) (%(default)s)")
-    parser.add_argument("--out", required=True, help="output directory")
-    parser.add_argument("--resume", action="store_true", help="continue a killed or shorter run in --out")
-    parser.add_argument("--frame-size", type=int, default=None,
-                        help="square frame size (Memory Maze renders at it; MineRL pov is resized); default 64")
-    parser.add_argument("--minerl-env-id", default="MineRLNavigate-v0", help="gym id for minerl-navigate (%(default)s)")
-    parser.add_argument("--compression-level", type=int, default=4, help="gzip level of obs chunks (%(default)s)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_dataclass_arguments(parser, RecordConfig, skip=("policy_kwargs",))
+    add_dataclass_arguments(parser.add_argument_group("policy options"), PolicyOptions)
     return parser
 
 
 def config_from_args(args: argparse.Namespace) -> RecordConfig:
-    if args.policy == "explore":
-        policy_kwargs = {"noise": args.noise, "stuck_steps": args.stuck_steps}
-    else:
-        policy_kwargs = {"repeat": args.action_repeat, "sticky": args.sticky}
-    return RecordConfig(env=args.env, out=args.out, episodes=args.episodes, steps=args.steps, policy=args.policy,
-                        policy_kwargs=policy_kwargs, workers=args.workers, seed=args.seed,
-                        frame_size=args.frame_size, minerl_env_id=args.minerl_env_id, resume=args.resume,
-                        compression_level=args.compression_level, progress=not args.no_progress)
+    cfg = dataclass_from_args(RecordConfig, args)
+    cfg.policy_kwargs = dataclass_from_args(PolicyOptions, args).kwargs_for(cfg.policy)
+    return cfg
 
 
-def main(argv: list[str] | None = None) -> int:
-    """CLI entry point (``rad-record``); returns the exit status (0 ok, 1 problems, 2 usage error)."""
+def cli(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Parse ``argv``, record and print the summary; returns it. Raises :class:`RecordError`."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "import":
-        from collect.importers import main as import_main
-
-        return import_main(argv[1:])
     if argv and argv[0] == "record":
         argv = argv[1:]
     args = build_parser().parse_args(argv)
     try:
         summary = record(config_from_args(args))
-    except RecordError as exc:
-        print(f"record.py: error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
-        print("record.py: interrupted; completed episodes are kept, continue with --resume", file=sys.stderr)
-        return 130
+        print(f"{PROG}: completed episodes are kept, continue with --resume", file=sys.stderr)
+        raise
     print(format_summary(summary))
-    return 1 if summary["problems"] else 0
+    return summary
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point (``rad-record``); returns the exit status (0 ok, 1 problems, 2 usage error,
+    130 interrupted). ``record.py import KIND ...`` runs :mod:`collect.importers`."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "import":
+        from collect.importers import main as import_main
+
+        return import_main(argv[1:])
+    return run_cli(cli, argv, prog=PROG, exit_status=lambda summary: 1 if summary["problems"] else 0)
 
 
 if __name__ == "__main__":

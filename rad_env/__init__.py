@@ -2,7 +2,8 @@
 
 import os as _os
 
-# Memory Maze renders with MuJoCo; Mesa's software EGL works headless on CPU.
+# The one place MUJOCO_GL is set (before anything imports MuJoCo): Memory Maze renders with MuJoCo, and
+# Mesa's software EGL works headless on a CPU. An explicit MUJOCO_GL in the environment wins.
 _os.environ.setdefault("MUJOCO_GL", "egl")
 
 __version__ = "0.1.0"

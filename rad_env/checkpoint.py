@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .errors import UserError
 from .model import RADConfig, WorldModel
 
 FORMAT = "rad-env-checkpoint"
@@ -33,7 +35,7 @@ DATA_KEYS = ("source", "action_set", "num_actions", "frame_shape")
 REQUIRED_KEYS = ("format", "version", "model_config", "train_config", "data", "model", "step")
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint is missing, unreadable, of another format/version, or does not fit."""
 
 
@@ -114,6 +116,24 @@ def save_checkpoint(path: str | os.PathLike, model: WorldModel, *, train_config:
     return path
 
 
+_UNSAFE_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
+
+
+def _load_failure(exc: Exception) -> str:
+    """Why ``torch.load(weights_only=True)`` failed, in words for a user. Never repeats torch's advice to
+    retry with ``weights_only=False``: rad-env checkpoints hold only tensors and plain values, and a
+    file that needs more can run arbitrary code when loaded."""
+    text = str(exc)
+    if "Weights only load failed" in text:
+        found = _UNSAFE_GLOBAL.search(text)
+        what = f" ({found.group(1)})" if found else ""
+        return (f"it holds Python objects{what} besides tensors and plain values, so it is not a rad-env "
+                "checkpoint (rad-env never unpickles arbitrary objects)")
+    first = text.strip().splitlines()[0][:200] if text.strip() else ""
+    detail = f" ({type(exc).__name__}: {first})" if first and "weights_only" not in first else ""
+    return f"corrupt, truncated or another kind of file{detail}"
+
+
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Read and check a checkpoint (tensors on CPU). Raises :class:`CheckpointError`."""
     path = pathlib.Path(path)
@@ -124,8 +144,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # pickle/zip/EOF/unsafe-global errors all mean "not ours"
-        raise CheckpointError(f"{path} is not a readable torch checkpoint (corrupt, truncated "
-                              f"or another kind of file): {type(e).__name__}: {e}") from e
+        raise CheckpointError(f"{path} is not a readable torch checkpoint: {_load_failure(e)}") from None
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"{path}: checkpoint is a {type(ckpt).__name__}, expected a dict "
                               f"with format {FORMAT!r}")

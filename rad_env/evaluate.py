@@ -1,186 +1,317 @@
-"""Evaluate a RAD checkpoint on held-out episodes: condition on real frames, dream the rest.
+"""Evaluate a RAD checkpoint on held-out episodes, always beside the copy-last-frame and mean-frame
+baselines, and write a report a person can read.
 
-    python -m rad_env.evaluate --checkpoint runs/tiny/model.pt --context 4 --horizon 64 --out runs/tiny/eval
+    python -m rad_env.evaluate --checkpoint runs/tiny/model.pt --data data/mm9_test --out runs/tiny/eval
 
-For each episode the model observes ``context`` real frames, then generates ``horizon`` frames from
-the true actions. PSNR/SSIM are reported per horizon bucket, for frames beyond the attention window
-(no real frame left in the window) and, when the data has ``agent_pos``/``agent_dir``, for
-*revisits*: frames beyond the window whose place and heading were seen earlier, outside the window.
+Sections (each can be switched off):
+  rollout    observe ``--context`` real frames, dream ``--horizon`` frames from the true actions; PSNR/SSIM
+             per horizon bucket for the model, copy-last and mean frame; whether the dream keeps moving
+             and stays different across clips (no collapse to one texture); a dream-vs-real PNG grid.
+  denoiser   one-shot denoising of the true next frame at several noise levels vs sampling it from
+             pure noise (Euler/Heun, 1-10 steps): is the network or the sampler at fault?
+  probes     (Memory Maze with recorded seeds) from real states, 8 steps of left / right / forward in the
+             real env (replayed) and in the dream: is each dream closest to its own real continuation?
+             Loop closure: N left then N right, last frame vs first.
+With ``--out`` it writes metrics.json, PNG grids and two real | dream videos, with ``--report`` a markdown
+report.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import time
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
 from .checkpoint import load_world_model
+from .cli import UserError, add_dataclass_arguments, dataclass_from_args, option, run_cli
 from .data import EpisodeStore
-from .metrics import LPIPS_UNAVAILABLE, frame_metrics
-from .runtime import resolve_device
+from .evaluation import load_clips
+from .evaluation.denoiser import denoiser_diagnostics
+from .evaluation.probes import (PROBE_ACTIONS, TURN_LEFT, TURN_RIGHT, MemoryMazeReplay, ReplayError,
+                                action_probe_scores, dream_continuations, loop_closure_scores, probe_states,
+                                real_continuations, unrelated_first_frames_psnr)
+from .evaluation.report import markdown_table, rollout_grid, sequence_grid, text_table
+from .evaluation.rollout import (dream_rollout, horizon_masks, mean_image, revisit_mask, rollout_table,
+                                 score_rollout, stability_table)
+from .metrics import LPIPS_UNAVAILABLE
+from .runtime import resolve_device, set_cpu_threads
 from .video import write_side_by_side
 
 
 @dataclass
 class EvalConfig:
-    checkpoint: str
-    data: str = ""  # default: the checkpoint's training data (its held-out episodes)
-    episodes: int = 8
-    context: int = 4
-    horizon: int = 64
-    sampling_steps: int = 0  # 0: the model's default
-    buckets: tuple[int, ...] = (1, 4, 16, 64, 256, 1024)
-    device: str = "auto"
-    seed: int = 0
-    out: str = ""  # where to write metrics.json and the side-by-side video
-    video_episodes: int = 2
+    """What to evaluate and how much of it."""
+
+    checkpoint: str = option(help="RAD checkpoint (model.pt)")
+    data: str = option("", "held-out episodes, ideally recorded with a seed never used for training (default: "
+                           "the checkpoint's training data, its held-out episodes)")
+    episodes: int = option(8, "clips to evaluate, one per episode (0: all)")
+    context: int = option(4, "real frames observed before dreaming")
+    horizon: int = option(300, "frames dreamed from the true actions")
+    sampling_steps: int = option(0, "sampler steps (0: the checkpoint's)")
+    sampler: str = option("", "euler or heun (default: the checkpoint's)")
+    context_sigma: float = option(0.0, "noise level frames are committed at (0: the checkpoint's)")
+    guidance: float = option(-1.0, "classifier-free guidance on the action (negative: the checkpoint's)")
+    denoiser: bool = option(True, "one-shot denoising vs sampling diagnostics")
+    probes: bool = option(True, "action probe and loop closure against the real env (Memory Maze)")
+    probe_states: int = option(2, "probe states per clip")
+    probe_steps: int = option(8, "steps of each probe action")
+    loop_turns: int = option(10, "loop closure: N left then N right")
+    device: str = option("auto", "auto (CUDA if available), cpu, cuda:0, ...")
+    threads: int = option(0, "torch CPU threads (0: half the cores, -1: torch's default)")
+    seed: int = option(0, "noise seed of the dreams")
+    out: str = option("", "directory for metrics.json and the PNG grids")
+    report: bool = option(False, "also write <out>/report.md")
 
 
-@torch.no_grad()
-def dream_rollout(model, frames: torch.Tensor, prev_actions: torch.Tensor, context: int,
-                  steps: int | None = None, seed: int = 0) -> torch.Tensor:
-    """Observe ``frames[:, :context]``, then generate the rest from ``prev_actions``.
+#: Targets of the dream-quality issue, checked on every evaluation.
+def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    table = {r["frames"]: r for r in result.get("rollout", [])}
 
-    frames: uint8 (B, T, H, W, 3); prev_actions: int64 (B, T). Returns uint8 (B, T - context, H, W, 3).
-    """
-    batch, total = prev_actions.shape
-    device = next(model.parameters()).device
-    generators = [torch.Generator(device=device).manual_seed(seed + i) for i in range(batch)]
-    state = model.init_state(batch, device=device)
-    for t in range(context):
-        state = model.observe(frames[:, t].to(device), prev_actions[:, t].to(device), state)
-    generated = []
-    for t in range(context, total):
-        frame, _, _, state = model.imagine(prev_actions[:, t].to(device), state, steps=steps, generators=generators)
-        generated.append(frame.cpu())
-    return torch.stack(generated, 1)
+    def add(name: str, value: float | None, goal: float, text: str) -> None:
+        if value is not None:
+            rows.append({"target": name, "measured": value, "goal": goal, "met": "yes" if value >= goal else "NO",
+                         "meaning": text})
 
+    def bucket(first: int) -> tuple[str, dict[str, Any]] | None:
+        """The horizon bucket starting at frame ``first`` (its name depends on the horizon)."""
+        for name, row in table.items():
+            if name == f"h={first}" or name.startswith(f"h={first}-"):
+                return name, row
+        return None
 
-def revisit_mask(agent_pos: np.ndarray, agent_dir: np.ndarray, window: int, min_cos: float = 0.7) -> np.ndarray:
-    """``mask[t]``: the agent's cell and heading at frame t were seen at some frame ``j <= t - window``."""
-    cells = np.floor(agent_pos).astype(np.int64)
-    direction = agent_dir / np.maximum(np.linalg.norm(agent_dir, axis=-1, keepdims=True), 1e-8)
-    mask = np.zeros(len(cells), dtype=bool)
-    for t in range(window, len(cells)):
-        earlier = slice(0, t - window + 1)
-        same_cell = np.all(cells[earlier] == cells[t], axis=-1)
-        facing = direction[earlier] @ direction[t] >= min_cos
-        mask[t] = bool(np.any(same_cell & facing))
-    return mask
-
-
-def _bucket_names(buckets: tuple[int, ...], horizon: int) -> list[tuple[str, int, int]]:
-    names = []
-    for lo, hi in zip(buckets, list(buckets[1:]) + [10**9]):
-        if lo > horizon:
-            break
-        hi = min(hi - 1, horizon)
-        names.append((f"{lo}-{hi}", lo, hi))
-    return names
+    if found := bucket(1):
+        name, r = found
+        add(f"{name} PSNR - copy-last", r["model psnr"] - r["copy-last psnr"], 1.5, "dB above repeating the last frame")
+    if found := bucket(2):
+        name, r = found
+        add(f"{name} PSNR - copy-last", r["model psnr"] - r["copy-last psnr"], 0.0, "dB")
+    if found := bucket(17):
+        name, r = found
+        add(f"{name} PSNR - best baseline", r["model psnr"] - max(r["copy-last psnr"], r["mean frame psnr"]), 0.0, "dB")
+    probe = result.get("action_probe")
+    if probe:
+        add("action probe accuracy", probe["accuracy"], 0.8, "dreams closest to their own real continuation")
+        if "left-vs-right ratio" in probe:
+            add("left-vs-right ratio", probe["left-vs-right ratio"], 0.5, "dream / real difference")
+    loop = result.get("loop_closure")
+    if loop:
+        add("loop closure PSNR", loop["dream psnr(last, first)"], 20.0, "dB, last vs first frame")
+    return rows
 
 
-def summarise(per_frame: dict[str, np.ndarray], masks: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
-    """Mean of each metric over the frames each mask selects (with the frame count)."""
-    table = {}
-    for name, mask in masks.items():
-        if mask.any():
-            table[name] = {"frames": int(mask.sum()), **{k: float(v[mask].mean()) for k, v in per_frame.items()}}
-    return table
+def _held_out(ckpt: dict[str, Any], store: EpisodeStore, data_path: str, given: bool) -> tuple[list[int], str]:
+    """Episodes to evaluate and a sentence saying how they relate to the training data."""
+    trained = ckpt["data"]
+    train_seed = trained.get("seed")
+    all_episodes = list(range(len(store)))
+    same_path = Path(data_path).resolve() == Path(str(trained.get("path", ""))).resolve() if trained.get("path") else False
+    if not given or same_path:
+        held = [e for e in (trained.get("held_out_episodes") or []) if e < len(store)]
+        return (held or all_episodes), "held-out episodes of the training recording (same recording seed)"
+    seed = store.meta.seed if store.meta is not None else -1
+    if train_seed is not None and seed == train_seed and seed >= 0:
+        return all_episodes, f"WARNING: recorded with seed {seed}, the training data's seed: not held out"
+    return all_episodes, (f"episodes recorded with seed {seed}, never used for training"
+                          + (f" (training data: seed {train_seed})" if train_seed is not None else ""))
 
 
 def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     device = resolve_device(cfg.device)
+    set_cpu_threads(cfg.threads)
     model, ckpt = load_world_model(cfg.checkpoint, device=device)
     model.eval()
-    window = model.config.window
-    data_path = cfg.data or ckpt["data"].get("path", "")
+    mcfg = model.config
+    if cfg.context_sigma:
+        mcfg.context_sigma = cfg.context_sigma
+    if cfg.guidance >= 0:
+        mcfg.guidance = cfg.guidance
+    data_path = cfg.data or str(ckpt["data"].get("path", ""))
+    if not data_path:
+        raise UserError(f"{cfg.checkpoint} names no training data", hint="pass --data EPISODES (held-out episodes)")
+    if not cfg.data and not Path(data_path).exists():
+        raise UserError(f"{cfg.checkpoint} was trained on {data_path}, which is not on this machine",
+                        hint="pass --data EPISODES (held-out episodes, e.g. recorded with another --seed)")
     store = EpisodeStore(data_path)
-    chosen = list(range(len(store)))
-    if not cfg.data or Path(cfg.data) == Path(ckpt["data"].get("path", "")):
-        held = ckpt["data"].get("held_out_episodes") or []
-        chosen = [e for e in held if e < len(store)] or chosen
-    total = cfg.context + cfg.horizon
-    chosen = [e for e in chosen if store.episodes[e].num_frames >= total][: cfg.episodes]
-    if not chosen:
-        raise ValueError(f"no episode in {data_path} has {total} frames (context {cfg.context} + horizon {cfg.horizon})")
-    if store.meta.num_actions != model.config.num_actions:
-        raise ValueError(f"data has {store.meta.num_actions} actions, the model {model.config.num_actions}")
+    if store.meta.num_actions != mcfg.num_actions:
+        raise UserError(f"{data_path} has {store.meta.num_actions} actions, the model {mcfg.num_actions}: "
+                        "another action set")
+    if cfg.sampler not in ("", "euler", "heun"):
+        raise UserError(f"--sampler must be euler or heun, got {cfg.sampler!r}")
+    for name in ("context", "horizon"):
+        if getattr(cfg, name) < 1:
+            raise UserError(f"--{name} must be >= 1, got {getattr(cfg, name)}")
+    episodes, provenance = _held_out(ckpt, store, data_path, bool(cfg.data))
+    steps = cfg.sampling_steps or None
+    sampler = cfg.sampler or None
+    clips = load_clips(store, episodes[: cfg.episodes] if cfg.episodes else episodes, cfg.context + cfg.horizon)
+    out = Path(cfg.out) if cfg.out else None
+    result: dict[str, Any] = {
+        "config": asdict(cfg), "data": data_path, "provenance": provenance, "episodes": clips.episodes,
+        "model": {"memory": mcfg.memory, "window": mcfg.window, "sampling_steps": steps or mcfg.sampling_steps,
+                  "sampler": sampler or mcfg.sampler, "sigma_max": mcfg.sigma_max,
+                  "context_sigma": mcfg.context_sigma, "guidance": mcfg.guidance,
+                  "parameters": model.num_parameters(), "trained_steps": ckpt.get("step")},
+        "lpips": LPIPS_UNAVAILABLE, "pictures": [], "seconds": {},
+    }
+    mean_frame = mean_image(clips.frames)
 
-    null = store.meta.num_actions
-    frames, prev_actions, extras = [], [], {"agent_pos": [], "agent_dir": []}
-    for e in chosen:
-        ref = store.episodes[e]
-        frames.append(store.read(ref, "obs", 0, total))
-        ids = store.read(ref, "action_id", 0, total - 1)
-        prev_actions.append(np.concatenate([[null], ids]))
-        group = store.group(ref)
-        for key in extras:
-            if key in group:
-                extras[key].append(group[key][:total])
-    frames_t = torch.from_numpy(np.stack(frames))
-    actions_t = torch.from_numpy(np.stack(prev_actions).astype(np.int64))
-    dream = dream_rollout(model, frames_t, actions_t, cfg.context, cfg.sampling_steps or None, cfg.seed)
-    real = frames_t[:, cfg.context:]
-    b, h = real.shape[:2]
-    metrics = frame_metrics(dream.reshape(b * h, *dream.shape[2:]), real.reshape(b * h, *real.shape[2:]))
-    per_frame = {k: v.reshape(b, h).numpy() for k, v in metrics.items()}
+    # -- open-loop rollout -------------------------------------------------------------------------
+    t0 = time.perf_counter()
+    dream = dream_rollout(model, clips.frames, clips.prev_actions, cfg.context, steps, cfg.seed, sampler)
+    result["seconds"]["rollout"] = time.perf_counter() - t0
+    result["dream_frames_per_s"] = dream.shape[0] * dream.shape[1] / result["seconds"]["rollout"]
+    real = clips.frames[:, cfg.context:]
+    last_context = clips.frames[:, cfg.context - 1]
+    scores = score_rollout(dream, real, last_context, mean_frame)
+    masks = horizon_masks(len(clips), cfg.horizon)
+    if "agent_pos" in clips.extras and "agent_dir" in clips.extras:
+        revisit = np.stack([revisit_mask(p, d, mcfg.window) for p, d in
+                            zip(clips.extras["agent_pos"], clips.extras["agent_dir"])])[:, cfg.context:]
+        beyond = np.arange(1, cfg.horizon + 1)[None] >= mcfg.window
+        masks["beyond window, revisit"] = beyond & revisit
+        masks["beyond window, new place"] = beyond & ~revisit
+    result["rollout"] = rollout_table(scores, masks)
+    result["stability"] = stability_table(dream, real, last_context, horizon_masks(len(clips), cfg.horizon))
+    if out:
+        shown = list(range(min(4, len(clips))))
+        result["pictures"].append(str(rollout_grid(out / "rollout_grid.png", real, dream, last_context, shown)))
+        result["videos"] = [str(write_side_by_side(out / f"real_vs_dream_{i}.mp4", real[i], dream[i]))
+                            for i in shown[:2]]
 
-    horizon_index = np.broadcast_to(np.arange(1, h + 1), (b, h))
-    masks = {f"horizon {name}": (horizon_index >= lo) & (horizon_index <= hi)
-             for name, lo, hi in _bucket_names(cfg.buckets, h)}
-    masks["all"] = np.ones((b, h), bool)
-    beyond = horizon_index >= window  # from here on the window holds no real frame
-    masks[f"beyond window (h>={window})"] = beyond
-    if len(extras["agent_pos"]) == b and len(extras["agent_dir"]) == b:
-        revisit = np.stack([revisit_mask(p, d, window) for p, d in zip(extras["agent_pos"], extras["agent_dir"])])
-        masks["beyond window, revisit"] = beyond & revisit[:, cfg.context:]
-        masks["beyond window, new place"] = beyond & ~revisit[:, cfg.context:]
-    table = summarise(per_frame, masks)
-    result: dict[str, Any] = {"config": asdict(cfg), "episodes": chosen, "window": window,
-                              "memory": model.config.memory, "table": table, "lpips": LPIPS_UNAVAILABLE}
-    if cfg.out:
-        out = Path(cfg.out)
+    # -- denoiser vs sampler ---------------------------------------------------------------------
+    if cfg.denoiser:
+        t0 = time.perf_counter()
+        positions = sorted({min(p, clips.length - 1) for p in (cfg.context, cfg.context + 16, cfg.context + 48)})
+        result["denoiser"] = denoiser_diagnostics(model, clips.frames, clips.prev_actions, cfg.context, positions,
+                                                  seed=cfg.seed)
+        result["seconds"]["denoiser"] = time.perf_counter() - t0
+
+    # -- action probe and loop closure (real env replays) -------------------------------------------
+    if cfg.probes:
+        t0 = time.perf_counter()
+        result.update(_probes(model, clips, cfg, steps, out, result["pictures"]))
+        result["seconds"]["probes"] = time.perf_counter() - t0
+
+    result["targets"] = targets(result)
+    if out:
         out.mkdir(parents=True, exist_ok=True)
-        videos = [str(write_side_by_side(out / f"real_vs_dream_{i}.mp4", real[i].numpy(), dream[i].numpy()))
-                  for i in range(min(cfg.video_episodes, b))]
-        result["videos"] = videos
         (out / "metrics.json").write_text(json.dumps(result, indent=2))
+        if cfg.report:
+            (out / "report.md").write_text(format_report(result))
     return result
 
 
-def format_table(table: dict[str, dict[str, float]]) -> str:
-    lines = [f"{'frames':<34}{'n':>7}{'PSNR':>9}{'SSIM':>8}"]
-    for name, row in table.items():
-        lines.append(f"{name:<34}{row['frames']:>7}{row['psnr']:>9.2f}{row['ssim']:>8.3f}")
+def _probes(model, clips, cfg: EvalConfig, steps, out: Path | None, pictures: list[str]) -> dict[str, Any]:
+    """Action probe and loop closure, or a note saying why they were skipped."""
+    if not clips.env_seeds or min(clips.env_seeds) < 0:
+        return {"probes_skipped": "the episodes have no recorded env seeds to replay"}
+    rng = np.random.default_rng(cfg.seed)
+    clip_len = min(clips.length, cfg.context + 16)  # states early in each episode: short real-env replays
+    states = probe_states(clips.head(clip_len), cfg.context, cfg.probe_states, rng)
+    names = list(PROBE_ACTIONS)
+    probe_seqs = [[PROBE_ACTIONS[n]] * cfg.probe_steps for n in names]
+    loop_seq = [[TURN_LEFT] * cfg.loop_turns + [TURN_RIGHT] * cfg.loop_turns]
+    try:
+        replay = MemoryMazeReplay()
+    except Exception as exc:  # the real env is an optional capability of this evaluation
+        return {"probes_skipped": f"the real Memory Maze is not available: {exc}"}
+    try:
+        real = real_continuations(replay, clips, states, probe_seqs)
+        loop_real = real_continuations(replay, clips, states, loop_seq)[:, 0]
+    except ReplayError as exc:
+        return {"probes_skipped": str(exc)}
+    finally:
+        replay.close()
+    dream = dream_continuations(model, clips, states, probe_seqs, cfg.context, steps, cfg.seed)
+    loop_dream = dream_continuations(model, clips, states, loop_seq, cfg.context, steps, cfg.seed)
+    result = {"action_probe": action_probe_scores(dream, real, names),
+              "loop_closure": loop_closure_scores(loop_dream[:, 0], loop_real, unrelated_first_frames_psnr(clips))}
+    if out:
+        pairs = [(n, real[0, i], dream[0, i]) for i, n in enumerate(names)]
+        if len(states) > 1:
+            pairs += [(f"{n} (2)", real[1, i], dream[1, i]) for i, n in enumerate(names)]
+        pictures.append(str(sequence_grid(out / "action_probe.png", pairs,
+                                          f"{cfg.probe_steps} steps of each action from one real state")))
+        loops = [(f"#{s}", loop_real[s], loop_dream[s, 0]) for s in range(min(3, len(states)))]
+        pictures.append(str(sequence_grid(out / "loop_closure.png", loops,
+                                          f"{cfg.loop_turns} x left then {cfg.loop_turns} x right")))
+    return result
+
+
+def format_report(result: dict[str, Any], markdown: bool = True) -> str:
+    """The whole evaluation as markdown (or fixed-width text for the terminal)."""
+    table = markdown_table if markdown else text_table
+    m = result["model"]
+    lines = [f"# Evaluation of {result['config']['checkpoint']}" if markdown else f"checkpoint {result['config']['checkpoint']}",
+             "",
+             f"- data: {result['data']} ({len(result['episodes'])} clips): {result['provenance']}",
+             f"- model: memory={m['memory']}, window={m['window']}, {m['parameters'] / 1e6:.2f}M parameters, "
+             f"{m['trained_steps']} training steps; sampler {m['sampler']} x {m['sampling_steps']} from sigma_max "
+             f"{m['sigma_max']:g}, guidance {m['guidance']:g}, frames committed at sigma {m['context_sigma']:g}",
+             f"- context {result['config']['context']} real frames, then {result['config']['horizon']} dreamed "
+             f"from the true actions ({result['dream_frames_per_s']:.1f} dreamed frames/s in a batch of "
+             f"{len(result['episodes'])})", ""]
+    if result.get("targets"):
+        lines += ["## Targets" if markdown else "targets", "", table(result["targets"]), ""]
+    lines += ["## Rollout vs baselines (PSNR dB / SSIM)" if markdown else "rollout vs baselines", "",
+              table(result["rollout"], ".3f"), "",
+              "## Stability (grey levels / dB)" if markdown else "stability", "", table(result["stability"]), ""]
+    if "denoiser" in result:
+        lines += ["## Denoiser vs sampler (PSNR of the next frame, dB)" if markdown else "denoiser vs sampler", "",
+                  table(result["denoiser"]), ""]
+    if "action_probe" in result:
+        p = result["action_probe"]
+        rows = [{"action": a, "accuracy": p["accuracy per action"][a], "psnr to own real": p["psnr to own real"][a]}
+                for a in p["accuracy per action"]]
+        lines += ["## Action probe" if markdown else "action probe", "",
+                  f"{p['cases']} cases, accuracy {p['accuracy']:.2f}; left-vs-right difference: dream "
+                  f"{p.get('dream left-vs-right', float('nan')):.1f}, real {p.get('real left-vs-right', float('nan')):.1f} "
+                  f"grey levels (ratio {p.get('left-vs-right ratio', float('nan')):.2f})", "", table(rows), "",
+                  "confusion (dream -> closest real): " + ", ".join(f"{k} {v}" for k, v in p["confusion"].items()), ""]
+        lc = result["loop_closure"]
+        lines += ["## Loop closure" if markdown else "loop closure", "", table([lc]), ""]
+    elif "probes_skipped" in result:
+        lines += [f"probes skipped: {result['probes_skipped']}", ""]
+    if result.get("pictures"):
+        lines += ["## Pictures" if markdown else "pictures", ""]
+        lines += [f"![{Path(p).stem}]({Path(p).name})" if markdown else p for p in result["pictures"]]
+        lines += [f"[{Path(v).name}]({Path(v).name})" if markdown else v for v in result.get("videos", [])]
+        lines.append("")
+    lines.append(result["lpips"])
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rad-evaluate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True)
-    parser.add_argument("--data", default="", help="episodes (default: the checkpoint's held-out episodes)")
-    parser.add_argument("--episodes", type=int, default=8)
-    parser.add_argument("--context", type=int, default=4)
-    parser.add_argument("--horizon", type=int, default=64)
-    parser.add_argument("--sampling-steps", type=int, default=0)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default="")
-    args = parser.parse_args(argv)
-    result = evaluate(EvalConfig(checkpoint=args.checkpoint, data=args.data, episodes=args.episodes,
-                                 context=args.context, horizon=args.horizon, sampling_steps=args.sampling_steps,
-                                 device=args.device, seed=args.seed, out=args.out))
-    print(f"memory={result['memory']} window={result['window']} episodes={len(result['episodes'])}")
-    print(format_table(result["table"]))
-    print(result["lpips"])
+    add_dataclass_arguments(parser, EvalConfig)
+    return parser
+
+
+def cli(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Parse ``argv``, evaluate, print the report; returns the result."""
+    parser = build_parser()
+    cfg = dataclass_from_args(EvalConfig, parser.parse_args(argv))
+    if cfg.report and not cfg.out:
+        parser.error("--report needs --out")
+    result = evaluate(cfg)
+    print(format_report(result, markdown=False))
     return result
 
 
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point (``rad-evaluate``): 0 on success, 2 with a one-line error for a user mistake."""
+    return run_cli(cli, argv, prog="rad-evaluate")
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -3,8 +3,11 @@
     python -m rad_env.train --data data/mm9 --preset tiny --out runs/tiny
     torchrun --nproc_per_node 2 -m rad_env.train --data data/mm9 --preset small   # DDP (gloo on CPU)
 
-Checkpoints hold the EMA weights for inference plus (in ``last.pt``) the raw weights and optimizer
-state to resume from (``--resume``). Metrics go to ``<out>/metrics.csv`` and TensorBoard.
+Writes to ``--out``: ``model.pt`` (EMA weights, for inference), ``last.pt`` (also the raw weights and
+optimizer state, to ``--resume``), ``metrics.csv`` and ``curves.png`` (loss curves), ``config.json``,
+``summary.json`` and TensorBoard logs. An ``--out`` that already holds a run is refused unless
+``--resume`` (continue it) or ``--overwrite`` (replace it). Episodes whose stored checksums fail are
+skipped with a warning naming them (``--corrupt fail`` stops instead).
 """
 
 from __future__ import annotations
@@ -14,51 +17,62 @@ import csv
 import json
 import math
 import os
+import shutil
+import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+import warnings
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Literal, Sequence
 
 import torch
 import torch.distributed as dist
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 from tqdm.auto import tqdm
 
 from .checkpoint import load_checkpoint, save_checkpoint
-from .data import EpisodeStore, WindowDataset, split_episodes
+from .cli import UserError, add_dataclass_arguments, dataclass_from_args, option, removed_if_failed, run_cli
+from .data import Batch, EpisodeStore, WindowDataset, split_episodes
 from .model import RADConfig, WorldModel
 from .runtime import autocast_context, resolve_device, set_cpu_threads
+
+PROG = "rad-train"
+#: Files of a training run in ``--out`` (what ``--overwrite`` replaces).
+RUN_FILES = ("model.pt", "last.pt", "metrics.csv", "curves.png", "config.json", "summary.json", "tb")
 
 
 @dataclass
 class TrainConfig:
     """Everything a training run depends on (stored in every checkpoint)."""
 
-    data: str = ""
-    out: str = "runs/rad"
-    preset: str = "tiny"
-    model: dict[str, Any] = field(default_factory=dict)  # RADConfig overrides
-    batch_size: int = 8
-    steps: int = 2000
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    warmup: int = 100
-    grad_clip: float = 1.0
-    ema_decay: float = 0.995
-    held_out: float = 0.1
-    window_stride: int = 0  # 0: half the sequence length
-    num_workers: int = 0
-    seed: int = 0
-    device: str = "auto"
-    amp: str = "auto"  # auto (bf16 on CUDA), bf16, none
-    compile: bool = False
-    log_every: int = 20
-    ckpt_every: int = 500
-    resume: bool = False
-    tensorboard: bool = True
-    threads: int = -1  # CPU threads for torch: -1 torch's default, 0 half the cores, n exactly
-    time_limit: float = 0.0  # seconds; 0 = none. Stops cleanly with a checkpoint.
+    data: str = option("", "HDF5 episode file or directory of them", flag="--data")
+    out: str = option("runs/rad", "output directory")
+    preset: str = option("tiny", "model and training preset: tiny (CPU), small (one GPU), paper (GPUs)",
+                         choices=("tiny", "small", "paper"))
+    model: dict[str, Any] = option(default_factory=dict, help="RADConfig overrides, e.g. memory=none window=8")
+    batch_size: int = option(8, "sequences per step (per process under torchrun)")
+    steps: int = option(2000, "optimisation steps (the cosine schedule's length)")
+    lr: float = option(1e-3, "peak learning rate (AdamW)")
+    weight_decay: float = option(0.01, "AdamW weight decay")
+    warmup: int = option(100, "linear learning-rate warm-up steps")
+    grad_clip: float = option(1.0, "gradient norm clip")
+    ema_decay: float = option(0.995, "EMA decay of the inference weights (ramped up as (1+n)/(10+n))")
+    held_out: float = option(0.1, "fraction of episodes held out from training (kept in the checkpoint)")
+    window_stride: int = option(0, "frames between training windows of an episode (0: half a window)")
+    num_workers: int = option(0, "DataLoader worker processes")
+    seed: int = option(0, "seed of the split, the model and the data order")
+    device: str = option("auto", "auto (CUDA if available), cpu, cuda:0, ...")
+    amp: str = option("auto", "mixed precision: auto (bf16 on CUDA), bf16, none", choices=("auto", "bf16", "none"))
+    compile: bool = option(False, "torch.compile the model")
+    log_every: int = option(20, "steps between metrics rows (and curve updates)")
+    ckpt_every: int = option(500, "steps between last.pt checkpoints")
+    resume: bool = option(False, "continue the run in --out from last.pt")
+    overwrite: bool = option(False, "replace a run already in --out")
+    corrupt: Literal["skip", "fail"] = option("skip", "episodes whose checksums fail: skip with a warning, or fail")
+    tensorboard: bool = option(True, "write TensorBoard logs to <out>/tb")
+    threads: int = option(-1, "torch CPU threads: -1 torch's default, 0 half the cores, n exactly")
+    time_limit: float = option(0.0, "stop cleanly (with checkpoints) after this many seconds; 0: none")
 
 
 TRAIN_PRESETS: dict[str, dict[str, Any]] = {
@@ -93,7 +107,17 @@ def setup_distributed(device: torch.device) -> Distributed:
     return Distributed(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 
-def _forever(loader: DataLoader, sampler) -> Iterator[dict[str, torch.Tensor]]:
+def ema_with_warmup(decay: float):
+    """EMA update for ``AveragedModel(multi_avg_fn=...)`` whose decay ramps up as (1 + n) / (10 + n) to
+    ``decay``: a constant 0.999 would still hold 30% of the random initial weights after 1200 steps."""
+    def update(ema_params: list[torch.Tensor], params: list[torch.Tensor], num_averaged) -> None:
+        n = float(num_averaged)
+        d = min(decay, (1.0 + n) / (10.0 + n))
+        torch._foreach_lerp_(ema_params, params, 1.0 - d)
+    return update
+
+
+def _forever(loader: DataLoader, sampler) -> Iterator[Batch]:
     epoch = 0
     while True:
         if isinstance(sampler, DistributedSampler):
@@ -112,20 +136,90 @@ def _lr_lambda(cfg: TrainConfig):
 
 
 def data_description(store: EpisodeStore, train_idx: list[int], held_idx: list[int], path: str) -> dict[str, Any]:
+    """What the checkpoint says about its data. ``path`` is kept as the user gave it (a relative path
+    stays relative); the recording seed tells held-out recordings apart."""
     meta = store.meta
     assert meta is not None
     return {
         "path": str(path), "source": meta.source, "action_set": meta.action_set,
-        "num_actions": meta.num_actions, "frame_shape": list(meta.frame_shape),
+        "num_actions": meta.num_actions, "frame_shape": list(meta.frame_shape), "seed": meta.seed,
         "episodes": len(store), "steps": store.num_steps,
         "train_episodes": train_idx, "held_out_episodes": held_idx,
     }
 
 
+def prepare_output(cfg: TrainConfig) -> None:
+    """Refuse to mix two runs in one ``--out``: an existing run needs ``--resume`` or ``--overwrite``."""
+    out = Path(cfg.out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file, not a directory")
+    existing = [name for name in RUN_FILES if (out / name).exists()]
+    if not existing or cfg.resume:
+        return
+    if not cfg.overwrite:
+        raise UserError(f"{out} already holds a training run ({', '.join(existing)})",
+                        hint="pass --resume to continue it, --overwrite to replace it, or another --out")
+    for name in existing:
+        path = out / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+def split_without_corrupt(store: EpisodeStore, cfg: TrainConfig, is_main: bool) -> tuple[list[int], list[int]]:
+    """Train/held-out episode indices, without episodes whose stored checksums fail."""
+    train_idx, held_idx = split_episodes(len(store), cfg.held_out, cfg.seed)
+    bad = store.find_corrupt()
+    if not bad:
+        return train_idx, held_idx
+    if cfg.corrupt == "fail":
+        raise next(iter(bad.values()))
+    if is_main:
+        listed = "; ".join(str(exc) for exc in bad.values())
+        warnings.warn(f"skipping {len(bad)} corrupt episode(s): {listed}", stacklevel=2)
+    train_idx = [i for i in train_idx if i not in bad]
+    held_idx = [i for i in held_idx if i not in bad]
+    if not train_idx:
+        raise UserError(f"{cfg.data}: every training episode is corrupt")
+    return train_idx, held_idx
+
+
+def training_curves_png(csv_path: Path, png_path: Path) -> Path | None:
+    """Plot the losses of ``metrics.csv`` against the step (log scale); None if there are no rows."""
+    with open(csv_path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [int(r["step"]) for r in rows]
+    keys = [k for k in rows[0] if k.endswith("loss") or "loss_" in k]
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for key in keys:
+        values = [float(r[key]) if r.get(key) not in (None, "") else math.nan for r in rows]
+        ax.plot(steps, values, label=key, linewidth=1)
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_title("losses")
+    ax.legend(fontsize=7)
+    for key in ("lr", "grad_norm"):
+        if key in rows[0]:
+            ax2.plot(steps, [float(r[key]) for r in rows], label=key, linewidth=1)
+    ax2.set_yscale("log")
+    ax2.set_xlabel("step")
+    ax2.set_title("learning rate, gradient norm")
+    ax2.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=100)
+    plt.close(fig)
+    return png_path
+
+
 def train(cfg: TrainConfig) -> dict[str, Any]:
     """Run training; returns a summary (final loss, throughput, checkpoint path)."""
     if not cfg.data:
-        raise ValueError("TrainConfig.data is empty: pass the episode file or directory (--data)")
+        raise UserError("no training data: pass the episode file or directory with --data")
     device = resolve_device(cfg.device)
     set_cpu_threads(cfg.threads)
     ddp = setup_distributed(device)
@@ -135,16 +229,19 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     torch.manual_seed(cfg.seed + ddp.rank)
     out = Path(cfg.out)
     if ddp.is_main:
-        out.mkdir(parents=True, exist_ok=True)
+        prepare_output(cfg)
 
     store = EpisodeStore(cfg.data)
-    train_idx, held_idx = split_episodes(len(store), cfg.held_out, cfg.seed)
+    train_idx, held_idx = split_without_corrupt(store, cfg, ddp.is_main)
     meta = store.meta
     assert meta is not None
     if meta.frame_shape[0] != meta.frame_shape[1]:
-        raise ValueError(f"frames must be square, data has {meta.frame_shape}")
-    model_cfg = RADConfig.preset(cfg.preset, **{"image_size": meta.frame_shape[0],
-                                                "num_actions": meta.num_actions, **cfg.model})
+        raise UserError(f"{cfg.data}: frames must be square, the data has {meta.frame_shape}")
+    try:
+        model_cfg = RADConfig.preset(cfg.preset, **{"image_size": meta.frame_shape[0],
+                                                    "num_actions": meta.num_actions, **cfg.model})
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"bad model settings {cfg.model}: {exc}") from exc
     dataset = WindowDataset(store, model_cfg.seq_len, cfg.window_stride or max(1, model_cfg.seq_len // 2),
                             episodes=train_idx)
     if ddp.enabled:
@@ -152,11 +249,12 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     else:
         sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(cfg.seed))
     loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,
+                        collate_fn=Batch.collate,
                         drop_last=len(dataset) >= cfg.batch_size * ddp.world_size,
                         persistent_workers=cfg.num_workers > 0, pin_memory=device.type == "cuda")
 
     model = WorldModel(model_cfg).to(device)
-    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+    ema = AveragedModel(model, multi_avg_fn=ema_with_warmup(cfg.ema_decay), use_buffers=True)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg))
     step = 0
@@ -164,7 +262,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     if cfg.resume and last_path.exists():
         ckpt = load_checkpoint(last_path)
         if "model_online" not in ckpt or "optimizer" not in ckpt:
-            raise ValueError(f"{last_path} holds no training state to resume from")
+            raise UserError(f"{last_path} holds no training state to resume from")
         model.load_state_dict(ckpt["model_online"])
         ema.module.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
@@ -192,13 +290,12 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
 
     log_file = csv_writer = tb = None
     if ddp.is_main:
+        out.mkdir(parents=True, exist_ok=True)
         log_file = open(out / "metrics.csv", "a", newline="")
         if cfg.tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-                tb = SummaryWriter(str(out / "tb"))
-            except ImportError:  # pragma: no cover - tensorboard is a dependency
-                tb = None
+            from torch.utils.tensorboard import SummaryWriter
+
+            tb = SummaryWriter(str(out / "tb"))
         (out / "config.json").write_text(json.dumps({"train": train_dict, "model": model_cfg.to_dict(),
                                                      "data": {k: v for k, v in description.items()
                                                               if not k.endswith("_episodes")}}, indent=2))
@@ -206,11 +303,11 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     frames_per_step = cfg.batch_size * model_cfg.seq_len * ddp.world_size
     bar = tqdm(total=cfg.steps, initial=step, disable=not ddp.is_main, desc="train", dynamic_ncols=True)
     start = time.perf_counter()
-    start_step, loss_value, metrics = step, float("nan"), {}
+    start_step, loss_value, metrics, fps = step, float("nan"), {}, 0.0
     amp = autocast_context(device, cfg.amp)
     model.train()
     while step < cfg.steps:
-        batch = {k: v.to(device, non_blocking=True) for k, v in next(batches).items()}
+        batch = next(batches).to(device, non_blocking=True)
         with amp:
             loss, metrics = train_model(batch)
         optimizer.zero_grad(set_to_none=True)
@@ -243,6 +340,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                             tb.add_scalar(f"train/{key}", value, step)
             if step % cfg.ckpt_every == 0:
                 checkpoint(last_path, with_train_state=True)
+                training_curves_png(out / "metrics.csv", out / "curves.png")
         if cfg.time_limit and elapsed > cfg.time_limit:
             break
     bar.close()
@@ -253,8 +351,10 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         checkpoint(last_path, with_train_state=True)
         checkpoint(out / "model.pt", with_train_state=False)
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
-        if log_file:
-            log_file.close()
+        log_file.close()
+        curves = training_curves_png(out / "metrics.csv", out / "curves.png")
+        if curves:
+            summary["curves"] = str(curves)
         if tb is not None:
             tb.close()
     if ddp.enabled:
@@ -270,54 +370,51 @@ def _parse_value(text: str) -> Any:
         return text
 
 
-def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
     """``["dim=64", "memory=none"]`` -> ``{"dim": 64, "memory": "none"}``."""
     result = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep:
-            raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {pair!r}")
+            raise UserError(f"--model expects KEY=VALUE pairs, got {pair!r}")
         result[key.strip()] = _parse_value(value)
     return result
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rad-train", description=__doc__,
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", required=True, help="HDF5 episode file or directory")
-    parser.add_argument("--preset", default="tiny", choices=sorted(TRAIN_PRESETS),
-                        help="model and training preset (tiny: CPU minutes; small; paper: GPUs)")
+    add_dataclass_arguments(parser, TrainConfig, skip=("model",))
     parser.add_argument("--model", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="model config overrides, e.g. memory=none window=4 dim=64")
-    for f in fields(TrainConfig):
-        if f.name in ("data", "preset", "model"):
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        if f.type in ("bool", bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
-        else:
-            caster = {"int": int, "float": float, "str": str}[str(f.type)]
-            parser.add_argument(flag, type=caster, default=None)
+                        help="model config overrides (RADConfig fields), e.g. memory=none window=8 stem=conv")
     return parser
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    values: dict[str, Any] = {**TRAIN_PRESETS[args.preset], "data": args.data, "preset": args.preset,
-                              "model": parse_overrides(args.model)}
-    for f in fields(TrainConfig):
-        given = getattr(args, f.name, None)
-        if f.name not in ("data", "preset", "model") and given is not None:
-            values[f.name] = given
-    return TrainConfig(**values)
+    given = dict(vars(args))
+    overrides = parse_overrides(given.pop("model"))
+    base = {**TRAIN_PRESETS[given.get("preset", TrainConfig.preset)], "model": overrides}
+    return dataclass_from_args(TrainConfig, given, base=base)
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    args = build_parser().parse_args(argv)
-    summary = train(config_from_args(args))
+def cli(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Parse ``argv``, train, print the summary (rank 0); returns it."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "data", ""):
+        parser.error("the following arguments are required: --data")
+    cfg = config_from_args(args)
+    with removed_if_failed(cfg.out):
+        summary = train(cfg)
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps(summary, indent=2))
     return summary
 
 
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point (``rad-train``): 0 on success, 2 with a one-line error for a user mistake."""
+    return run_cli(cli, argv, prog=PROG)
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 from typing import Sequence
 
 import imageio.v3 as iio
 import numpy as np
+
+
+def check_video_path(path: str | Path) -> Path:
+    """``path`` as a Path if a video can be written there: not a folder, and no file where a folder
+    must be (``IsADirectoryError``/``NotADirectoryError`` otherwise). Tools call it before long work."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "a video path is a folder (give a file name, e.g. DIR/video.mp4)",
+                                str(path))
+    for parent in path.parents:  # the first existing ancestor must be a folder
+        if parent.exists():
+            if not parent.is_dir():
+                raise NotADirectoryError(errno.ENOTDIR, "not a folder, cannot hold the video", str(parent))
+            break
+    return path
 
 
 def write_video(path: str | Path, frames: Sequence[np.ndarray] | np.ndarray, fps: int = 8, size: int = 256) -> Path:
@@ -18,6 +34,7 @@ def write_video(path: str | Path, frames: Sequence[np.ndarray] | np.ndarray, fps
     video = np.asarray(frames, dtype=np.uint8)
     if video.ndim != 4 or video.shape[-1] != 3 or len(video) == 0:
         raise ValueError(f"frames must be a non-empty uint8 (T, H, W, 3) sequence, got {video.shape}")
+    check_video_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     scale = max(1, size // video.shape[1])
     video = video.repeat(scale, axis=1).repeat(scale, axis=2)

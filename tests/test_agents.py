@@ -60,7 +60,7 @@ def video_frames(path: str | Path) -> int:
 @pytest.fixture(scope="module")
 def trained(files, tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("ppo")
-    summary = train_ppo.main([*dream_args(files), "--num-envs", "2", "--n-steps", "64", "--batch-size", "64",
+    summary = train_ppo.cli([*dream_args(files), "--num-envs", "2", "--n-steps", "64", "--batch-size", "64",
                               "--n-epochs", "2", "--timesteps", "256", "--eval-episodes", "2",
                               "--eval-max-steps", "10", "--eval-envs", "dream", "--out", str(out), "--verbose", "0"])
     return {"out": out, "summary": summary}
@@ -84,15 +84,15 @@ def test_saved_agent_loads_and_evaluates(trained, files, tmp_path) -> None:
 
     agent = PPO.load(trained["out"] / "ppo_dream.zip", device="cpu")
     assert agent.observation_space.shape == (3, SIZE, SIZE)  # SB3 trains on channels-first images
-    summary = train_ppo.main([*dream_args(files), "--load", str(trained["out"] / "ppo_dream.zip"),
-                              "--timesteps", "0", "--num-envs", "2", "--eval-episodes", "3", "--eval-max-steps", "5",
+    summary = train_ppo.cli([*dream_args(files), "--load", str(trained["out"] / "ppo_dream.zip"),
+                             "--timesteps", "0", "--num-envs", "2", "--eval-episodes", "3", "--eval-max-steps", "5",
                               "--eval-envs", "dream", "--no-video", "--out", str(tmp_path), "--deterministic"])
     assert "train" not in summary and summary["eval"][0]["episodes"] == 3
     assert summary["eval"][0]["lengths"] == [5, 5, 5]
 
 
 def test_random_policy_baseline(files, tmp_path, capsys) -> None:
-    summary = train_ppo.main([*dream_args(files), "--policy", "random", "--num-envs", "2", "--eval-episodes", "2",
+    summary = train_ppo.cli([*dream_args(files), "--policy", "random", "--num-envs", "2", "--eval-episodes", "2",
                               "--eval-max-steps", "8", "--eval-envs", "dream", "--out", str(tmp_path)])
     (result,) = summary["eval"]
     assert result["policy"] == "random" and result["lengths"] == [8, 8]
@@ -104,8 +104,8 @@ def test_random_policy_baseline(files, tmp_path, capsys) -> None:
 
 
 def test_real_memory_maze_evaluation(trained, files, tmp_path) -> None:
-    summary = train_ppo.main([*dream_args(files), "--load", str(trained["out"] / "ppo_dream.zip"),
-                              "--timesteps", "0", "--num-envs", "1", "--eval-episodes", "1",
+    summary = train_ppo.cli([*dream_args(files), "--load", str(trained["out"] / "ppo_dream.zip"),
+                             "--timesteps", "0", "--num-envs", "1", "--eval-episodes", "1",
                               "--eval-max-steps", "20", "--eval-envs", "dream,real", "--out", str(tmp_path)])
     dream, real = summary["eval"]
     assert real["env"] == "real" and real["episodes"] == 1 and real["lengths"] == [20]
@@ -114,22 +114,43 @@ def test_real_memory_maze_evaluation(trained, files, tmp_path) -> None:
 
 
 def test_train_in_real_memory_maze(tmp_path) -> None:
-    summary = train_real.main(["--num-envs", "1", "--n-steps", "16", "--batch-size", "16", "--n-epochs", "1",
+    summary = train_real.cli(["--num-envs", "1", "--n-steps", "16", "--batch-size", "16", "--n-epochs", "1",
                                "--timesteps", "16", "--train-max-steps", "8", "--eval-episodes", "0",
                                "--no-video", "--no-tensorboard", "--out", str(tmp_path), "--device", "cpu",
                                "--verbose", "0"])
     assert summary["train"]["env"] == "real" and (tmp_path / "ppo_real.zip").exists()
 
 
-def test_bad_arguments(files, tmp_path) -> None:
-    with pytest.raises(SystemExit):
-        train_ppo.main([*dream_args(files), "--eval-envs", "moon", "--out", str(tmp_path)])
-    with pytest.raises(SystemExit):
-        train_ppo.main([*dream_args(files), "--timesteps", "0", "--out", str(tmp_path)])
-    with pytest.raises(SystemExit) as exc:  # a missing checkpoint is reported, not a traceback
-        train_ppo.main(["--checkpoint", str(tmp_path / "none.pt"), "--context", files["context"],
-                        "--timesteps", "64", "--out", str(tmp_path)])
+def test_bad_arguments(files, tmp_path, capsys) -> None:
+    """User mistakes: exit status 2 and one line `prog: error: ...` on stderr, no traceback, no folder left."""
+    out = tmp_path / "never"
+    cases = [
+        ([*dream_args(files), "--eval-envs", "moon"], "unknown env(s) ['moon']"),
+        ([*dream_args(files), "--timesteps", "0"], "--timesteps 0 needs --load"),
+        (["--checkpoint", str(tmp_path / "none.pt"), "--context", files["context"], "--timesteps", "64"],
+         "checkpoint file not found"),
+        ([*dream_args(files), "--load", str(tmp_path / "agent.zip"), "--timesteps", "0"], "no saved agent"),
+        (["--checkpoint", files["context"], "--context", files["context"], "--timesteps", "64"],
+         "not a readable torch checkpoint"),  # an HDF5 file passed as a checkpoint
+    ]
+    for argv, expected in cases:
+        assert train_ppo.main([*argv, "--out", str(out)]) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith("python -m agents.train_ppo: error: ") and expected in err, err
+        assert "Traceback" not in err and "weights_only" not in err and len(err.strip().splitlines()) == 1, err
+        assert not out.exists(), "a failed run left its output folder behind"
+    with pytest.raises(SystemExit) as exc:  # argparse's own usage errors exit 2 too
+        train_ppo.main(["--policy", "nope"])
     assert exc.value.code == 2
+
+
+def test_ppo_config_flags_document_every_field() -> None:
+    text = train_ppo.build_parser().format_help()
+    for name in train_ppo.PPOConfig.__dataclass_fields__:
+        assert "--" + name.replace("_", "-") in text, name
+    assert "--no-video" in text and "(default: 256)" in text and "PPO minibatch size" in text
+    cfg = train_ppo.parse_config(["--num-envs", "3", "--no-tensorboard", "--policy", "random"])
+    assert (cfg.num_envs, cfg.tensorboard, cfg.policy, cfg.batch_size) == (3, False, "random", 256)
 
 
 # ------------------------------------------------------------------------------------------ player
@@ -145,12 +166,12 @@ def test_parse_actions() -> None:
 
 def test_play_headless_writes_video(files, tmp_path) -> None:
     out = tmp_path / "play.mp4"
-    stats = play.main([*dream_args(files), "--actions", "1,1,2,3,4x1,5", "--out", str(out), "--headless"])
+    stats = play.cli([*dream_args(files), "--actions", "1,1,2,3,4x1,5", "--out", str(out), "--headless"])
     assert stats["steps"] == 9 and stats["frames"] == 10
     assert Path(stats["video"]) == out and video_frames(out) == 10
     actions_file = tmp_path / "actions.txt"
     actions_file.write_text("1 1 1\n2\n")
-    stats = play.main([*dream_args(files), "--actions-file", str(actions_file), "--out", str(tmp_path / "b.mp4")])
+    stats = play.cli([*dream_args(files), "--actions-file", str(actions_file), "--out", str(tmp_path / "b.mp4")])
     assert video_frames(stats["video"]) == 5
     with pytest.raises(SystemExit):
         play.main([*dream_args(files), "--actions", "1,7", "--out", str(tmp_path / "c.mp4")])
@@ -159,8 +180,26 @@ def test_play_headless_writes_video(files, tmp_path) -> None:
 def test_play_without_display_uses_scripted_actions(files, tmp_path, monkeypatch) -> None:
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
-    stats = play.main([*dream_args(files), "--steps", "6", "--out", str(tmp_path / "p.mp4")])
+    stats = play.cli([*dream_args(files), "--steps", "6", "--out", str(tmp_path / "p.mp4")])
     assert stats["frames"] == 7 and video_frames(stats["video"]) == 7
+
+
+def test_play_default_video_goes_to_ignored_outputs_folder(files, tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert play.main([*dream_args(files), "--actions", "1,2", "--headless"]) == 0
+    assert (tmp_path / "outputs" / "play.mp4").exists() and not (tmp_path / "play.mp4").exists()
+    assert "outputs/play.mp4" in capsys.readouterr().out
+    repo = Path(__file__).resolve().parents[1]
+    assert "/outputs/" in (repo / ".gitignore").read_text().split()
+
+
+def test_play_errors_are_one_line_and_leave_no_folder(files, tmp_path, capsys) -> None:
+    out = tmp_path / "new" / "play.mp4"
+    assert play.main(["--checkpoint", str(tmp_path / "none.pt"), "--context", files["context"],
+                      "--headless", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("python -m agents.play: error: ") and "not found" in err and "Traceback" not in err
+    assert not (tmp_path / "new").exists()
 
 
 # ------------------------------------------------------------------------------------------ demo
@@ -168,15 +207,50 @@ def test_play_without_display_uses_scripted_actions(files, tmp_path, monkeypatch
 
 def test_demo_runs(files, tmp_path, capsys) -> None:
     out = tmp_path / "dream_demo.mp4"
-    result = demo.main([*dream_args(files), "--steps", "20", "--out", str(out)])
+    result = demo.cli([*dream_args(files), "--steps", "20", "--out", str(out)])
     assert result["frames"] == 21 and video_frames(out) == 21
     printed = capsys.readouterr().out
     assert "steps/s" in printed and "total reward" in printed
+    assert demo.main([*dream_args(files), "--steps", "2", "--out", str(out)]) == 0
 
 
 def test_demo_without_shipped_checkpoint_says_how_to_train(tmp_path, monkeypatch, capsys) -> None:
-    monkeypatch.setattr(demo, "default_assets_dir", lambda: tmp_path)
-    with pytest.raises(SystemExit) as exc:
-        demo.main([])
-    assert exc.value.code == 2
-    assert "rad_env.train" in capsys.readouterr().err
+    monkeypatch.setattr("rad_env.defaults.default_assets_dir", lambda: tmp_path)
+    assert demo.main([]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("python -m rad_env.demo: error: the shipped default checkpoint")
+    assert "rad_env.train" in err and "Traceback" not in err
+
+
+def test_demo_user_errors_are_one_line(files, tmp_path, capsys) -> None:
+    out = tmp_path / "sub" / "demo.mp4"
+    for argv, expected in (
+        (["--checkpoint", str(tmp_path / "none.pt"), "--context", files["context"]], "checkpoint file not found"),
+        (["--checkpoint", files["checkpoint"], "--context", str(tmp_path / "nodata")], "no episode data at"),
+        (["--checkpoint", files["context"], "--context", files["context"]], "not a readable torch checkpoint"),
+    ):
+        assert demo.main([*argv, "--device", "cpu", "--steps", "2", "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("python -m rad_env.demo: error: ") and expected in err, err
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+        assert not (tmp_path / "sub").exists()
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    for bad_out, expected in ((tmp_path, "is a folder"), (a_file / "demo.mp4", "not a folder")):
+        assert demo.main([*dream_args(files), "--steps", "2", "--out", str(bad_out)]) == 2
+        err = capsys.readouterr().err
+        assert expected in err and str(bad_out if bad_out == tmp_path else a_file) in err, err
+    assert not list(tmp_path.glob("*.gif")) and not (tmp_path.parent / f"{tmp_path.name}.gif").exists()
+
+
+def test_console_script_exits_0_and_prints_to_stdout(files, tmp_path) -> None:
+    """The installed console scripts call ``sys.exit(main())``: main must return an exit status."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "v.mp4"
+    code = (f"import sys; from agents.play import main; "
+            f"sys.exit(main({[*dream_args(files), '--actions', '1,2', '--out', str(out)]!r}))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "2 steps" in done.stdout and "{" not in done.stderr

@@ -9,6 +9,7 @@ import torch
 
 from rad_env.checkpoint import (FORMAT, CheckpointError, load_checkpoint, load_world_model,
                                 save_checkpoint)
+from rad_env.data import Batch
 from rad_env.model import RADConfig, WorldModel
 
 DATA = {"source": "memory-maze-9x9", "action_set": "memory-maze", "num_actions": 6,
@@ -33,17 +34,18 @@ def outputs(model: WorldModel) -> torch.Tensor:
     sigma = torch.rand(2, 5, generator=g) + 0.1
     actions = torch.randint(0, 7, (2, 5), generator=g)
     with torch.no_grad():
-        d, feats, _ = model.denoise_sequence(x, sigma, actions)
-    return torch.cat([d.flatten(), model.predict_outcome(feats)[0].flatten()])
+        context = model.dit.forward_context(x, sigma.log() / 4, actions)
+        out = model.dit.forward_targets(x.flip(1), sigma.log() / 4, actions, context)
+    return torch.cat([out.flatten(), model.predict_outcome(context.features)[0].flatten()])
 
 
 def test_roundtrip_identical_outputs(tmp_path):
     model = small_model()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     model.train()
-    loss, _ = model.loss({"frames": torch.randint(0, 256, (1, 4, 16, 16, 3), dtype=torch.uint8),
-                          "prev_actions": torch.tensor([[6, 1, 2, 3]]),
-                          "rewards": torch.zeros(1, 4), "terminals": torch.zeros(1, 4)})
+    loss, _ = model.loss(Batch(frames=torch.randint(0, 256, (1, 4, 16, 16, 3), dtype=torch.uint8),
+                               prev_actions=torch.tensor([[6, 1, 2, 3]]), rewards=torch.zeros(1, 4),
+                               terminated=torch.zeros(1, 4), is_first=torch.tensor([[True, False, False, False]])))
     loss.backward()
     opt.step()
     model.eval()

@@ -136,6 +136,28 @@ def test_explore_turns_toward_waypoint():
     assert policy(None, slightly_off) == FORWARD_RIGHT
 
 
+def test_explore_looks_around_and_back():
+    layout = np.zeros((3, 3), np.uint8)
+    layout[1, :] = 1
+    info = {"maze_layout": layout, "agent_pos": np.array([0.5, 1.5]), "agent_dir": np.array([1.0, 0.0])}
+    policy = ExplorePolicy(noise=0.0, look_around=1.0, look_turns=(3, 5), seed=1)
+    policy.reset(info, seed=1)
+    directions = set()
+    for _ in range(6):  # each look-around: k turns one way, then k back
+        scan = [policy(None, info)]
+        scan += [policy(None, info) for _ in range(len(policy._scan))]
+        k = len(scan) // 2
+        assert 3 <= k <= 5 and len(scan) == 2 * k
+        assert scan[0] in (TURN_LEFT, TURN_RIGHT) and scan == [scan[0]] * k + [TURN_LEFT + TURN_RIGHT - scan[0]] * k
+        directions.add(scan[0])
+    assert directions == {TURN_LEFT, TURN_RIGHT}
+    plain = ExplorePolicy(noise=0.0, seed=1)
+    plain.reset(info, seed=1)
+    assert TURN_LEFT not in [plain(None, info) for _ in range(10)]  # off by default
+    with pytest.raises(ValueError, match="look_around"):
+        ExplorePolicy(look_around=1.5)
+
+
 def test_explore_visits_more_cells_than_random_on_synthetic_maze():
     explored = [_cells_visited(ExplorePolicy(noise=0.15), seed=s)[0] for s in range(3)]
     random_cells = [_cells_visited(RandomPolicy(6), seed=s)[0] for s in range(3)]

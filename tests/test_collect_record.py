@@ -136,3 +136,28 @@ def test_usage_errors(tmp_path, capsys):
     assert capsys.readouterr().err  # explore is Memory Maze only, or MineRL is missing: a clear message
     with pytest.raises(SystemExit):
         main(["--env", "nowhere", "--episodes", "1", "--out", str(tmp_path / "z")])
+
+
+class _BrokenSource:
+    """A source whose env cannot start (as a machine without a renderer)."""
+
+    policies = ("random",)
+    default_steps = 5
+
+    def open(self):
+        raise RuntimeError("no renderer on this machine")
+
+    def close(self):
+        pass
+
+
+def test_failed_run_leaves_no_empty_output_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("collect.record.make_source", lambda *args, **kwargs: _BrokenSource())
+    out = tmp_path / "new" / "mm9"
+    assert main(["--env", "memory-maze-9x9", "--episodes", "1", "--out", str(out), "--no-progress"]) == 1
+    assert "no renderer on this machine" in capsys.readouterr().out
+    assert not (tmp_path / "new").exists()
+    mine = tmp_path / "mine"  # a folder the user made is kept, without the run's leftovers
+    mine.mkdir()
+    assert main(["--env", "memory-maze-9x9", "--episodes", "1", "--out", str(mine), "--no-progress"]) == 1
+    assert mine.is_dir() and not any(mine.iterdir())  # so the same command can run again

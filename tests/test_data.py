@@ -8,8 +8,8 @@ import h5py
 import numpy as np
 import pytest
 
-from rad_env.data import (MEMORY_MAZE, Episode, EpisodeStore, EpisodeWriter, FileMeta, SchemaError,
-                          WindowDataset, split_episodes, write_episodes)
+from rad_env.data import (MEMORY_MAZE, Batch, Episode, EpisodeStore, EpisodeWriter, FileMeta, SchemaError,
+                          Segment, WindowDataset, split_episodes, write_episodes)
 
 
 def make_meta(frame=(16, 16, 3)) -> FileMeta:
@@ -127,15 +127,16 @@ def test_windows_align_actions_rewards_and_frames(tmp_path: Path) -> None:
     # 10 frames -> starts 0,2,4,6 ; 5 frames -> start 0
     assert dataset.index == [(0, 0), (0, 2), (0, 4), (0, 6), (1, 0)]
     first, later = dataset[0], dataset[2]
-    assert first["frames"].shape == (4, 16, 16, 3) and first["frames"].dtype.is_floating_point is False
-    assert first["prev_actions"][0] == MEMORY_MAZE.null_action and first["rewards"][0] == 0
-    assert first["is_first"].tolist() == [True, False, False, False]
+    assert isinstance(first, Segment)
+    assert first.frames.shape == (4, 16, 16, 3) and first.frames.dtype == np.uint8
+    assert first.prev_actions[0] == MEMORY_MAZE.null_action and first.rewards[0] == 0
+    assert first.is_first.tolist() == [True, False, False, False]
     ep = episodes[0]
-    np.testing.assert_array_equal(later["frames"].numpy(), ep.obs[4:8])
-    np.testing.assert_array_equal(later["prev_actions"].numpy(), ep.action_id[3:7])
-    np.testing.assert_array_equal(later["rewards"].numpy(), ep.reward[3:7])
-    np.testing.assert_array_equal(later["agent_pos"].numpy(), ep.extras["agent_pos"][4:8])
-    np.testing.assert_array_equal(first["prev_actions"][1:].numpy(), ep.action_id[:3])
+    np.testing.assert_array_equal(later.frames, ep.obs[4:8])
+    np.testing.assert_array_equal(later.prev_actions, ep.action_id[3:7])
+    np.testing.assert_array_equal(later.rewards, ep.reward[3:7])
+    np.testing.assert_array_equal(later.extras["agent_pos"], ep.extras["agent_pos"][4:8])
+    np.testing.assert_array_equal(first.prev_actions[1:], ep.action_id[:3])
     with pytest.raises(ValueError, match="no window of 20 frames"):
         WindowDataset(store, length=20)
 
@@ -145,10 +146,12 @@ def test_dataset_works_in_dataloader_workers(tmp_path: Path) -> None:
 
     write_episodes(tmp_path / "a.h5", [make_episode(30, i) for i in range(3)], make_meta())
     dataset = WindowDataset(EpisodeStore(tmp_path / "a.h5"), length=8)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=4, num_workers=2, shuffle=True)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=4, num_workers=2, shuffle=True,
+                                         collate_fn=Batch.collate)
     batches = list(loader)
-    assert sum(len(b["frames"]) for b in batches) == len(dataset) == 9
-    assert batches[0]["frames"].shape[1:] == (8, 16, 16, 3)
+    assert all(isinstance(b, Batch) for b in batches)
+    assert sum(len(b.frames) for b in batches) == len(dataset) == 9
+    assert batches[0].frames.shape[1:] == (8, 16, 16, 3)
 
 
 def test_split_episodes() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from rad_env.data import Batch
 from rad_env.model import PRESETS, RADConfig, RADState, WorldModel
 from rad_env.model.diffusion import EDM, randn_rows
 
@@ -32,7 +33,7 @@ def micro_model(memory: str = "lstm", seed: int = 0, perturb: float = 0.05, **kw
     return model
 
 
-def make_batch(cfg: RADConfig, b: int = 2, l: int | None = None, seed: int = 0) -> dict:
+def make_batch(cfg: RADConfig, b: int = 2, l: int | None = None, seed: int = 0) -> Batch:
     g = torch.Generator().manual_seed(seed)
     l = l or cfg.seq_len
     s = cfg.image_size
@@ -40,12 +41,11 @@ def make_batch(cfg: RADConfig, b: int = 2, l: int | None = None, seed: int = 0) 
     prev[:, 0] = cfg.null_action
     rewards = torch.randint(-1, 2, (b, l), generator=g).float()
     rewards[:, 0] = 0
-    return {
-        "frames": torch.randint(0, 256, (b, l, s, s, 3), generator=g, dtype=torch.uint8),
-        "prev_actions": prev,
-        "rewards": rewards,
-        "terminals": (torch.rand(b, l, generator=g) < 0.2).float(),
-    }
+    is_first = torch.zeros(b, l, dtype=torch.bool)
+    is_first[:, 0] = True
+    return Batch(frames=torch.randint(0, 256, (b, l, s, s, 3), generator=g, dtype=torch.uint8),
+                 prev_actions=prev, rewards=rewards, terminated=(torch.rand(b, l, generator=g) < 0.2).float(),
+                 is_first=is_first)
 
 
 def random_frames(cfg: RADConfig, b: int, seed: int) -> torch.Tensor:
@@ -96,8 +96,12 @@ def test_config_validation_errors():
         RADConfig.from_dict({**RADConfig().to_dict(), "bogus": 1})
     with pytest.raises(ValueError, match="unknown preset"):
         RADConfig.preset("huge")
-    with pytest.raises(ValueError, match="p_context"):
-        RADConfig(p_context=1.5)
+    with pytest.raises(ValueError, match="context_sigma_train_min <= context_sigma_train_max"):
+        RADConfig(context_sigma_train_min=0.2, context_sigma_train_max=0.1)
+    with pytest.raises(ValueError, match="stem must be one of"):
+        RADConfig(stem="vae")
+    with pytest.raises(ValueError, match="log2"):
+        RADConfig(stem="conv", patch_size=8, stem_channels=[16, 32])
 
 
 # ----------------------------------------------------------------------------------------
@@ -117,11 +121,12 @@ def test_shapes_and_loss(memory):
 
     b, l, s = 2, cfg.seq_len, cfg.image_size
     x = torch.randn(b, l, 3, s, s)
-    d, feats, state = model.denoise_sequence(x, torch.full((b, l), 0.5), batch["prev_actions"],
-                                             return_state=True)
-    assert d.shape == (b, l, 3, s, s)
+    context = model.dit.forward_context(x, torch.zeros(b, l), batch.prev_actions, batch.is_first)
+    out = model.dit.forward_targets(x, torch.ones(b, l), batch.prev_actions, context)
+    assert out.shape == (b, l, 3, s, s)
     extra = cfg.memory_slots * cfg.memory_dim if memory in ("lstm", "linear") else 0
-    assert feats.shape == (b, l, cfg.dim + extra)
+    assert context.features.shape == (b, l, cfg.dim + extra)
+    state = model.dit.state_after(context)
     assert state.batch_size == b
     assert state.cache_len == (l if memory == "full" else cfg.window - 1)
 
@@ -149,75 +154,66 @@ def test_optimisation_reduces_loss():
 # ----------------------------------------------------------------------------------------
 # train/inference consistency
 # ----------------------------------------------------------------------------------------
-@pytest.mark.parametrize("memory", MEMORIES)
-def test_parallel_unroll_equals_frame_by_frame(memory):
-    model = micro_model(memory)
+def _stream_inputs(model: WorldModel, b: int, l: int, seed: int, cut: int | None = None):
+    """Random network inputs for both training streams; with ``cut``, env 1 starts an episode there."""
     cfg = model.config
-    b, l, s = 2, 10, cfg.image_size  # l > 3 * window
-    g = torch.Generator().manual_seed(1)
+    s = cfg.image_size
+    g = torch.Generator().manual_seed(seed)
+    ctx = torch.randn(b, l, 3, s, s, generator=g)
     noisy = torch.randn(b, l, 3, s, s, generator=g)
-    sigma = torch.rand(b, l, generator=g) * 3 + 0.01
-    actions = torch.randint(0, cfg.num_actions + 1, (b, l), generator=g)
-    with torch.no_grad():
-        d_par, f_par, s_par = model.denoise_sequence(noisy, sigma, actions, return_state=True)
-        state = model.init_state(b)
-        outs, feats = [], []
-        for t in range(l):
-            d, f, state = model.denoise_step(noisy[:, t], sigma[:, t], actions[:, t], state)
-            outs.append(d)
-            feats.append(f)
-    torch.testing.assert_close(torch.stack(outs, 1), d_par, atol=1e-4, rtol=0)
-    torch.testing.assert_close(torch.stack(feats, 1), f_par, atol=1e-4, rtol=0)
-    assert_states_close(s_par, state, atol=1e-4)
-
-
-@pytest.mark.parametrize("memory", ["lstm", "full"])
-def test_episode_starts_inside_a_sequence(memory):
-    """is_first in the parallel path == resetting the env's state (index_copy_) in steps."""
-    model = micro_model(memory)
-    cfg = model.config
-    b, l, s, cut = 2, 9, cfg.image_size, 5
-    g = torch.Generator().manual_seed(2)
-    noisy = torch.randn(b, l, 3, s, s, generator=g)
-    sigma = torch.rand(b, l, generator=g) + 0.05
+    ctx_noise = torch.rand(b, l, generator=g) - 1.0
+    noise = torch.rand(b, l, generator=g) * 2 - 0.5
     actions = torch.randint(0, cfg.num_actions, (b, l), generator=g)
     is_first = torch.zeros(b, l, dtype=torch.bool)
     is_first[:, 0] = True
-    is_first[1, cut] = True  # env 1 starts a new episode at frame `cut`
+    if cut is not None:
+        is_first[1, cut] = True
     actions[is_first] = cfg.null_action
+    return ctx, ctx_noise, noisy, noise, actions, is_first
+
+
+@pytest.mark.parametrize("stem", ["patch", "conv"])
+@pytest.mark.parametrize("memory", MEMORIES)
+def test_training_streams_equal_inference_steps(memory, stem):
+    """Training computes, for every frame at once, what inference computes frame by frame: the context
+    stream == commit_step (features, state), the target stream == denoise_step reading that state,
+    also across an episode start inside the sequence (== resetting that env's state)."""
+    model = micro_model(memory, stem=stem, stem_channels=[8, 8])
+    b, l, cut = 2, 10, 6  # l > 3 * window
+    ctx, ctx_noise, noisy, noise, actions, is_first = _stream_inputs(model, b, l, 1, cut)
     with torch.no_grad():
-        d_par, _, s_par = model.denoise_sequence(noisy, sigma, actions, is_first, return_state=True)
+        context = model.dit.forward_context(ctx, ctx_noise, actions, is_first)
+        out = model.dit.forward_targets(noisy, noise, actions, context)
         state = model.init_state(b)
-        outs = []
+        outs, feats = [], []
         for t in range(l):
             if t == cut:
                 state.index_copy_([1], model.init_state(1))
-            d, _, state = model.denoise_step(noisy[:, t], sigma[:, t], actions[:, t], state)
-            outs.append(d)
-    torch.testing.assert_close(torch.stack(outs, 1), d_par, atol=1e-4, rtol=0)
-    assert_states_close(s_par, state, atol=1e-4)
+            outs.append(model.dit.denoise_step(noisy[:, t], noise[:, t], actions[:, t], state))
+            f, state = model.dit.commit_step(ctx[:, t], ctx_noise[:, t], actions[:, t], state)
+            feats.append(f)
+    torch.testing.assert_close(torch.stack(outs, 1), out, atol=1e-4, rtol=0)
+    torch.testing.assert_close(torch.stack(feats, 1), context.features, atol=1e-4, rtol=0)
+    assert_states_close(model.dit.state_after(context), state, atol=1e-4)
     assert state.time.tolist() == [l, l - cut]
 
 
 @pytest.mark.parametrize("memory", MEMORIES)
 def test_history_beyond_window_reaches_only_through_memory(memory):
     model = micro_model(memory)
-    cfg = model.config
-    b, l, s = 1, 8, cfg.image_size  # frame 0 is outside the window of frame 7
-    g = torch.Generator().manual_seed(3)
-    noisy = torch.randn(b, l, 3, s, s, generator=g)
-    sigma = torch.full((b, l), 0.5)
-    actions = torch.zeros(b, l, dtype=torch.long)
-    other = noisy.clone()
-    other[:, 0] = torch.randn(3, s, s, generator=g)
+    b, l = 1, 8  # frame 0 is outside the window of frame 7 (and not its previous frame)
+    ctx, ctx_noise, noisy, noise, actions, is_first = _stream_inputs(model, b, l, 3)
+    other = ctx.clone()
+    other[:, 0] = torch.randn(other.shape[2:], generator=torch.Generator().manual_seed(4))
     with torch.no_grad():
-        d1, _, _ = model.denoise_sequence(noisy, sigma, actions)
-        d2, _, _ = model.denoise_sequence(other, sigma, actions)
+        d1 = model.dit.forward_targets(noisy, noise, actions, model.dit.forward_context(ctx, ctx_noise, actions))
+        d2 = model.dit.forward_targets(noisy, noise, actions, model.dit.forward_context(other, ctx_noise, actions))
     diff = (d1[:, -1] - d2[:, -1]).abs().max().item()
     if memory == "none":
         assert diff == 0.0
     else:
         assert diff > 1e-4
+    assert (d1[:, 1] - d2[:, 1]).abs().max().item() > 1e-4  # frame 0 is frame 1's window and previous frame
 
 
 # ----------------------------------------------------------------------------------------
@@ -250,7 +246,9 @@ def test_imagine_outputs(memory):
     state = model.observe(random_frames(cfg, 3, 0), torch.full((3,), cfg.null_action),
                           model.init_state(3))
     before = state.clone()
-    frames, reward, term, new_state = model.imagine(torch.tensor([0, 1, 2]), state, steps=3)
+    imagined = model.imagine(torch.tensor([0, 1, 2]), state, steps=3)
+    frames, reward, term, new_state = imagined
+    assert imagined.frames is frames and imagined.state is new_state
     assert frames.dtype == torch.uint8 and frames.shape == (3, cfg.image_size, cfg.image_size, 3)
     assert reward.shape == (3,) and term.shape == (3,)
     assert ((reward >= -1) & (reward <= 1)).all() and ((term >= 0) & (term <= 1)).all()
@@ -258,6 +256,23 @@ def test_imagine_outputs(memory):
     assert_states_close(state, before, atol=0)  # input state not mutated
     frames2, *_ = model.imagine(torch.tensor([0, 1, 2]), new_state, steps=2, sampler="heun")
     assert frames2.shape == frames.shape
+
+
+def test_guidance_weighs_the_action():
+    """guidance 0 samples from the action-free denoiser (the action cannot matter), 1 is plain
+    conditional sampling, and the weight moves the sample along D_action - D_null."""
+    model = micro_model("lstm")
+    cfg = model.config
+    state = model.observe(random_frames(cfg, 1, 0), torch.tensor([cfg.null_action]), model.init_state(1))
+
+    def sample(action: int, w: float) -> torch.Tensor:
+        gen = [torch.Generator().manual_seed(7)]
+        return model.sample_next(torch.tensor([action]), state, steps=1, generators=gen, guidance=w)
+
+    torch.testing.assert_close(sample(1, 0.0), sample(2, 0.0), atol=0, rtol=0)
+    assert (sample(1, 1.0) - sample(2, 1.0)).abs().max() > 1e-4
+    d1, d2 = sample(1, 1.0) - sample(1, 0.0), sample(1, 3.0) - sample(1, 0.0)
+    torch.testing.assert_close(d2, 3.0 * d1, atol=1e-3, rtol=1e-3)  # one Euler step is linear in D
 
 
 @pytest.mark.parametrize("memory", ["lstm", "none", "full"])
@@ -378,10 +393,12 @@ def test_edm_schedule_and_preconditioning():
     assert c_in[2] * 50 == pytest.approx(1.0, rel=1e-3)
     torch.testing.assert_close(edm.loss_weight(torch.tensor([0.7])), 1 / c_out.new_tensor(
         [0.7 * 0.5 / (0.7**2 + 0.25) ** 0.5]) ** 2)
-    sigma, ctx = edm.sample_training_sigma((4000,), "cpu", torch.Generator().manual_seed(0))
-    assert abs(ctx.float().mean().item() - cfg.p_context) < 0.05
-    assert torch.all(sigma[ctx] == cfg.context_sigma)
-    assert sigma.min() >= cfg.sigma_min
+    sigma = edm.sample_training_sigma((4000,), "cpu", torch.Generator().manual_seed(0))
+    assert sigma.min() >= cfg.sigma_min and sigma.max() <= cfg.sigma_max
+    assert abs(sigma.log().median().item() - cfg.sigma_train_mean) < 0.1
+    assert (sigma >= cfg.sigma_max).float().mean() > 0.001  # the first sampling level is trained
+    ctx = edm.sample_context_sigma((4000,), "cpu", torch.Generator().manual_seed(0))
+    assert ctx.min() >= cfg.context_sigma_train_min * 0.999 and ctx.max() <= cfg.context_sigma_train_max * 1.001
 
 
 def test_bad_inputs_raise():
@@ -395,9 +412,11 @@ def test_bad_inputs_raise():
     with pytest.raises(ValueError, match="prev_actions"):
         model.imagine(torch.tensor([0, 0, 0]), state)
     batch = make_batch(cfg, b=1, l=4)
-    batch["prev_actions"][0, 1] = -1
+    batch.prev_actions[0, 1] = -1
     with pytest.raises(ValueError, match="action ids"):
         model.loss(batch)
+    with pytest.raises(TypeError, match="Batch"):
+        model.loss({"frames": batch.frames})
 
 
 def test_autocast_bfloat16_runs():

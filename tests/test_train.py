@@ -1,8 +1,10 @@
-"""Training CLI, resume, DDP (gloo, 2 processes) and evaluation on small synthetic episodes."""
+"""Training CLI, resume, refusals, corrupt data, DDP (gloo, 2 processes) and evaluation on small
+synthetic episodes."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,8 +14,13 @@ import pytest
 
 from rad_env.checkpoint import load_checkpoint, load_world_model
 from rad_env.data import Episode, FileMeta, write_episodes
-from rad_env.evaluate import EvalConfig, evaluate, revisit_mask
+from rad_env.evaluate import EvalConfig, evaluate, targets
+from rad_env.evaluate import main as evaluate_main
+from rad_env.evaluation.probes import action_probe_scores, loop_closure_scores
+from rad_env.evaluation.rollout import revisit_mask
+from rad_env.train import cli as train_cli
 from rad_env.train import main as train_main
+from test_data_integrity import flip_chunk_bytes
 
 MICRO = ["dim=32", "depth=1", "heads=2", "memory_slots=2", "memory_dim=16", "window=2", "seq_len=6"]
 
@@ -44,34 +51,76 @@ def episodes(tmp_path_factory) -> Path:
 
 
 def run_train(data: Path, out: Path, *extra: str) -> dict:
-    return train_main(["--data", str(data), "--out", str(out), "--batch-size", "4", "--log-every", "2",
+    return train_cli(["--data", str(data), "--out", str(out), "--batch-size", "4", "--log-every", "2",
                        "--ckpt-every", "3", "--warmup", "2", "--held-out", "0.34", "--no-tensorboard",
                        "--model", *MICRO, *extra])
 
 
-def test_train_writes_checkpoints_logs_and_resumes(episodes: Path, tmp_path: Path) -> None:
+def test_train_writes_checkpoints_logs_curves_and_resumes(episodes: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     summary = run_train(episodes, out, "--steps", "4")
     assert summary["step"] == 4 and np.isfinite(summary["loss"]) and summary["frames_per_s"] > 0
     ckpt = load_checkpoint(out / "model.pt")
     assert ckpt["step"] == 4 and ckpt["model_config"]["dim"] == 32 and "optimizer" not in ckpt
     assert ckpt["data"]["action_set"] == "memory-maze" and len(ckpt["data"]["held_out_episodes"]) == 2
+    assert ckpt["data"]["path"] == str(episodes) and ckpt["data"]["seed"] == -1
     last = load_checkpoint(out / "last.pt")
     assert {"model_online", "optimizer"} <= set(last)
     rows = (out / "metrics.csv").read_text().strip().splitlines()
     assert rows[0].startswith("step,loss") and len(rows) == 3  # header + steps 2 and 4
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     resumed = run_train(episodes, out, "--steps", "6", "--resume")
     assert resumed["step"] == 6
     assert load_checkpoint(out / "last.pt")["step"] == 6
+    assert len((out / "metrics.csv").read_text().strip().splitlines()) == 4  # + step 6
     model, _ = load_world_model(out / "model.pt")
     assert model.config.image_size == 16 and model.config.num_actions == 6
 
 
-def test_bad_override_and_missing_data_give_clear_errors(episodes: Path, tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="unknown RADConfig keys"):
-        train_main(["--data", str(episodes), "--out", str(tmp_path), "--steps", "1", "--model", "colour=red"])
-    with pytest.raises(FileNotFoundError, match="no episode data"):
-        train_main(["--data", str(tmp_path / "nothing"), "--out", str(tmp_path), "--steps", "1"])
+def test_existing_run_is_refused_unless_resume_or_overwrite(episodes: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "run"
+    run_train(episodes, out, "--steps", "2")
+    before = (out / "model.pt").read_bytes()
+    args = ["--data", str(episodes), "--out", str(out), "--steps", "2", "--no-tensorboard", "--model", *MICRO]
+    assert train_main(args) == 2
+    err = capsys.readouterr().err
+    assert "already holds a training run" in err and "--overwrite" in err and "Traceback" not in err
+    assert (out / "model.pt").read_bytes() == before  # nothing was touched
+    assert train_main(args + ["--overwrite", "--steps", "3"]) == 0
+    rows = (out / "metrics.csv").read_text().strip().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["3"]  # a new log (old rows: step 2), not appended
+
+
+def test_user_mistakes_are_one_line_errors(episodes: Path, tmp_path: Path, capsys) -> None:
+    cases = [
+        (["--data", str(episodes), "--out", str(tmp_path / "a"), "--model", "colour=red"], "unknown RADConfig keys"),
+        (["--data", str(tmp_path / "nothing"), "--out", str(tmp_path / "b")], "no episode data"),
+        (["--data", str(episodes), "--out", str(episodes)], "is a file"),
+    ]
+    for argv, message in cases:
+        assert train_main(argv + ["--steps", "1", "--no-tensorboard"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) <= 2 and "Traceback" not in err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()  # failed runs leave no folders
+    assert evaluate_main(["--checkpoint", str(episodes)]) == 2
+    err = capsys.readouterr().err
+    assert "not a readable torch checkpoint" in err and "weights_only" not in err
+
+
+def test_corrupt_episode_is_skipped_with_a_warning_or_fatal(episodes: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(episodes, data / "a.h5")
+    shutil.copy(episodes, data / "b.h5")
+    flip_chunk_bytes(data / "b.h5", "episodes/000003/obs", chunk=5)
+    with pytest.warns(UserWarning, match=r"skipping 1 corrupt episode.*b\.h5"):
+        summary = run_train(data, tmp_path / "run", "--steps", "2")
+    assert summary["step"] == 2
+    ckpt = load_checkpoint(tmp_path / "run" / "model.pt")
+    used = ckpt["data"]["train_episodes"] + ckpt["data"]["held_out_episodes"]
+    assert len(used) == 11 and 9 not in used  # b.h5's episode 3 is the 10th of 12
+    with pytest.raises(Exception, match=r"b\.h5.*000003"):
+        run_train(data, tmp_path / "run2", "--steps", "2", "--corrupt", "fail")
 
 
 def test_ddp_two_processes_gloo(episodes: Path, tmp_path: Path) -> None:
@@ -86,21 +135,49 @@ def test_ddp_two_processes_gloo(episodes: Path, tmp_path: Path) -> None:
     assert load_checkpoint(out / "model.pt")["train_config"]["batch_size"] == 2
 
 
-def test_evaluate_reports_buckets_and_writes_video(episodes: Path, tmp_path: Path) -> None:
+def test_evaluate_reports_model_beside_baselines(episodes: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     run_train(episodes, out, "--steps", "2")
-    result = evaluate(EvalConfig(checkpoint=str(out / "model.pt"), context=3, horizon=12, out=str(tmp_path / "eval"),
-                                 video_episodes=1))
-    table = result["table"]
+    result = evaluate(EvalConfig(checkpoint=str(out / "model.pt"), context=3, horizon=17, probe_steps=3,
+                                 out=str(tmp_path / "eval"), report=True))
     assert result["episodes"] == load_checkpoint(out / "model.pt")["data"]["held_out_episodes"]
-    assert table["all"]["frames"] == 2 * 12
-    assert table["horizon 1-3"]["frames"] == 2 * 3 and table["horizon 4-12"]["frames"] == 2 * 9
-    assert table["beyond window (h>=2)"]["frames"] == 2 * 11
-    for row in table.values():
-        assert 0 < row["psnr"] < 100 and -1 <= row["ssim"] <= 1
-    video = Path(result["videos"][0])
-    assert video.exists() and video.stat().st_size > 0
-    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["table"]["all"]["frames"] == 24
+    assert "held-out episodes of the training recording" in result["provenance"]
+    rows = {r["frames"]: r for r in result["rollout"]}
+    assert rows["all"]["n"] == 2 * 17 and rows["h=1"]["n"] == 2 and rows["h=2-16"]["n"] == 2 * 15
+    assert rows["h=17"]["n"] == 2
+    for row in rows.values():
+        for who in ("model", "copy-last", "mean frame"):
+            assert 0 < row[f"{who} psnr"] <= 100 and -1 <= row[f"{who} ssim"] <= 1
+    # copy-last repeats the last context frame: at h=1 its score is that of the real step
+    assert {r["method"] for r in result["denoiser"]} >= {"copy-last frame", "one-shot denoise, sigma=80",
+                                                          "sample from noise, euler 1 step"}
+    assert "no recorded env seeds" in result["probes_skipped"]  # synthetic data: no real env to replay
+    assert {t["target"] for t in result["targets"]} >= {"h=1 PSNR - copy-last", "h=2-16 PSNR - copy-last",
+                                                        "h=17 PSNR - best baseline"}
+    grid = tmp_path / "eval" / "rollout_grid.png"
+    assert grid.read_bytes()[:4] == b"\x89PNG" and str(grid) in result["pictures"]
+    report = (tmp_path / "eval" / "report.md").read_text()
+    assert "copy-last" in report and "rollout_grid.png" in report
+    saved = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert saved["rollout"][0]["n"] == rows["h=1"]["n"]
+
+
+def test_action_probe_and_loop_closure_scores() -> None:
+    rng = np.random.default_rng(0)
+    real = rng.integers(0, 256, (4, 3, 5, 8, 8, 3)).astype(np.uint8)  # 4 states, 3 actions, start + 4 steps
+    names = ["left", "right", "forward"]
+    perfect = action_probe_scores(real[:, :, 1:], real, names)
+    assert perfect["accuracy"] == 1.0 and perfect["left-vs-right ratio"] == pytest.approx(1.0)
+    swapped = action_probe_scores(real[:, [1, 0, 2], 1:], real, names)  # left and right exchanged
+    assert swapped["accuracy"] == pytest.approx(1 / 3) and swapped["confusion"]["left->right"] == 4
+    frozen = action_probe_scores(np.repeat(real[:, :1, 1:], 3, axis=1), real, names)  # ignores the action
+    assert frozen["left-vs-right ratio"] == 0.0
+    loop = rng.integers(0, 256, (2, 7, 8, 8, 3)).astype(np.uint8)
+    loop[:, -1] = loop[:, 0]
+    scores = loop_closure_scores(loop[:, 1:], loop, unrelated=10.0)
+    assert scores["real psnr(last, first)"] == 100.0 and scores["dream psnr(last, first)"] == 100.0
+    table = targets({"action_probe": perfect, "loop_closure": scores})
+    assert [row["met"] for row in table] == ["yes", "yes", "yes"]
 
 
 def test_revisit_mask() -> None:

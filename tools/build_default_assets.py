@@ -17,26 +17,30 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from rad_env.checkpoint import load_checkpoint, save_checkpoint
 from rad_env.data import Episode, EpisodeStore, write_episodes
-from rad_env.envs.context import default_assets_dir
+from rad_env.defaults import default_assets_dir
 from rad_env.model import RADConfig, WorldModel
+from rad_env.train import parse_overrides
 
 
-def export_checkpoint(src: Path, dst: Path, sampling_steps: int | None = None) -> Path:
+def export_checkpoint(src: Path, dst: Path, overrides: dict[str, Any]) -> Path:
+    """``src``'s EMA weights in float16 with model config ``overrides`` (inference settings such as
+    sampling_steps, context_sigma, guidance), without the build machine's paths."""
     ckpt = load_checkpoint(src)
-    config = dict(ckpt["model_config"])
-    if sampling_steps:
-        config["sampling_steps"] = sampling_steps
-    model = WorldModel(RADConfig.from_dict(config))
+    model = WorldModel(RADConfig.from_dict({**ckpt["model_config"], **overrides}))
     model.load_state_dict(ckpt["model"])
     model.half()
-    return save_checkpoint(dst, model, train_config=ckpt["train_config"], data=ckpt["data"], step=ckpt["step"],
-                           extra={"exported_from": str(src), "weights_dtype": "float16"})
+    data = {**ckpt["data"], "path": ""}  # the data is not shipped: evaluation asks for --data
+    train_config = {**ckpt["train_config"], "data": "", "out": ""}
+    return save_checkpoint(dst, model, train_config=train_config, data=data, step=ckpt["step"],
+                           extra={"exported_from": src.name, "weights_dtype": "float16",
+                                  "inference_overrides": overrides})
 
 
 def export_start_frames(data: Path, episodes: list[int], frames: int, dst: Path, max_segments: int) -> Path:
@@ -59,13 +63,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", required=True, type=Path)
     parser.add_argument("--out", type=Path, default=default_assets_dir())
     parser.add_argument("--segments", type=int, default=16)
-    parser.add_argument("--sampling-steps", type=int, default=0,
-                        help="default Euler steps of the shipped model (0: keep the trained config's)")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="inference settings of the shipped model, e.g. sampling_steps=3 context_sigma=0.1")
     args = parser.parse_args(argv)
     ckpt = load_checkpoint(args.checkpoint)
     window = int(ckpt["model_config"]["window"])
     held = ckpt["data"].get("held_out_episodes") or list(range(len(EpisodeStore(args.data))))
-    path = export_checkpoint(args.checkpoint, args.out / "memory_maze_tiny.pt", args.sampling_steps or None)
+    path = export_checkpoint(args.checkpoint, args.out / "memory_maze_tiny.pt", parse_overrides(args.set))
     starts = export_start_frames(args.data, held, window, args.out / "memory_maze_starts.h5", args.segments)
     for p in (path, starts):
         print(f"{p}: {p.stat().st_size / 1e6:.2f} MB")

@@ -1,13 +1,15 @@
-"""Episode storage: HDF5 schema, writer, reader and training windows."""
+"""Episode storage: HDF5 schema, writer, reader, segments and training windows."""
 
 from .actions import ACTION_SETS, MEMORY_MAZE, MINECRAFT, ActionSet, get_action_set
 from .dataset import WindowDataset, split_episodes
-from .reader import EpisodeRef, EpisodeStore
+from .reader import CorruptEpisodeError, EpisodeRef, EpisodeStore
 from .schema import COLLECTOR_VERSION, SCHEMA_VERSION, Episode, FileMeta, SchemaError, action_space_json
+from .segment import Batch, Segment, read_segment
 from .writer import EpisodeWriter, write_episodes
 
 __all__ = [
     "ACTION_SETS", "MEMORY_MAZE", "MINECRAFT", "ActionSet", "get_action_set", "WindowDataset",
-    "split_episodes", "EpisodeRef", "EpisodeStore", "COLLECTOR_VERSION", "SCHEMA_VERSION", "Episode",
-    "FileMeta", "SchemaError", "action_space_json", "EpisodeWriter", "write_episodes",
+    "split_episodes", "CorruptEpisodeError", "EpisodeRef", "EpisodeStore", "COLLECTOR_VERSION",
+    "SCHEMA_VERSION", "Episode", "FileMeta", "SchemaError", "action_space_json", "Batch", "Segment",
+    "read_segment", "EpisodeWriter", "write_episodes",
 ]

@@ -13,6 +13,9 @@ import numpy as np
 from .schema import EPISODES_GROUP, REQUIRED_KEYS, FileMeta, SchemaError, check_layout
 from .writer import TMP_SUFFIX
 
+#: Frames read at a time by :meth:`EpisodeStore.verify`.
+_VERIFY_ROWS = 256
+
 
 @dataclass(frozen=True)
 class EpisodeRef:
@@ -25,6 +28,24 @@ class EpisodeRef:
     @property
     def num_frames(self) -> int:
         return self.length + 1
+
+
+class CorruptEpisodeError(SchemaError):
+    """Stored bytes of an episode cannot be read back: a checksum or decompression filter failed
+    (bytes changed on disk) or the HDF5 library could not read them. The message names file, episode
+    and dataset; ``ref`` is the episode (None if unknown), so a caller can skip it and carry on."""
+
+    def __init__(self, message: str, ref: EpisodeRef | None = None, dataset: str = "", reason: str = "") -> None:
+        super().__init__(message)
+        self.ref, self.dataset, self.reason = ref, dataset, reason
+
+    @classmethod
+    def reading(cls, ref: EpisodeRef, dataset: str, reason: str) -> "CorruptEpisodeError":
+        return cls(f"{ref.file}:/{EPISODES_GROUP}/{ref.key}: dataset {dataset!r} cannot be read (corrupt data "
+                   f"on disk: {reason}); skip this episode or record it again", ref, dataset, reason)
+
+    def __reduce__(self):  # keep ref/dataset through pickling (DataLoader workers)
+        return type(self), (str(self), self.ref, self.dataset, self.reason)
 
 
 def _open(path: Path) -> h5py.File:
@@ -50,14 +71,25 @@ class EpisodeStore:
     Incomplete episodes (``*.h5.tmp`` files, groups not marked complete) are skipped and listed in
     :attr:`problems`. Invalid files raise :class:`SchemaError` naming file and problem, or with
     ``on_error="skip"`` are skipped and listed in :attr:`problems` too.
+
+    Opening checks the layout, not the stored bytes: a read of corrupt bytes raises
+    :class:`CorruptEpisodeError` (files written by this rad-env carry per-chunk checksums, so flipped
+    bytes are caught). ``verify=True`` reads every episode once at opening (:meth:`verify`; about 10 s
+    per 100k frames on one CPU core): a corrupt one then raises, or with ``on_error="skip"`` is left
+    out of :attr:`episodes` and listed in :attr:`problems` and :attr:`corrupt`. :meth:`find_corrupt`
+    checks without changing the store (episode indices stay as they are).
     """
 
-    def __init__(self, path: str | os.PathLike, *, on_error: Literal["raise", "skip"] = "raise") -> None:
+    def __init__(self, path: str | os.PathLike, *, on_error: Literal["raise", "skip"] = "raise",
+                 verify: bool = False) -> None:
         self.path = Path(path)
         if not self.path.exists():
             raise FileNotFoundError(f"no episode data at {self.path}")
+        if on_error not in ("raise", "skip"):
+            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
         self.problems: list[str] = []
         self.episodes: list[EpisodeRef] = []
+        self.corrupt: list[EpisodeRef] = []
         self.meta: FileMeta | None = None
         self._handles: dict[Path, h5py.File] = {}
         self._pid = os.getpid()
@@ -74,6 +106,13 @@ class EpisodeStore:
                 if on_error == "raise":
                     raise
                 self.problems.append(str(exc))
+        if verify:
+            found = self.find_corrupt()
+            if found and on_error == "raise":
+                raise next(iter(found.values()))
+            self.corrupt = [self.episodes[i] for i in found]
+            self.problems += [f"{exc} (skipped)" for exc in found.values()]
+            self.episodes = [ref for i, ref in enumerate(self.episodes) if i not in found]
         if not self.episodes:
             raise SchemaError(f"{self.path}: no complete episodes found"
                               + (f" ({len(self.problems)} problem(s): {self.problems[0]})" if self.problems else ""))
@@ -110,11 +149,44 @@ class EpisodeStore:
         return self._file(ref.file)[EPISODES_GROUP][ref.key]
 
     def read(self, ref: EpisodeRef, key: str, start: int = 0, stop: int | None = None) -> np.ndarray:
-        """Rows ``start:stop`` of one dataset of one episode (only those rows are read)."""
+        """Rows ``start:stop`` of one dataset of one episode (only those rows are read).
+
+        Raises :class:`CorruptEpisodeError` when the stored bytes cannot be read back."""
         group = self.group(ref)
         if key not in group:
             raise KeyError(f"{ref.file}:/{EPISODES_GROUP}/{ref.key} has no dataset {key!r}")
-        return group[key][start:stop]
+        try:
+            return group[key][start:stop]
+        except OSError as exc:  # h5py: "Can't synchronously read data (filter returned failure ...)"
+            raise CorruptEpisodeError.reading(ref, key, str(exc)) from exc
+
+    def verify(self, ref: EpisodeRef) -> None:
+        """Read every stored byte of one episode (every chunk of every dataset, checksums checked);
+        raises :class:`CorruptEpisodeError` naming the first dataset that fails."""
+        def check(name: str, node) -> None:
+            if not isinstance(node, h5py.Dataset):
+                return
+            try:
+                if node.shape and node.shape[0] > _VERIFY_ROWS:
+                    for start in range(0, node.shape[0], _VERIFY_ROWS):
+                        node[start:start + _VERIFY_ROWS]
+                else:
+                    node[()]
+            except OSError as exc:
+                raise CorruptEpisodeError.reading(ref, name, str(exc)) from exc
+
+        self.group(ref).visititems(check)
+
+    def find_corrupt(self, indices: Iterable[int] | None = None) -> dict[int, CorruptEpisodeError]:
+        """:meth:`verify` the episodes ``indices`` (default: all); returns ``{index in episodes: error}``
+        for the corrupt ones. The store is left unchanged."""
+        found: dict[int, CorruptEpisodeError] = {}
+        for i in range(len(self.episodes)) if indices is None else indices:
+            try:
+                self.verify(self.episodes[i])
+            except CorruptEpisodeError as exc:
+                found[i] = exc
+        return found
 
     def read_episode(self, ref: EpisodeRef, keys: Iterable[str] = ("obs", "action_id", "reward",
                                                                    "terminated", "truncated")) -> dict[str, np.ndarray]:

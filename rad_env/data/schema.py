@@ -12,6 +12,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from ..errors import UserError
+
 SCHEMA_VERSION = 1
 COLLECTOR_VERSION = "rad-env-0.1.0"
 EPISODES_GROUP = "episodes"
@@ -22,7 +24,7 @@ REQUIRED_KEYS = ("obs", "action_id", "action", "reward", "terminated", "truncate
 STEP_KEYS = ("action_id", "reward", "terminated", "truncated")
 
 
-class SchemaError(ValueError):
+class SchemaError(UserError, ValueError):
     """A file or episode does not follow the rad-env HDF5 schema."""
 
 

@@ -2,7 +2,8 @@
 
 Each episode goes to its own file: written to ``<name>.h5.tmp``, flushed and marked complete, then
 atomically renamed to ``<name>.h5``. A file with the final name is therefore always complete;
-``*.tmp`` files are the episodes that were in flight when a process died.
+``*.tmp`` files are the episodes that were in flight when a process died. Every array dataset carries
+per-chunk Fletcher-32 checksums, so later corruption on disk is detected when it is read.
 """
 
 from __future__ import annotations
@@ -20,27 +21,38 @@ TMP_SUFFIX = ".tmp"
 _EPISODE_FILE = re.compile(r"^ep(\d+)\.h5$")
 
 
+def _create(group: h5py.Group, name: str, value, *, per_frame: bool = False, compression: str | None = None,
+            level: int | None = None) -> None:
+    """One dataset with a Fletcher-32 checksum per chunk (HDF5 checks it on every read), so flipped
+    bytes raise an error instead of reading back as wrong frames or rewards. ``per_frame``: chunked
+    one frame per chunk and compressed. Scalars cannot be chunked and get no checksum."""
+    value = np.asarray(value)
+    if value.ndim == 0 or value.size == 0:
+        group.create_dataset(name, data=value)
+    elif per_frame:
+        group.create_dataset(name, data=value, chunks=(1, *value.shape[1:]), compression=compression,
+                             compression_opts=level, fletcher32=True)
+    else:
+        group.create_dataset(name, data=value, fletcher32=True)
+
+
 def _write_group(group: h5py.Group, episode: Episode, compression: str | None, level: int | None) -> None:
     obs = np.ascontiguousarray(episode.obs, dtype=np.uint8)
-    group.create_dataset("obs", data=obs, chunks=(1, *obs.shape[1:]),
-                         compression=compression, compression_opts=level)
-    group.create_dataset("action_id", data=np.asarray(episode.action_id, dtype=np.int64))
+    _create(group, "obs", obs, per_frame=True, compression=compression, level=level)
+    _create(group, "action_id", np.asarray(episode.action_id, dtype=np.int64))
     if isinstance(episode.action, dict):
         native = group.create_group("action")
         for key, value in episode.action.items():
-            native.create_dataset(key, data=np.asarray(value))
+            _create(native, key, value)
     else:
-        group.create_dataset("action", data=np.asarray(episode.action))
-    group.create_dataset("reward", data=np.asarray(episode.reward, dtype=np.float32))
-    group.create_dataset("terminated", data=np.asarray(episode.terminated, dtype=bool))
-    group.create_dataset("truncated", data=np.asarray(episode.truncated, dtype=bool))
+        _create(group, "action", episode.action)
+    _create(group, "reward", np.asarray(episode.reward, dtype=np.float32))
+    _create(group, "terminated", np.asarray(episode.terminated, dtype=bool))
+    _create(group, "truncated", np.asarray(episode.truncated, dtype=bool))
     for key, value in episode.extras.items():
         value = np.asarray(value)
-        if value.ndim >= 3 and value.shape[0] == obs.shape[0]:
-            group.create_dataset(key, data=value, chunks=(1, *value.shape[1:]),
-                                 compression=compression, compression_opts=level)
-        else:
-            group.create_dataset(key, data=value)
+        per_frame = value.ndim >= 3 and value.shape[0] == obs.shape[0]
+        _create(group, key, value, per_frame=per_frame, compression=compression, level=level)
     group.attrs["length"] = episode.length
     group.attrs["seed"] = int(episode.seed)
 

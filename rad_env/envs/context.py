@@ -4,33 +4,34 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from importlib import resources
-from pathlib import Path
 
 import numpy as np
 
-from ..data import EpisodeStore
+from ..data import EpisodeStore, read_segment
+from ..defaults import default_assets_dir
 
 
 @dataclass
 class StartFrames:
     """``N`` real segments of ``C`` frames each that a dream episode starts from.
 
-    frames: uint8 ``(N, C, H, W, 3)``; prev_actions: int64 ``(N, C)`` (the action that led to each
-    frame; ``null_action`` for an episode's first frame).
+    frames: uint8 ``(N, C, H, W, 3)``; prev_actions: int64 ``(N, C)``, the action that led to each
+    frame (the null action id ``num_actions`` for an episode's first frame), or None when unknown
+    (frames given as arrays): the model then sees the null action for every frame.
     """
 
     frames: np.ndarray
-    prev_actions: np.ndarray
+    prev_actions: np.ndarray | None = None
     source: str = "arrays"
 
     def __post_init__(self) -> None:
         self.frames = np.asarray(self.frames)
-        self.prev_actions = np.asarray(self.prev_actions, dtype=np.int64)
         if self.frames.dtype != np.uint8 or self.frames.ndim != 5 or self.frames.shape[-1] != 3:
             raise ValueError(f"start frames must be uint8 (N, C, H, W, 3), got {self.frames.shape} {self.frames.dtype}")
-        if self.prev_actions.shape != self.frames.shape[:2]:
-            raise ValueError(f"prev_actions shape {self.prev_actions.shape} must be (N, C) = {self.frames.shape[:2]}")
+        if self.prev_actions is not None:
+            self.prev_actions = np.asarray(self.prev_actions, dtype=np.int64)
+            if self.prev_actions.shape != self.frames.shape[:2]:
+                raise ValueError(f"prev_actions shape {self.prev_actions.shape} must be (N, C) = {self.frames.shape[:2]}")
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -39,9 +40,9 @@ class StartFrames:
     def context(self) -> int:
         return self.frames.shape[1]
 
-    def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
         i = int(rng.integers(len(self.frames)))
-        return self.frames[i], self.prev_actions[i]
+        return self.frames[i], None if self.prev_actions is None else self.prev_actions[i]
 
     @classmethod
     def from_episodes(cls, path: str | os.PathLike, context: int, max_segments: int = 256,
@@ -49,7 +50,6 @@ class StartFrames:
         """Segments of ``context`` frames from recorded episodes (their first frames by default)."""
         store = EpisodeStore(path)
         rng = np.random.default_rng(seed)
-        null = store.meta.num_actions
         frames, actions = [], []
         order = rng.permutation(len(store))
         per_episode = max(1, -(-max_segments // len(store)))
@@ -59,18 +59,14 @@ class StartFrames:
                 continue
             starts = [0] if from_start else rng.integers(0, ref.num_frames - context + 1, per_episode)
             for s in starts:
-                frames.append(store.read(ref, "obs", s, s + context))
-                ids = store.read(ref, "action_id", max(s - 1, 0), s + context - 1)
-                actions.append(np.concatenate([[null], ids]) if s == 0 else ids)
+                segment = read_segment(store, ref, int(s), int(s) + context)
+                frames.append(segment.frames)
+                actions.append(segment.prev_actions)
             if len(frames) >= max_segments:
                 break
         if not frames:
             raise ValueError(f"{path}: no episode has {context} frames to start a dream from")
         return cls(np.stack(frames[:max_segments]), np.stack(actions[:max_segments]), source=str(path))
-
-
-def default_assets_dir() -> Path:
-    return Path(str(resources.files("rad_env") / "assets"))
 
 
 def resolve_start_frames(context, num_frames: int, default_file: str | None) -> StartFrames:
@@ -92,4 +88,4 @@ def resolve_start_frames(context, num_frames: int, default_file: str | None) -> 
         frames = frames[None]
     if frames.ndim != 5:
         raise ValueError(f"context frames must be (N, C, H, W, 3) or (C, H, W, 3), got {frames.shape}")
-    return StartFrames(frames, np.full(frames.shape[:2], -1, np.int64), source="arrays")
+    return StartFrames(frames, None, source="arrays")

@@ -3,19 +3,30 @@
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
 from ..checkpoint import CheckpointError, load_world_model
+from ..data import get_action_set
+from ..defaults import default_assets_dir
+from ..model import WorldModel
 from ..runtime import resolve_device
-from .context import StartFrames, default_assets_dir
+from .context import StartFrames
 from .specs import DreamSpec
 
 
-def load_dream_model(checkpoint, spec: DreamSpec, device: torch.device):
-    """Load ``checkpoint`` (path, or None for the shipped default) and check it fits ``spec``."""
+def load_dream_model(checkpoint: str | os.PathLike | WorldModel | None, spec: DreamSpec,
+                     device: torch.device) -> tuple[WorldModel, dict[str, Any]]:
+    """Load ``checkpoint`` (a path, None for the shipped default, or a WorldModel already in memory)
+    and check it fits ``spec``. Returns (model in eval mode on ``device``, checkpoint dict or {})."""
+    if isinstance(checkpoint, WorldModel):
+        expected = get_action_set(spec.action_set).num_actions
+        if checkpoint.config.num_actions != expected:
+            raise ValueError(f"the model takes {checkpoint.config.num_actions} actions, the {spec.action_set!r} "
+                             f"dream env needs {expected}")
+        return checkpoint.to(device).eval(), {}
     if checkpoint is None:
         if spec.default_checkpoint is None:
             raise CheckpointError(f"no checkpoint is shipped for the {spec.action_set!r} dream env; pass "
@@ -28,7 +39,7 @@ def load_dream_model(checkpoint, spec: DreamSpec, device: torch.device):
     if isinstance(checkpoint, (str, os.PathLike)):
         model, ckpt = load_world_model(checkpoint, device=device)
     else:
-        raise TypeError(f"checkpoint must be a path or None, got {type(checkpoint).__name__}")
+        raise TypeError(f"checkpoint must be a path, a WorldModel or None, got {type(checkpoint).__name__}")
     found = ckpt.get("data", {}).get("action_set")
     if found != spec.action_set:
         raise CheckpointError(f"{checkpoint}: incompatible checkpoint: trained on action set {found!r}, "
@@ -59,7 +70,8 @@ class DreamCore:
         self.frame_shape = (size, size, 3)
         if tuple(starts.frames.shape[2:]) != self.frame_shape:
             raise ValueError(f"start frames are {starts.frames.shape[2:]}, the model makes {self.frame_shape}")
-        if starts.prev_actions.size and (starts.prev_actions.min() < -1 or starts.prev_actions.max() > self.num_actions):
+        if starts.prev_actions is not None and (starts.prev_actions.min() < 0
+                                                or starts.prev_actions.max() > self.num_actions):
             raise ValueError(f"start frames ({starts.source}) have previous actions outside [0, {self.num_actions}] "
                              f"(found {int(starts.prev_actions.min())}..{int(starts.prev_actions.max())}): were "
                              "they recorded with another action set than the checkpoint's?")
@@ -75,7 +87,8 @@ class DreamCore:
         """Start env ``i`` from a real segment chosen with ``rng``; returns its first observation."""
         frames, prev_actions = self.starts.sample(rng)
         self.generators[i].manual_seed(int(rng.integers(2**63 - 1)))
-        prev_actions = np.where(prev_actions < 0, self.num_actions, prev_actions)
+        if prev_actions is None:  # unknown: the null action (as after a reset)
+            prev_actions = np.full(len(frames), self.num_actions, np.int64)
         state = self.model.init_state(1, device=self.device)
         for t in range(len(frames)):
             frame = torch.from_numpy(np.ascontiguousarray(frames[t][None])).to(self.device)
@@ -87,9 +100,17 @@ class DreamCore:
         return self.frames[i].copy()
 
     def check_actions(self, actions: Sequence[int] | np.ndarray) -> np.ndarray:
+        """The actions as int64 ids, one per env; ``ValueError`` naming the problem otherwise.
+
+        Booleans are rejected (``True`` is not action 1), as Gymnasium's ``Discrete`` rejects numpy
+        booleans; whole floats such as ``2.0`` are accepted."""
+        if isinstance(actions, (list, tuple)) and any(isinstance(a, (bool, np.bool_)) for a in actions):
+            raise ValueError(f"actions must be integer ids in [0, {self.num_actions}), not booleans: {actions!r}")
         array = np.asarray(actions)
         if array.shape != (self.num_envs,):
             raise ValueError(f"expected {self.num_envs} action(s), got shape {array.shape}")
+        if array.dtype == np.bool_:
+            raise ValueError(f"actions must be integer ids in [0, {self.num_actions}), not booleans: {array!r}")
         if not np.issubdtype(array.dtype, np.integer):
             with np.errstate(invalid="ignore"):
                 whole = np.issubdtype(array.dtype, np.floating) and bool(np.all(np.mod(array, 1) == 0))

@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
-from ..runtime import resolve_device
-from .context import resolve_start_frames
-from .core import DreamCore, load_dream_model
+from .core import DreamCore
+from .factory import make_dream_core
 from .specs import MEMORY_MAZE_SPEC, DreamSpec
 
 
-def build_core(spec: DreamSpec, num_envs: int, checkpoint, device, sampling_steps, context) -> DreamCore:
-    device = resolve_device(device)
-    model, ckpt = load_dream_model(checkpoint, spec, device)
-    # Start from a full window of real frames unless the caller's segments say otherwise.
-    starts = resolve_start_frames(context, model.config.window, spec.default_context)
-    return DreamCore(model, starts, num_envs, sampling_steps=sampling_steps, device=device)
+def render_modes() -> list[str]:
+    """``rgb_array``, plus ``human`` when pygame (the ``[play]`` extra) is installed: an env must not
+    advertise a mode it cannot render (Gymnasium's env checker renders every advertised mode)."""
+    return ["rgb_array", "human"] if importlib.util.find_spec("pygame") is not None else ["rgb_array"]
 
 
 class DreamEnv(gym.Env):
@@ -27,20 +25,24 @@ class DreamEnv(gym.Env):
     env's episode length is applied by ``gym.make`` (``max_episode_steps``).
 
     Args:
-        checkpoint: path to a RAD checkpoint, or None for the shipped default.
+        checkpoint: path to a RAD checkpoint, a ``WorldModel`` in memory, or None for the shipped default.
         device: ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda:0"``, ...
         sampling_steps: Euler steps per frame (None: the model's default, 3).
         context: start segments: a path to recorded episodes, frames, a StartFrames, or None.
     """
 
-    metadata = {"render_modes": ["rgb_array", "human"], "render_fps": 4}
+    metadata = {"render_modes": render_modes(), "render_fps": 4}
 
     def __init__(self, spec: DreamSpec = MEMORY_MAZE_SPEC, *, checkpoint=None, device: str = "auto",
                  sampling_steps: int | None = None, context: Any = None, render_mode: str | None = None,
                  core: DreamCore | None = None) -> None:
+        if render_mode == "human" and "human" not in self.metadata["render_modes"]:
+            raise ValueError("render_mode='human' needs pygame and a display: pip install pygame "
+                             "(or the [play] extra), or use render_mode='rgb_array'")
         if render_mode not in (None, *self.metadata["render_modes"]):
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}")
-        self.core = core or build_core(spec, 1, checkpoint, device, sampling_steps, context)
+        self.core = core or make_dream_core(checkpoint, context, 1, spec=spec, device=device,
+                                            sampling_steps=sampling_steps)
         self.render_mode = render_mode
         self.observation_space = gym.spaces.Box(0, 255, self.core.frame_shape, np.uint8)
         self.action_space = gym.spaces.Discrete(self.core.num_actions)
@@ -54,7 +56,9 @@ class DreamEnv(gym.Env):
         return obs, {}
 
     def step(self, action):
-        if not self.action_space.contains(action):
+        # Booleans are not action ids: Discrete.contains accepts True only because bool subclasses int
+        # (it rejects numpy booleans), so both are refused here.
+        if isinstance(action, (bool, np.bool_)) or not self.action_space.contains(action):
             raise ValueError(f"invalid action {action!r}: expected an int in [0, {self.action_space.n})")
         frames, rewards, terminated = self.core.step(np.array([int(action)]))
         if self.render_mode == "human":

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
-
-os.environ.setdefault("MUJOCO_GL", "egl")
 
 #: Maze size -> (episode length in steps at 4 Hz, number of target objects).
 MAZE_SIZES: dict[int, tuple[int, int]] = {9: (1000, 3), 11: (2000, 4), 13: (3000, 5), 15: (4000, 6)}
@@ -65,7 +62,7 @@ class MemoryMazeEnv(gym.Env):
     def step(self, action):
         if self._env is None:
             raise RuntimeError("call reset() before step()")
-        if not self.action_space.contains(action):
+        if isinstance(action, (bool, np.bool_)) or not self.action_space.contains(action):  # as DreamEnv
             raise ValueError(f"invalid action {action!r} for {self.action_space}")
         timestep = self._env.step(int(action))
         self._last_image = timestep.observation["image"]

@@ -11,7 +11,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from .core import DreamCore
-from .dream import build_core
+from .factory import make_dream_core
 from .specs import MEMORY_MAZE_SPEC, DreamSpec
 
 
@@ -28,7 +28,8 @@ class DreamVectorEnv(VectorEnv):
                  device: str = "auto", sampling_steps: int | None = None, context: Any = None,
                  max_episode_steps: int | None = None, render_mode: str | None = None,
                  autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP, core: DreamCore | None = None) -> None:
-        self.core = core or build_core(spec, num_envs, checkpoint, device, sampling_steps, context)
+        self.core = core or make_dream_core(checkpoint, context, num_envs, spec=spec, device=device,
+                                            sampling_steps=sampling_steps)
         self.num_envs = self.core.num_envs
         self.autoreset_mode = AutoresetMode(autoreset_mode)
         if self.autoreset_mode == AutoresetMode.DISABLED:

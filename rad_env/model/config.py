@@ -9,6 +9,7 @@ from typing import Any
 
 MEMORY_TYPES = ("lstm", "linear", "none", "full")
 SAMPLERS = ("euler", "heun")
+STEMS = ("patch", "conv")
 
 
 @dataclass
@@ -22,7 +23,10 @@ class RADConfig:
     # --- frames / patches -------------------------------------------------------------
     image_size: int = 64
     channels: int = 3
-    patch_size: int = 8
+    patch_size: int = 8  # pixels per token side: the transformer sees (image_size / patch_size)^2 tokens
+    stem: str = "patch"  # "patch": linear pixel patches; "conv": conv U-Net levels around the transformer
+    stem_channels: list[int] = dataclasses.field(default_factory=lambda: [16, 32, 64])  # conv: per level
+    prev_frame_input: bool = True  # the stem also sees the previous committed frame (as channels)
     # --- transformer ------------------------------------------------------------------
     dim: int = 128
     depth: int = 4
@@ -41,19 +45,30 @@ class RADConfig:
     seq_len: int = 16  # training sequence length (about 4x window)
     # --- EDM diffusion ----------------------------------------------------------------
     sigma_data: float = 0.5
-    sigma_train_mean: float = -0.4  # log-normal training sigma: ln(sigma) ~ N(mean, std)
-    sigma_train_std: float = 1.2
-    sigma_train_max: float = 80.0
+    # Training noise of the frame being denoised: ln(sigma) ~ N(mean, std), clamped to
+    # [sigma_min, sigma_max]. Pixel patches of 8x8x3 values still "see" a frame through sigma-5
+    # noise (the patch mean's noise is sigma / sqrt(192)), so the range reaches sigma_max = 80,
+    # where the input is uninformative and the first sampling step starts.
+    sigma_train_mean: float = 1.0
+    sigma_train_std: float = 1.6
     sigma_min: float = 2e-3
-    sigma_max: float = 5.0
+    sigma_max: float = 80.0
     rho: float = 7.0
     sampling_steps: int = 3
     sampler: str = "euler"  # "euler" | "heun"
-    context_sigma: float = 0.02  # noise level of frames committed to the context
-    p_context: float = 0.5  # training: probability a frame gets context_sigma instead of log-normal
+    # Classifier-free guidance on the action: training replaces the action of a frame being denoised
+    # by the null action with probability action_dropout; sampling uses D_null + guidance * (D_action
+    # - D_null) (guidance 1: plain conditional sampling, one network call per step).
+    action_dropout: float = 0.1
+    guidance: float = 1.0
+    # Committed (context) frames carry a little noise: context_sigma at inference; in training a
+    # level drawn log-uniformly from [context_sigma_train_min, context_sigma_train_max] (noise
+    # augmentation: the model learns to read imperfect frames, as its own are).
+    context_sigma: float = 0.1
+    context_sigma_train_min: float = 0.02
+    context_sigma_train_max: float = 0.3
     # --- heads / losses ---------------------------------------------------------------
     reward_classes: int = 3
-    heads_on_context_only: bool = True  # reward/termination losses only on context-level frames
     diffusion_loss_weight: float = 1.0
     reward_loss_weight: float = 1.0
     termination_loss_weight: float = 1.0
@@ -79,8 +94,17 @@ class RADConfig:
             fail(f"temporal_chunk must be None or a positive int, got {self.temporal_chunk!r}")
         if self.image_size % self.patch_size:
             fail(f"image_size {self.image_size} is not divisible by patch_size {self.patch_size}")
+        if self.stem not in STEMS:
+            fail(f"stem must be one of {STEMS}, got {self.stem!r}")
+        if not (isinstance(self.stem_channels, (list, tuple)) and self.stem_channels
+                and all(isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in self.stem_channels)):
+            fail(f"stem_channels must be a non-empty list of positive ints, got {self.stem_channels!r}")
+        self.stem_channels = list(self.stem_channels)
+        if self.stem == "conv" and (2 ** (len(self.stem_channels)) != self.patch_size):
+            fail(f"stem='conv' halves the resolution once per level: patch_size {self.patch_size} needs "
+                 f"log2({self.patch_size}) stem_channels, got {self.stem_channels}")
         patch_values = self.patch_size**2 * self.channels
-        if self.dim < patch_values:
+        if self.stem == "patch" and self.dim < patch_values:
             warnings.warn(f"RADConfig: dim {self.dim} < {patch_values} pixel values per patch; tokens cannot "
                           "carry a patch's detail and sampled frames stay noisy (raise dim or lower patch_size)",
                           stacklevel=3)
@@ -99,13 +123,20 @@ class RADConfig:
             fail(f"mlp_ratio must be > 0, got {self.mlp_ratio}")
         if not self.rope_base > 1:
             fail(f"rope_base must be > 1, got {self.rope_base}")
+        if not 0.0 <= self.action_dropout < 1.0:
+            fail(f"action_dropout must be in [0, 1), got {self.action_dropout}")
+        if not self.guidance >= 0:
+            fail(f"guidance must be >= 0, got {self.guidance}")
+        if self.guidance != 1.0 and self.action_dropout == 0:
+            warnings.warn("RADConfig: guidance != 1 needs a model trained with action_dropout > 0", stacklevel=3)
         if not 0 < self.sigma_min < self.sigma_max:
             fail(f"need 0 < sigma_min < sigma_max, got {self.sigma_min}, {self.sigma_max}")
-        for name in ("sigma_data", "sigma_train_std", "sigma_train_max", "rho", "context_sigma"):
+        for name in ("sigma_data", "sigma_train_std", "rho", "context_sigma", "context_sigma_train_min"):
             if not getattr(self, name) > 0:
                 fail(f"{name} must be > 0, got {getattr(self, name)}")
-        if not 0.0 <= self.p_context <= 1.0:
-            fail(f"p_context must be in [0, 1], got {self.p_context}")
+        if not self.context_sigma_train_min <= self.context_sigma_train_max:
+            fail(f"need context_sigma_train_min <= context_sigma_train_max, got {self.context_sigma_train_min}, "
+                 f"{self.context_sigma_train_max}")
         if self.reward_classes != 3:
             fail(f"reward_classes must be 3 (sign of reward: -1/0/+1), got {self.reward_classes}")
         for name in ("diffusion_loss_weight", "reward_loss_weight", "termination_loss_weight"):
@@ -124,6 +155,11 @@ class RADConfig:
     @property
     def tokens_per_frame(self) -> int:
         return self.grid_size**2
+
+    @property
+    def stem_in_channels(self) -> int:
+        """Channels the stem reads per frame: the noisy frame (+ the previous committed frame)."""
+        return self.channels * (2 if self.prev_frame_input else 1)
 
     @property
     def null_action(self) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Sequence
 
 import torch
@@ -50,20 +51,21 @@ class EDM:
         return (sigma**2 + sd**2) / (sigma * sd) ** 2
 
     def sample_training_sigma(self, shape: Sequence[int], device: torch.device | str,
-                              generator: torch.Generator | None = None):
-        """Independent sigma per frame (diffusion forcing).
-
-        With probability ``p_context`` a frame gets ``context_sigma`` (the level frames are
-        committed to the context with at inference), otherwise a log-normal sigma.
-        Returns (sigma, is_context bool), both of ``shape``."""
+                              generator: torch.Generator | None = None) -> torch.Tensor:
+        """Noise level of each frame being denoised: ln(sigma) ~ N(mean, std) in [sigma_min, sigma_max]."""
         cfg = self.cfg
-        shape = tuple(shape)
-        z = torch.randn(shape, generator=generator, device=device)
-        sigma = (cfg.sigma_train_mean + cfg.sigma_train_std * z).exp()
-        sigma = sigma.clamp(cfg.sigma_min, cfg.sigma_train_max)
-        is_context = torch.rand(shape, generator=generator, device=device) < cfg.p_context
-        sigma = torch.where(is_context, torch.full_like(sigma, cfg.context_sigma), sigma)
-        return sigma, is_context
+        z = torch.randn(tuple(shape), generator=generator, device=device)
+        return (cfg.sigma_train_mean + cfg.sigma_train_std * z).exp().clamp(cfg.sigma_min, cfg.sigma_max)
+
+    def sample_context_sigma(self, shape: Sequence[int], device: torch.device | str,
+                             generator: torch.Generator | None = None) -> torch.Tensor:
+        """Noise level of each committed (context) frame in training: log-uniform in
+        [context_sigma_train_min, context_sigma_train_max] (noise augmentation; inference commits at
+        context_sigma)."""
+        cfg = self.cfg
+        u = torch.rand(tuple(shape), generator=generator, device=device)
+        lo, hi = math.log(cfg.context_sigma_train_min), math.log(cfg.context_sigma_train_max)
+        return (lo + u * (hi - lo)).exp()
 
     def karras_sigmas(self, steps: int, device: torch.device | str = "cpu") -> torch.Tensor:
         """Karras schedule sigma_max..sigma_min over ``steps`` levels, then 0: (steps + 1,)."""

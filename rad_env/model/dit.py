@@ -4,15 +4,21 @@ Each block, per frame:
   1. spatial self-attention inside the frame (2D RoPE),
   2. causal temporal attention: the frame's tokens attend to all tokens of the last
      ``window`` frames, itself included (3D RoPE over time/y/x, relative time),
-  3. memory read (tokens -> slots h_{t-1}) and write (pooled tokens -> recurrent cell -> h_t),
+  3. memory read (tokens -> slots h_{t-1}) and, for committed frames, write (pooled tokens ->
+     recurrent cell -> h_t),
   4. MLP.
 Each sub-block is AdaLN-Zero modulated by the per-frame conditioning (noise level + action).
 
-Two code paths compute the same function:
-  * :meth:`RADDiT.forward_sequence` (training): all frames in parallel; temporal attention
-    is blockwise banded, the memory cell is scanned over time.
-  * :meth:`RADDiT.forward_step` (inference): one frame with an explicit :class:`RADState`
-    (K/V window cache + memory), constant cost per frame except for ``memory="full"``.
+Inference runs frame by frame from an explicit :class:`RADState` (K/V of the last ``window - 1``
+committed frames + memory): :meth:`RADDiT.denoise_step` denoises the next frame reading the state,
+:meth:`RADDiT.commit_step` commits a finished frame (writes memory, K/V). Training computes exactly
+this for every frame of a sequence at once, in two streams:
+  * :meth:`RADDiT.forward_context`: the committed frames (real frames at a small context noise
+    level), all in parallel: banded causal window attention, memory scanned over time;
+  * :meth:`RADDiT.forward_targets`: every frame again at its training noise level, each attending
+    to the context stream's K/V of its ``window - 1`` previous frames and reading the memory those
+    frames left, as :meth:`denoise_step` does at inference.
+Per-frame cost is constant except for ``memory="full"`` (attention over all previous frames).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from .config import RADConfig
 from .layers import Mlp, NoiseEmbedding, QKNorm, RoPE, apply_rope, attend, modulate, zero_
 from .memory import make_memory
 from .state import RADState
+from .stem import make_stem
 
 
 # ----------------------------------------------------------------------------------------
@@ -99,6 +106,34 @@ def cached_attention(q: torch.Tensor, k_all: torch.Tensor, v_all: torch.Tensor,
     return attend(qh, kh, vh, mask).transpose(1, 2)
 
 
+def context_windows(t: torch.Tensor, wc: int) -> torch.Tensor:
+    """Per frame, the ``wc`` frames before it: (B, L, ...) -> (B, L, wc, ...), oldest first, zeros
+    before the sequence start."""
+    b, l = t.shape[:2]
+    padded = torch.cat([t.new_zeros((b, wc) + tuple(t.shape[2:])), t], dim=1)
+    index = torch.arange(l, device=t.device)[:, None] + torch.arange(wc, device=t.device)[None]  # (L, wc)
+    return padded[:, index]
+
+
+def context_valid(seg: torch.Tensor | None, b: int, l: int, wc: int, device) -> torch.Tensor:
+    """(B, L, wc) bool: slot j of frame t (frame t - wc + j) exists and is in t's episode."""
+    frame = torch.arange(l, device=device)[:, None] - wc + torch.arange(wc, device=device)[None]  # (L, wc)
+    valid = (frame >= 0).unsqueeze(0).expand(b, l, wc)
+    if seg is not None:
+        seg_ctx = context_windows(seg.unsqueeze(-1), wc).squeeze(-1)  # (B, L, wc)
+        valid = valid & (seg_ctx == seg.unsqueeze(-1))
+    return valid
+
+
+def previous_frames(x: torch.Tensor, is_first: torch.Tensor | None) -> torch.Tensor:
+    """(B, L, ...) -> the previous frame's tensor for each frame, zeros at episode starts."""
+    prev = torch.cat([torch.zeros_like(x[:, :1]), x[:, :-1]], dim=1)
+    if is_first is not None:
+        keep = ~is_first.to(x.device).bool()
+        prev = prev * keep.view(keep.shape + (1,) * (x.dim() - 2)).to(x.dtype)
+    return prev
+
+
 # ----------------------------------------------------------------------------------------
 @dataclass
 class _SeqContext:
@@ -106,6 +141,20 @@ class _SeqContext:
     window: int | None
     chunk: int
     seg: torch.Tensor | None
+    is_first: torch.Tensor | None
+
+
+@dataclass
+class ContextPass:
+    """What the committed frames of a training sequence leave for the frames being denoised."""
+
+    inputs: torch.Tensor  # (B, L, C, H, W) network inputs of the committed frames
+    keys: list[torch.Tensor]  # per layer (B, L, N, heads, head_dim)
+    values: list[torch.Tensor]
+    memory_read: list[torch.Tensor | None]  # per layer (B, L, M, Dm): what frame t reads (before its write)
+    final_memory: list[list[torch.Tensor]]  # per layer: the memory state after the last frame
+    features: torch.Tensor  # (B, L, feature_dim) head features of each committed frame
+    seg: torch.Tensor | None  # (B, L) episode index within the sequence
     is_first: torch.Tensor | None
 
 
@@ -147,116 +196,97 @@ class RADBlock(nn.Module):
     def _mods(self, cond: torch.Tensor) -> list[torch.Tensor]:
         return list(self.ada(F.silu(cond)).unsqueeze(2).chunk(self.n_mod, dim=-1))
 
-    # -- training path ----------------------------------------------------------------------
-    def forward_sequence(self, x, cond, act_e, noise_e, ctx: _SeqContext):
+    def _read_and_mlp(self, x, mods, h_read: torch.Tensor | None) -> torch.Tensor:
+        if self.memory is not None:
+            x = x + mods[11] * self.memory.read(modulate(self.norm_read(x), mods[9], mods[10]), h_read)
+        return x + mods[8] * self.mlp(modulate(self.norm_mlp(x), mods[6], mods[7]))
+
+    # -- committed frames, whole sequence ----------------------------------------------------
+    def forward_context(self, x, cond, act_e, noise_e, ctx: _SeqContext):
         """x (B, L, N, D), cond/act_e/noise_e (B, L, D).
-        Returns x, h_new (B, L, M, Dm) or None, (k, v, final memory state)."""
+        Returns x, k, v (B, L, N, H, dh), h_read (B, L, M, Dm) or None, h_new or None, final memory."""
         mods = self._mods(cond)
         x = x + mods[2] * self._spatial(modulate(self.norm_spatial(x), mods[0], mods[1]), ctx.rope)
         q, k, v = self._qkv(self.temporal_qkv, self.temporal_qk,
                             modulate(self.norm_temporal(x), mods[3], mods[4]))
         o = banded_attention(q, k, v, ctx.rope, ctx.window, ctx.chunk, ctx.seg)
         x = x + mods[5] * self.temporal_out(o.flatten(-2))
-        h_new, mem_final = None, []
+        h_read = h_new = None
+        mem_final: list[torch.Tensor] = []
         if self.memory is not None:
             inp = self.memory.cell_inputs(self.memory.pool(x), act_e, noise_e)
-            h_prev, h_new, mem_final = self.memory.scan(inp, ctx.is_first)
-            x = x + mods[11] * self.memory.read(modulate(self.norm_read(x), mods[9], mods[10]), h_prev)
-        x = x + mods[8] * self.mlp(modulate(self.norm_mlp(x), mods[6], mods[7]))
-        return x, h_new, (k, v, mem_final)
+            h_read, h_new, mem_final = self.memory.scan(inp, ctx.is_first)
+        return self._read_and_mlp(x, mods, h_read), k, v, h_read, h_new, mem_final
 
-    # -- inference path ---------------------------------------------------------------------
-    def forward_step(self, x, cond, act_e, noise_e, rope: RoPE, mem: list[torch.Tensor],
-                     k_cache: torch.Tensor, v_cache: torch.Tensor, valid_all: torch.Tensor,
-                     want_state: bool):
-        """x (B, 1, N, D), cond/act_e/noise_e (B, 1, D), caches (B, Wc, N, H, dh),
-        valid_all (B, Wc + 1). Returns x, new memory (or None), new k/v cache (or None)."""
+    # -- one frame against a cache (denoising, committing, and the training target stream) ----
+    def forward_frame(self, x, cond, act_e, noise_e, rope: RoPE, k_ctx: torch.Tensor, v_ctx: torch.Tensor,
+                      valid_all: torch.Tensor, h_read: torch.Tensor | None,
+                      memory_state: list[torch.Tensor] | None = None):
+        """x (B, 1, N, D), cond/act_e/noise_e (B, 1, D), k_ctx/v_ctx (B, Wc, N, H, dh) of the previous
+        frames, valid_all (B, Wc + 1), h_read (B, M, Dm): the memory this frame reads.
+        With ``memory_state`` the frame is committed: its write gives the new memory state.
+        Returns x, k, v (B, 1, N, H, dh) of this frame, new memory state (or None)."""
         mods = self._mods(cond)
         x = x + mods[2] * self._spatial(modulate(self.norm_spatial(x), mods[0], mods[1]), rope)
         q, k, v = self._qkv(self.temporal_qkv, self.temporal_qk,
                             modulate(self.norm_temporal(x), mods[3], mods[4]))
-        k_all = torch.cat([k_cache.to(k.dtype), k], dim=1)
-        v_all = torch.cat([v_cache.to(v.dtype), v], dim=1)
+        k_all = torch.cat([k_ctx.to(k.dtype), k], dim=1)
+        v_all = torch.cat([v_ctx.to(v.dtype), v], dim=1)
         o = cached_attention(q[:, 0], k_all, v_all, valid_all, rope)
         x = x + mods[5] * self.temporal_out(o.flatten(-2)).unsqueeze(1)
         new_mem = None
-        if self.memory is not None:
-            h_prev = self.memory.hidden(mem)
-            if want_state:
-                inp = self.memory.cell_inputs(self.memory.pool(x), act_e, noise_e)
-                new_mem = self.memory.cell(inp[:, 0], mem)
-            x = x + mods[11] * self.memory.read(modulate(self.norm_read(x), mods[9], mods[10]),
-                                                h_prev.unsqueeze(1))
-        x = x + mods[8] * self.mlp(modulate(self.norm_mlp(x), mods[6], mods[7]))
-        new_k = new_v = None
-        if want_state:
-            keep = 0 if self.full else 1  # drop the oldest slot for bounded windows
-            new_k = torch.cat([k_cache[:, keep:], k.to(k_cache.dtype)], dim=1)
-            new_v = torch.cat([v_cache[:, keep:], v.to(v_cache.dtype)], dim=1)
-        return x, new_mem, new_k, new_v
+        if self.memory is not None and memory_state is not None:
+            inp = self.memory.cell_inputs(self.memory.pool(x), act_e, noise_e)
+            new_mem = self.memory.cell(inp[:, 0], memory_state)
+        x = self._read_and_mlp(x, mods, None if h_read is None else h_read.unsqueeze(1))
+        return x, k, v, new_mem
 
 
 # ----------------------------------------------------------------------------------------
 class RADDiT(nn.Module):
-    """Pixel-space video DiT with a recurrent memory. Predicts the EDM network output F."""
+    """Video DiT with a recurrent memory. Predicts the EDM network output F of one frame at a time."""
 
     def __init__(self, cfg: RADConfig):
         super().__init__()
         self.cfg = cfg
-        d, p, ch = cfg.dim, cfg.patch_size, cfg.channels
-        self.patch_embed = nn.Linear(ch * p * p, d)
+        d = cfg.dim
+        self.stem = make_stem(cfg)
         self.pos_embed = nn.Parameter(torch.randn(cfg.tokens_per_frame, d) * 0.02)
         self.noise_embed = NoiseEmbedding(d, cfg.noise_features)
         self.action_embed = nn.Embedding(cfg.num_actions + 1, d)  # + NULL_ACTION
         self.rope = RoPE(cfg.head_dim, cfg.grid_size, cfg.rope_base)
         self.blocks = nn.ModuleList([RADBlock(cfg) for _ in range(cfg.depth)])
-        self.final_norm = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
-        self.final_ada = nn.Linear(d, 2 * d)
-        self.final_out = nn.Linear(d, ch * p * p)
         self.feature_norm = nn.LayerNorm(d, eps=1e-6)
         self.feature_dim = d + (cfg.memory_slots * cfg.memory_dim if cfg.has_memory else 0)
         self._init_weights()
 
     def _init_weights(self) -> None:
         for name, mod in self.named_modules():
-            if isinstance(mod, nn.Linear):
+            if isinstance(mod, nn.Linear) and not name.startswith("stem."):  # stems initialise themselves
                 nn.init.xavier_uniform_(mod.weight)
                 if mod.bias is not None:
                     nn.init.zeros_(mod.bias)
-        nn.init.normal_(self.action_embed.weight, std=0.02)
+        # The action embedding enters the AdaLN conditioning next to the noise embedding (an MLP
+        # output of unit scale): start it at the same scale, not 50x weaker.
+        nn.init.normal_(self.action_embed.weight, std=1.0)
         for blk in self.blocks:
             zero_(blk.ada)  # AdaLN-Zero: every residual branch starts closed
-        zero_(self.final_ada)
-        zero_(self.final_out)
 
     # -- helpers ----------------------------------------------------------------------------
-    def patchify(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) -> (B, N, C*p*p)."""
-        b, ch, hh, ww = x.shape
-        p, g = self.cfg.patch_size, self.cfg.grid_size
-        if (hh, ww, ch) != (self.cfg.image_size, self.cfg.image_size, self.cfg.channels):
-            raise ValueError(f"expected frames ({self.cfg.channels}, {self.cfg.image_size}, "
-                             f"{self.cfg.image_size}), got {tuple(x.shape[1:])}")
-        x = x.reshape(b, ch, g, p, g, p).permute(0, 2, 4, 1, 3, 5)
-        return x.reshape(b, g * g, ch * p * p)
-
-    def unpatchify(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, N, C*p*p) -> (B, C, H, W)."""
-        b = x.shape[0]
-        p, g, ch = self.cfg.patch_size, self.cfg.grid_size, self.cfg.channels
-        x = x.reshape(b, g, g, ch, p, p).permute(0, 3, 1, 4, 2, 5)
-        return x.reshape(b, ch, g * p, g * p)
-
-    def _embed(self, frames: torch.Tensor, c_noise: torch.Tensor, actions: torch.Tensor):
-        """frames (B', C, H, W) -> tokens (B', N, D); c_noise/actions (...) -> embeddings."""
-        tok = self.patch_embed(self.patchify(frames)) + self.pos_embed
+    def _conditions(self, c_noise: torch.Tensor, actions: torch.Tensor):
+        """c_noise, actions (...) -> noise, action and summed conditioning embeddings (..., D)."""
         noise_e = self.noise_embed(c_noise)
         act_e = self.action_embed(actions.long())
-        return tok, noise_e, act_e, noise_e + act_e
+        return noise_e, act_e, noise_e + act_e
 
-    def _final(self, tok: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        shift, scale = self.final_ada(F.silu(cond)).unsqueeze(2).chunk(2, dim=-1)
-        return self.final_out(modulate(self.final_norm(tok), shift, scale))
+    def _tokens(self, x: torch.Tensor, prev: torch.Tensor, cond: torch.Tensor):
+        """Network inputs (B', C, H, W) of frames and of their previous frames -> tokens (B', N, D), skips."""
+        if x.shape[1:] != (self.cfg.channels, self.cfg.image_size, self.cfg.image_size):
+            raise ValueError(f"expected frames ({self.cfg.channels}, {self.cfg.image_size}, "
+                             f"{self.cfg.image_size}), got {tuple(x.shape[1:])}")
+        inp = torch.cat([x, prev.to(x.dtype)], dim=1) if self.cfg.prev_frame_input else x
+        tok, skips = self.stem.encode(inp, cond)
+        return tok + self.pos_embed, skips
 
     def _features(self, tok: torch.Tensor, h_last: torch.Tensor | None) -> torch.Tensor:
         """Per-frame head features: [mean-pooled final tokens, flattened last memory h]."""
@@ -265,44 +295,73 @@ class RADDiT(nn.Module):
             f = torch.cat([f, h_last.flatten(-2).float()], dim=-1)
         return f
 
-    # -- training path ----------------------------------------------------------------------
-    def forward_sequence(self, x: torch.Tensor, c_noise: torch.Tensor, actions: torch.Tensor,
-                         is_first: torch.Tensor | None = None, return_state: bool = False):
-        """x (B, L, C, H, W) network input (c_in-scaled), c_noise (B, L), actions (B, L).
-
-        ``is_first`` (B, L) bool marks frames that start an episode (memory reset, attention
-        cut). Returns (F (B, L, C, H, W), features (B, L, feature_dim), state or None); the
-        state equals the one :meth:`forward_step` would have after these L frames."""
-        b, l = x.shape[:2]
+    def _seq_context(self, b: int, l: int, is_first: torch.Tensor | None, device) -> _SeqContext:
         cfg = self.cfg
-        tok, noise_e, act_e, cond = self._embed(x.flatten(0, 1), c_noise, actions)
-        tok = tok.view(b, l, cfg.tokens_per_frame, cfg.dim)
         seg = None
         if is_first is not None:
-            is_first = is_first.to(x.device).bool()
+            is_first = is_first.to(device).bool()
             seg = torch.cumsum(is_first.long(), dim=1)
-        ctx = _SeqContext(self.rope, cfg.cache_frames + 1 if cfg.cache_frames is not None else None,
-                          cfg.temporal_chunk or cfg.window, seg, is_first)
-        h_last = None
-        per_layer = []
-        for blk in self.blocks:
-            tok, h_new, layer_state = blk.forward_sequence(tok, cond, act_e, noise_e, ctx)
-            h_last = h_new
-            per_layer.append(layer_state)
-        out = self.unpatchify(self._final(tok, cond).flatten(0, 1)).view_as(x)
-        feats = self._features(tok, h_last)
-        state = self._state_from_sequence(per_layer, seg, b, l, x.device) if return_state else None
-        return out, feats, state
+        window = cfg.cache_frames + 1 if cfg.cache_frames is not None else None
+        return _SeqContext(self.rope, window, cfg.temporal_chunk or cfg.window, seg, is_first)
 
-    def _state_from_sequence(self, per_layer, seg, b: int, l: int, device) -> RADState:
-        wc = self.cfg.cache_frames
-        if seg is None:
-            seg = torch.zeros(b, l, dtype=torch.long, device=device)
+    # -- training: the two streams -----------------------------------------------------------
+    def forward_context(self, x: torch.Tensor, c_noise: torch.Tensor, actions: torch.Tensor,
+                        is_first: torch.Tensor | None = None) -> ContextPass:
+        """Committed frames: x (B, L, C, H, W) network inputs (c_in-scaled), c_noise (B, L), actions
+        (B, L) (the action that led to each frame). ``is_first`` (B, L) marks episode starts (memory
+        reset, attention cut, no previous frame)."""
+        b, l = x.shape[:2]
+        cfg = self.cfg
+        ctx = self._seq_context(b, l, is_first, x.device)
+        noise_e, act_e, cond = self._conditions(c_noise, actions)
+        prev = previous_frames(x, ctx.is_first)
+        tok, _ = self._tokens(x.flatten(0, 1), prev.flatten(0, 1), cond.flatten(0, 1))
+        tok = tok.view(b, l, cfg.tokens_per_frame, cfg.dim)
+        keys, values, reads, finals = [], [], [], []
+        h_new = None
+        for blk in self.blocks:
+            tok, k, v, h_read, h_new, mem_final = blk.forward_context(tok, cond, act_e, noise_e, ctx)
+            keys.append(k)
+            values.append(v)
+            reads.append(h_read)
+            finals.append(mem_final)
+        return ContextPass(inputs=x, keys=keys, values=values, memory_read=reads, final_memory=finals,
+                           features=self._features(tok, h_new), seg=ctx.seg, is_first=ctx.is_first)
+
+    def forward_targets(self, x: torch.Tensor, c_noise: torch.Tensor, actions: torch.Tensor,
+                        context: ContextPass) -> torch.Tensor:
+        """Frames being denoised: x (B, L, C, H, W) network inputs at their own noise levels c_noise
+        (B, L). Frame t sees the context stream's previous ``window - 1`` frames (all previous frames
+        for ``memory="full"``) and the memory they left, exactly as :meth:`denoise_step` sees a state.
+        Returns F (B, L, C, H, W)."""
+        b, l = x.shape[:2]
+        cfg = self.cfg
+        wc = cfg.cache_frames if cfg.cache_frames is not None else l - 1
+        noise_e, act_e, cond = self._conditions(c_noise, actions)
+        flat = lambda t: t.flatten(0, 1)  # noqa: E731
+        prev = previous_frames(context.inputs, context.is_first)
+        noise_e, act_e, cond = flat(noise_e)[:, None], flat(act_e)[:, None], flat(cond)[:, None]
+        tok, skips = self._tokens(flat(x), flat(prev), cond[:, 0])
+        tok = tok[:, None]
+        valid = flat(context_valid(context.seg, b, l, wc, x.device))
+        valid_all = torch.cat([valid, valid.new_ones(b * l, 1)], dim=1)
+        for i, blk in enumerate(self.blocks):
+            k_ctx = flat(context_windows(context.keys[i], wc))
+            v_ctx = flat(context_windows(context.values[i], wc))
+            h_read = context.memory_read[i]
+            tok, _, _, _ = blk.forward_frame(tok, cond, act_e, noise_e, self.rope, k_ctx, v_ctx, valid_all,
+                                             None if h_read is None else flat(h_read))
+        return self.stem.decode(tok[:, 0], skips, cond[:, 0]).view_as(x)
+
+    def state_after(self, context: ContextPass) -> RADState:
+        """The inference state after committing the sequence's frames (equals stepping through them)."""
+        cfg = self.cfg
+        b, l = context.inputs.shape[:2]
+        seg = context.seg if context.seg is not None else torch.zeros(b, l, dtype=torch.long,
+                                                                        device=context.inputs.device)
+        wc = cfg.cache_frames
         same = seg == seg[:, -1:]  # frames of the last episode in the sequence
-        if wc is None:  # full: keep everything
-            take, pad = l, 0
-        else:
-            take, pad = min(wc, l), max(0, wc - l)
+        take, pad = (l, 0) if wc is None else (min(wc, l), max(0, wc - l))
 
         def cache(t: torch.Tensor) -> torch.Tensor:
             t = t[:, l - take:]
@@ -312,54 +371,58 @@ class RADDiT(nn.Module):
 
         valid = cache(same).bool() if take else same.new_zeros(b, pad)
         keep = valid[:, :, None, None, None]  # zero the slots of earlier episodes
-
         return RADState(
-            memory=[[s.float().clone() for s in mem] for _, _, mem in per_layer],
-            keys=[cache(k) * keep for k, _, _ in per_layer],
-            values=[cache(v) * keep for _, v, _ in per_layer],
+            memory=[[s.float().clone() for s in mem] for mem in context.final_memory],
+            keys=[cache(k) * keep for k in context.keys],
+            values=[cache(v) * keep for v in context.values],
             valid=valid,
             time=same.long().sum(1),
+            prev_input=context.inputs[:, -1].float().clone(),
         )
 
-    # -- inference path ---------------------------------------------------------------------
-    def forward_step(self, x: torch.Tensor, c_noise: torch.Tensor, actions: torch.Tensor,
-                     state: RADState, want_state: bool = True):
-        """x (B, C, H, W) network input, c_noise (B,), actions (B,), state (not mutated).
-
-        Returns (F (B, C, H, W), features (B, feature_dim) or None, new state or None).
-        With ``want_state=False`` (denoising steps) the memory write and cache update are
-        skipped; features need the write, so they are None for memory models."""
+    # -- inference: one frame ------------------------------------------------------------------
+    def _step(self, x: torch.Tensor, c_noise: torch.Tensor, actions: torch.Tensor, state: RADState,
+              commit: bool):
         b = x.shape[0]
         if state.batch_size != b:
             raise ValueError(f"state has batch {state.batch_size}, input has {b}")
-        tok, noise_e, act_e, cond = self._embed(x, c_noise.reshape(b), actions.reshape(b))
+        noise_e, act_e, cond = self._conditions(c_noise.reshape(b), actions.reshape(b))
+        tok, skips = self._tokens(x, state.prev_input, cond)
         tok, noise_e, act_e, cond = tok[:, None], noise_e[:, None], act_e[:, None], cond[:, None]
         valid_all = torch.cat([state.valid, state.valid.new_ones(b, 1)], dim=1)
         new_mem, new_k, new_v = [], [], []
         for i, blk in enumerate(self.blocks):
-            tok, mem_i, k_i, v_i = blk.forward_step(tok, cond, act_e, noise_e, self.rope,
-                                                    state.memory[i], state.keys[i],
-                                                    state.values[i], valid_all, want_state)
-            new_mem.append(mem_i if mem_i is not None else [])
-            new_k.append(k_i)
-            new_v.append(v_i)
-        out = self.unpatchify(self._final(tok, cond)[:, 0])
-        if not want_state:
-            feats = None if self.cfg.has_memory else self._features(tok[:, 0], None)
-            return out, feats, None
+            mem = state.memory[i]
+            h_read = blk.memory.hidden(mem) if blk.memory is not None else None
+            tok, k, v, mem_i = blk.forward_frame(tok, cond, act_e, noise_e, self.rope, state.keys[i],
+                                                 state.values[i], valid_all, h_read, mem if commit else None)
+            if commit:
+                keep = 0 if self.cfg.memory == "full" else 1  # bounded windows drop their oldest slot
+                new_mem.append(mem_i if mem_i is not None else [])
+                new_k.append(torch.cat([state.keys[i][:, keep:], k.to(state.keys[i].dtype)], dim=1))
+                new_v.append(torch.cat([state.values[i][:, keep:], v.to(state.values[i].dtype)], dim=1))
+        if not commit:
+            return self.stem.decode(tok[:, 0], skips, cond[:, 0])
         h_last = self.blocks[-1].memory.hidden(new_mem[-1]) if self.cfg.has_memory else None
-        feats = self._features(tok[:, 0], h_last)
-        new_state = RADState(
-            memory=new_mem, keys=new_k, values=new_v,
-            valid=valid_all if self.cfg.memory == "full" else valid_all[:, 1:],
-            time=state.time + 1,
-        )
-        return out, feats, new_state
+        new_state = RADState(memory=new_mem, keys=new_k, values=new_v,
+                             valid=valid_all if self.cfg.memory == "full" else valid_all[:, 1:],
+                             time=state.time + 1, prev_input=x.float())
+        return self._features(tok[:, 0], h_last), new_state
+
+    def denoise_step(self, x: torch.Tensor, c_noise: torch.Tensor, actions: torch.Tensor,
+                     state: RADState) -> torch.Tensor:
+        """F for the next frame: x (B, C, H, W) network input, c_noise (B,), actions (B,); reads the state."""
+        return self._step(x, c_noise, actions, state, commit=False)
+
+    def commit_step(self, x: torch.Tensor, c_noise: torch.Tensor, actions: torch.Tensor,
+                    state: RADState) -> tuple[torch.Tensor, RADState]:
+        """Commit a frame (network input x at context level c_noise): (head features (B, F), new state)."""
+        return self._step(x, c_noise, actions, state, commit=True)
 
     def init_state(self, batch_size: int, device: torch.device | str | None = None,
                    cache_dtype: torch.dtype = torch.float32) -> RADState:
         """Empty state: learned initial memory (float32), empty K/V caches (``cache_dtype``;
-        bfloat16 halves the cache of big models)."""
+        bfloat16 halves the cache of big models), no previous frame."""
         cfg = self.cfg
         device = torch.device(device) if device is not None else self.pos_embed.device
         wc = cfg.cache_frames or 0
@@ -377,4 +440,5 @@ class RADDiT(nn.Module):
             values=[torch.zeros(shape, device=device, dtype=cache_dtype) for _ in self.blocks],
             valid=torch.zeros(batch_size, wc, dtype=torch.bool, device=device),
             time=torch.zeros(batch_size, dtype=torch.long, device=device),
+            prev_input=torch.zeros(batch_size, cfg.channels, cfg.image_size, cfg.image_size, device=device),
         )

@@ -21,6 +21,8 @@ class RADState:
       Wc = window - 1 for bounded memories; for "full" it grows with every frame.
     * ``valid``: (B, Wc) bool, which cache slots hold a frame of the current episode.
     * ``time``: (B,) int64, frames committed since the env's reset.
+    * ``prev_input``: (B, C, H, W), the network input of the last committed frame (zeros before the
+      first), which the stem of the next frame reads when ``prev_frame_input``.
     """
 
     memory: list[list[torch.Tensor]]
@@ -28,6 +30,7 @@ class RADState:
     values: list[torch.Tensor]
     valid: torch.Tensor
     time: torch.Tensor
+    prev_input: torch.Tensor
 
     # ------------------------------------------------------------------------------------
     @property
@@ -44,7 +47,7 @@ class RADState:
 
     def tensors(self) -> list[torch.Tensor]:
         out = [t for layer in self.memory for t in layer]
-        return out + list(self.keys) + list(self.values) + [self.valid, self.time]
+        return out + list(self.keys) + list(self.values) + [self.valid, self.time, self.prev_input]
 
     def map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> "RADState":
         """New state with ``fn`` applied to every tensor."""
@@ -54,6 +57,7 @@ class RADState:
             values=[fn(t) for t in self.values],
             valid=fn(self.valid),
             time=fn(self.time),
+            prev_input=fn(self.prev_input),
         )
 
     def clone(self) -> "RADState":
@@ -116,6 +120,7 @@ class RADState:
             a.index_copy_(0, i, b.to(a.dtype))
         self.valid.index_copy_(0, i, other.valid)
         self.time.index_copy_(0, i, other.time.to(self.time.dtype))
+        self.prev_input.index_copy_(0, i, other.prev_input.to(self.prev_input.dtype))
         return self
 
     def _pad_cache(self, n: int) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -11,6 +11,7 @@ from torch import nn
 
 from .config import RADConfig
 from .diffusion import EDM, randn_rows, sample
+from ..data.segment import Batch
 from .dit import RADDiT
 from .state import RADState
 
@@ -29,10 +30,22 @@ def float_to_frames(x: torch.Tensor) -> torch.Tensor:
     return ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).movedim(-3, -1).contiguous()
 
 
+class Imagined(NamedTuple):
+    """One imagined step of a batch."""
+
+    frames: torch.Tensor  # uint8 (B, H, W, 3)
+    reward: torch.Tensor  # (B,) expected reward sign in [-1, 1]
+    terminated_prob: torch.Tensor  # (B,)
+    state: RADState  # after committing the frames
+
+
 class WorldModel(nn.Module):
     """Action-conditioned video world model (Recurrent Autoregressive Diffusion).
 
     Frames are uint8 (H, W, 3) at the interface; internally float in [-1, 1], channels first.
+    Inference: :meth:`observe` commits real frames to a :class:`RADState`, :meth:`imagine` samples
+    the next frame from an action and commits it. Training (:meth:`loss`) computes the same thing
+    for every frame of a sequence at once (teacher forcing, see :mod:`rad_env.model.dit`).
     """
 
     def __init__(self, config: RADConfig | None = None):
@@ -60,29 +73,15 @@ class WorldModel(nn.Module):
     def num_parameters(self, trainable_only: bool = False) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
 
-    # ------------------------------------------------------------------------------------
-    # denoiser
-    # ------------------------------------------------------------------------------------
-    def denoise_sequence(self, noisy: torch.Tensor, sigma: torch.Tensor, prev_actions: torch.Tensor,
-                         is_first: torch.Tensor | None = None, return_state: bool = False):
-        """Parallel (training) path. noisy (B, L, C, H, W), sigma (B, L), prev_actions (B, L).
-        Returns (denoised (B, L, C, H, W) float32, features (B, L, F), state or None)."""
-        c_skip, c_out, c_in, c_noise = (c[..., None, None, None] if i < 3 else c
-                                        for i, c in enumerate(self.edm.precondition(sigma)))
-        out, feats, state = self.dit.forward_sequence(c_in * noisy, c_noise, prev_actions,
-                                                      is_first, return_state)
-        return c_skip * noisy + c_out * out.float(), feats, state
+    def _precondition(self, sigma: torch.Tensor):
+        """(c_skip, c_out, c_in) shaped to broadcast over (..., C, H, W), and c_noise shaped like sigma."""
+        c_skip, c_out, c_in, c_noise = self.edm.precondition(sigma)
+        e = lambda c: c[..., None, None, None]  # noqa: E731
+        return e(c_skip), e(c_out), e(c_in), c_noise
 
-    def denoise_step(self, noisy: torch.Tensor, sigma: torch.Tensor, prev_actions: torch.Tensor,
-                     state: RADState, want_state: bool = True):
-        """Frame-by-frame (inference) path. noisy (B, C, H, W), sigma (B,), prev_actions (B,).
-        ``state`` is not modified. Returns (denoised, features or None, new state or None)."""
-        c_skip, c_out, c_in, c_noise = (c[..., None, None, None] if i < 3 else c
-                                        for i, c in enumerate(self.edm.precondition(sigma)))
-        out, feats, new_state = self.dit.forward_step(c_in * noisy, c_noise, prev_actions, state,
-                                                      want_state)
-        return c_skip * noisy + c_out * out.float(), feats, new_state
-
+    # ------------------------------------------------------------------------------------
+    # heads
+    # ------------------------------------------------------------------------------------
     def head_logits(self, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """features (..., F) -> (reward logits (..., 3), termination logit (...))."""
         out = self.head(feats.float()).float()
@@ -96,76 +95,72 @@ class WorldModel(nn.Module):
     # ------------------------------------------------------------------------------------
     # training
     # ------------------------------------------------------------------------------------
-    def loss(self, batch: dict[str, Any], generator: torch.Generator | None = None
+    def loss(self, batch: Batch, generator: torch.Generator | None = None
              ) -> tuple[torch.Tensor, dict[str, float]]:
-        """Diffusion-forcing loss over a batch of sequences.
+        """Teacher-forced diffusion loss over a batch of sequences, plus the heads' losses.
 
-        batch: ``frames`` uint8 (B, L, H, W, 3), ``prev_actions`` int64 (B, L),
-        ``rewards`` float32 (B, L), ``terminals`` float32 (B, L), optional ``is_first`` bool
-        (B, L) (frames that start an episode: memory reset and attention cut).
-        Every frame gets its own sigma; the EDM-weighted denoising loss covers all frames.
-        The heads are trained on the features of context-level frames (``heads_on_context_only``).
-        """
+        Every frame is (1) committed as context at a small noise level (what :meth:`observe` does),
+        which writes the memory and gives the heads' features, and (2) denoised from its own
+        training noise level, attending to the committed previous frames and reading the memory they
+        left (what :meth:`imagine` does). The EDM-weighted loss covers every frame."""
         cfg, dev = self.config, self.device
-        y = frames_to_float(batch["frames"], dev)  # (B, L, C, H, W)
+        if not isinstance(batch, Batch):
+            raise TypeError(f"loss expects a rad_env.data.Batch, got {type(batch).__name__}")
+        y = frames_to_float(batch.frames, dev)  # (B, L, C, H, W)
         if y.dim() != 5:
-            raise ValueError(f"batch['frames'] must be (B, L, H, W, 3), got {tuple(batch['frames'].shape)}")
+            raise ValueError(f"batch.frames must be (B, L, H, W, 3), got {tuple(batch.frames.shape)}")
         b, l = y.shape[:2]
-        actions = torch.as_tensor(batch["prev_actions"], device=dev).long()
-        rewards = torch.as_tensor(batch["rewards"], device=dev).float()
-        terminals = torch.as_tensor(batch["terminals"], device=dev).float()
-        is_first = batch.get("is_first")
-        if is_first is not None:
-            is_first = torch.as_tensor(is_first, device=dev).bool()
-        for name, t in (("prev_actions", actions), ("rewards", rewards), ("terminals", terminals)):
+        actions = batch.prev_actions.to(dev).long()
+        rewards = batch.rewards.to(dev).float()
+        terminals = batch.terminated.to(dev).float()
+        is_first = batch.is_first.to(dev).bool()
+        for name, t in (("prev_actions", actions), ("rewards", rewards), ("terminated", terminals),
+                        ("is_first", is_first)):
             if t.shape != (b, l):
-                raise ValueError(f"batch['{name}'] must be ({b}, {l}), got {tuple(t.shape)}")
+                raise ValueError(f"batch.{name} must be ({b}, {l}), got {tuple(t.shape)}")
         self._check_actions(actions)
 
-        sigma, is_ctx = self.edm.sample_training_sigma((b, l), dev, generator)
+        ctx_sigma = self.edm.sample_context_sigma((b, l), dev, generator)
+        ctx_noise = torch.randn(y.shape, generator=generator, device=dev)
+        _, _, c_in, c_noise = self._precondition(ctx_sigma)
+        context = self.dit.forward_context(c_in * (y + ctx_sigma[..., None, None, None] * ctx_noise),
+                                           c_noise, actions, is_first)
+
+        sigma = self.edm.sample_training_sigma((b, l), dev, generator)
         noise = torch.randn(y.shape, generator=generator, device=dev)
         x = y + sigma[..., None, None, None] * noise
-        c_skip, c_out, c_in, c_noise = self.edm.precondition(sigma)
-        e = lambda c: c[..., None, None, None]  # noqa: E731
-        out, feats, _ = self.dit.forward_sequence(e(c_in) * x, c_noise, actions, is_first)
+        c_skip, c_out, c_in, c_noise = self._precondition(sigma)
+        target_actions = actions
+        if cfg.action_dropout:  # the unconditional denoiser of classifier-free guidance
+            drop = torch.rand((b, l), generator=generator, device=dev) < cfg.action_dropout
+            target_actions = torch.where(drop, torch.full_like(actions, cfg.null_action), actions)
+        out = self.dit.forward_targets(c_in * x, c_noise, target_actions, context)
         # EDM loss lambda(sigma) * |D - y|^2 == |F - (y - c_skip x) / c_out|^2
-        target = (y - e(c_skip) * x) / e(c_out)
-        per_frame = ((out.float() - target) ** 2).mean(dim=(2, 3, 4))  # (B, L)
-        # Frames at context_sigma only serve as context: denoising them means predicting the noise
-        # itself (c_out ~ sigma), a loss of ~1 that carries no signal, so they are left out.
-        generated = (~is_ctx).float()
-        diffusion_loss = (per_frame * generated).sum() / generated.sum().clamp(min=1.0)
+        per_frame = ((out.float() - (y - c_skip * x) / c_out) ** 2).mean(dim=(2, 3, 4))  # (B, L)
+        diffusion_loss = per_frame.mean()
 
-        r_logits, t_logit = self.head_logits(feats)
+        r_logits, t_logit = self.head_logits(context.features)
         r_class = (torch.sign(rewards) + 1).long()
-        if cfg.heads_on_context_only and bool(is_ctx.any()):
-            mask = is_ctx.float()
-        else:
-            mask = torch.ones_like(rewards)
-        denom = mask.sum().clamp(min=1.0)
-        r_loss = (F.cross_entropy(r_logits.reshape(-1, 3), r_class.reshape(-1), reduction="none")
-                  .view(b, l) * mask).sum() / denom
-        t_loss = (F.binary_cross_entropy_with_logits(t_logit, terminals, reduction="none")
-                  * mask).sum() / denom
+        r_loss = F.cross_entropy(r_logits.reshape(-1, 3), r_class.reshape(-1))
+        t_loss = F.binary_cross_entropy_with_logits(t_logit, terminals)
         loss = (cfg.diffusion_loss_weight * diffusion_loss + cfg.reward_loss_weight * r_loss
                 + cfg.termination_loss_weight * t_loss)
 
         with torch.no_grad():
-            r_acc = ((r_logits.argmax(-1) == r_class).float() * mask).sum() / denom
-            t_acc = (((t_logit > 0).float() == (terminals > 0.5).float()).float() * mask).sum() / denom
-            ctx_loss = (per_frame * is_ctx).sum() / is_ctx.sum().clamp(min=1)
-        metrics = {
-            "loss": float(loss.detach()),
-            "diffusion_loss": float(diffusion_loss.detach()),
-            "diffusion_loss_context": float(ctx_loss),
-            "reward_loss": float(r_loss.detach()),
-            "termination_loss": float(t_loss.detach()),
-            "reward_acc": float(r_acc),
-            "termination_acc": float(t_acc),
-        }
+            high = sigma >= 1.0
+            metrics = {
+                "loss": float(loss.detach()),
+                "diffusion_loss": float(diffusion_loss.detach()),
+                "diffusion_loss_high_sigma": float(per_frame[high].mean()) if high.any() else float("nan"),
+                "diffusion_loss_low_sigma": float(per_frame[~high].mean()) if (~high).any() else float("nan"),
+                "reward_loss": float(r_loss.detach()),
+                "termination_loss": float(t_loss.detach()),
+                "reward_acc": float((r_logits.argmax(-1) == r_class).float().mean()),
+                "termination_acc": float(((t_logit > 0) == (terminals > 0.5)).float().mean()),
+            }
         return loss, metrics
 
-    def forward(self, batch: dict[str, Any], generator: torch.Generator | None = None
+    def forward(self, batch: Batch, generator: torch.Generator | None = None
                 ) -> tuple[torch.Tensor, dict[str, float]]:
         """Same as :meth:`loss` (so DDP / torch.compile wrappers can call the module)."""
         return self.loss(batch, generator)
@@ -193,14 +188,45 @@ class WorldModel(nn.Module):
             raise ValueError(f"action ids must be in [0, {n}] ({n} = NULL_ACTION), got "
                              f"[{int(a.min())}, {int(a.max())}]")
 
+    def denoise(self, x: torch.Tensor, sigma: torch.Tensor, prev_actions: torch.Tensor,
+                state: RADState) -> torch.Tensor:
+        """The denoiser D(x; sigma) for the next frame: x (B, C, H, W) noisy frame, sigma (B,), the
+        action that leads to it (B,); reads ``state`` without changing it. Returns float (B, C, H, W)."""
+        c_skip, c_out, c_in, c_noise = self._precondition(sigma)
+        return c_skip * x + c_out * self.dit.denoise_step(c_in * x, c_noise, prev_actions, state).float()
+
+    def sample_next(self, prev_actions: torch.Tensor, state: RADState, steps: int | None = None,
+                    generators: Sequence[torch.Generator] | None = None, sampler: str | None = None,
+                    guidance: float | None = None) -> torch.Tensor:
+        """Sample the next frame (float (B, C, H, W) in about [-1, 1]) from pure noise; state unchanged.
+
+        ``guidance`` (default: the config's) != 1 mixes in the action-free denoiser (classifier-free
+        guidance on the action, two network calls per step)."""
+        cfg = self.config
+        b = state.batch_size
+        w = cfg.guidance if guidance is None else guidance
+        sigmas = self.edm.karras_sigmas(cfg.sampling_steps if steps is None else steps, self.device)
+        noise = randn_rows((cfg.channels, cfg.image_size, cfg.image_size), b, generators, self.device)
+        null = torch.full_like(prev_actions, cfg.null_action)
+
+        def denoise(x: torch.Tensor, s: float) -> torch.Tensor:
+            sigma = torch.full((b,), s, device=x.device)
+            d = self.denoise(x, sigma, prev_actions, state)
+            if w != 1.0:
+                d_null = self.denoise(x, sigma, null, state)
+                d = d_null + w * (d - d_null)
+            return d
+
+        return sample(denoise, noise, sigmas, sampler or cfg.sampler)
+
     def _commit(self, y: torch.Tensor, prev_actions: torch.Tensor, state: RADState,
-                generators: Sequence[torch.Generator] | None):
+                generators: Sequence[torch.Generator] | None) -> tuple[RADState, torch.Tensor, torch.Tensor]:
         """Push clean frames y (B, C, H, W) into the context at ``context_sigma``."""
         b = y.shape[0]
         cs = self.config.context_sigma
         noise = randn_rows(y.shape[1:], b, generators, y.device)
-        sigma = torch.full((b,), cs, device=y.device)
-        _, feats, new_state = self.denoise_step(y + cs * noise, sigma, prev_actions, state, True)
+        _, _, c_in, c_noise = self._precondition(torch.full((b,), cs, device=y.device))
+        feats, new_state = self.dit.commit_step(c_in * (y + cs * noise), c_noise, prev_actions, state)
         reward, term = self.predict_outcome(feats)
         return new_state, reward, term
 
@@ -217,28 +243,14 @@ class WorldModel(nn.Module):
 
     @torch.no_grad()
     def imagine(self, prev_actions: Any, state: RADState, steps: int | None = None,
-                generators: Sequence[torch.Generator] | None = None, sampler: str | None = None):
+                generators: Sequence[torch.Generator] | None = None, sampler: str | None = None,
+                guidance: float | None = None) -> Imagined:
         """Sample the frame that ``prev_actions`` (B,) lead to and commit it.
 
-        Returns (frames uint8 (B, H, W, 3), reward (B,) float (expected sign in [-1, 1]),
-        terminated_prob (B,), new state). ``state`` is not modified. The denoising steps read
-        the state without writing it; the final frame (quantised to uint8, exactly like
-        ``observe``) is then committed at ``context_sigma``, which also gives the heads' outputs.
-        """
-        cfg = self.config
-        b = state.batch_size
-        a = self._actions(prev_actions, b)
-        steps = cfg.sampling_steps if steps is None else steps
-        sigmas = self.edm.karras_sigmas(steps, self.device)
-        shape = (cfg.channels, cfg.image_size, cfg.image_size)
-        noise = randn_rows(shape, b, generators, self.device)
-
-        def denoise(x: torch.Tensor, s: float) -> torch.Tensor:
-            sig = torch.full((b,), s, device=x.device)
-            d, _, _ = self.denoise_step(x, sig, a, state, want_state=False)
-            return d
-
-        x = sample(denoise, noise, sigmas, sampler or cfg.sampler)
-        frames = float_to_frames(x)
+        ``state`` is not modified. The denoising steps read the state without writing it; the final
+        frame (quantised to uint8, exactly like ``observe``) is then committed at ``context_sigma``,
+        which also gives the heads' outputs."""
+        a = self._actions(prev_actions, state.batch_size)
+        frames = float_to_frames(self.sample_next(a, state, steps, generators, sampler, guidance))
         new_state, reward, term = self._commit(frames_to_float(frames), a, state, generators)
-        return frames, reward, term, new_state
+        return Imagined(frames, reward, term, new_state)

@@ -1,0 +1,111 @@
+"""The one place that builds dream and real environments (as Stable-Baselines3's ``env_util``).
+
+Load the world model once with :func:`make_dream_core`, then build any number of envs over it::
+
+    core = make_dream_core("runs/tiny/model.pt", context="data/mm9", num_envs=16)
+    train_env = make_dream_sb3_vec_env(core)                  # PPO: one model call per step for all 16
+    eval_env = make_dream_sb3_vec_env(share_core(core, 4))    # same weights, its own 4 episodes
+    video_env = make_dream_env(core)                          # a single Gymnasium env, same weights
+    real = make_real_vec_env(2, max_steps=200)                # the real Memory Maze, as an SB3 VecEnv
+
+``DreamEnv``, ``DreamVectorEnv`` and ``DreamSB3VecEnv`` build their core here too when given none.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+import gymnasium as gym
+from gymnasium.vector import AutoresetMode
+
+from ..model import WorldModel
+from ..runtime import resolve_device
+from .context import resolve_start_frames
+from .core import DreamCore, load_dream_model
+from .specs import MEMORY_MAZE_SPEC, DreamSpec
+
+if TYPE_CHECKING:  # SB3 and the env classes load only when an env is built
+    from stable_baselines3.common.vec_env import VecEnv
+
+    from .vector import DreamVectorEnv
+
+
+def make_dream_core(checkpoint: str | os.PathLike | WorldModel | None = None, context: Any = None,
+                    num_envs: int = 1, *, spec: DreamSpec = MEMORY_MAZE_SPEC, device: str | Any = "auto",
+                    sampling_steps: int | None = None) -> DreamCore:
+    """A batch of ``num_envs`` dream episodes over one world model.
+
+    Args:
+        checkpoint: a RAD checkpoint path, None for the shipped default, or a ``WorldModel`` in memory.
+        context: where episodes start: recorded episodes (path), frames, a ``StartFrames``, or None
+            for the shipped start frames. Segments are one attention window long unless given.
+        spec: which dream env (action set, shipped defaults).
+        device: ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda:0"``, ...
+        sampling_steps: Euler steps per frame (None: the model's default).
+    """
+    device = resolve_device(device)
+    model, _ = load_dream_model(checkpoint, spec, device)
+    starts = resolve_start_frames(context, model.config.window, spec.default_context)
+    return DreamCore(model, starts, num_envs, sampling_steps=sampling_steps, device=device)
+
+
+def share_core(core: DreamCore, num_envs: int) -> DreamCore:
+    """A new batch of ``num_envs`` dream episodes that reuses ``core``'s model and start frames."""
+    return DreamCore(core.model, core.starts, num_envs, sampling_steps=core.sampling_steps, device=core.device,
+                     reward_threshold=core.reward_threshold, termination_threshold=core.termination_threshold)
+
+
+def make_dream_env(core: DreamCore, max_episode_steps: int | None = None, *, spec: DreamSpec = MEMORY_MAZE_SPEC,
+                   render_mode: str | None = None) -> gym.Env:
+    """A single dream env (its own batch of 1 over ``core``'s model) with the episode time limit."""
+    from .dream import DreamEnv
+
+    env = DreamEnv(spec, core=share_core(core, 1), render_mode=render_mode)
+    return gym.wrappers.TimeLimit(env, max_episode_steps or spec.max_episode_steps)
+
+
+def make_dream_vector_env(core: DreamCore, max_episode_steps: int | None = None, *,
+                          spec: DreamSpec = MEMORY_MAZE_SPEC,
+                          autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP) -> "DreamVectorEnv":
+    """A Gymnasium vector env over ``core``'s batch (one model call per step for all envs)."""
+    from .vector import DreamVectorEnv
+
+    return DreamVectorEnv(core.num_envs, spec, core=core, max_episode_steps=max_episode_steps,
+                          autoreset_mode=autoreset_mode)
+
+
+def make_dream_sb3_vec_env(core: DreamCore, max_episode_steps: int | None = None, *,
+                           spec: DreamSpec = MEMORY_MAZE_SPEC, monitor: bool = True) -> "VecEnv":
+    """An SB3 ``VecEnv`` over ``core``'s batch, with episode statistics (``VecMonitor``) by default."""
+    from stable_baselines3.common.vec_env import VecMonitor
+
+    from .sb3 import DreamSB3VecEnv
+
+    vector = make_dream_vector_env(core, max_episode_steps, spec=spec, autoreset_mode=AutoresetMode.SAME_STEP)
+    venv = DreamSB3VecEnv(core.num_envs, vector_env=vector)
+    return VecMonitor(venv) if monitor else venv
+
+
+def make_real_env(max_steps: int | None = None, size: int = 9) -> gym.Env:
+    """The real Memory Maze (Gymnasium API), cut to ``max_steps`` if that is shorter than the task."""
+    from .memory_maze import MemoryMazeEnv
+
+    env: gym.Env = MemoryMazeEnv(size)
+    if max_steps is not None and max_steps < env.unwrapped.max_steps:
+        env = gym.wrappers.TimeLimit(env, max_steps)
+    return env
+
+
+def make_real_vec_env(num_envs: int, max_steps: int | None = None, *, size: int = 9,
+                      subprocess: bool = False) -> "VecEnv":
+    """``num_envs`` real Memory Mazes as an SB3 VecEnv, each with a ``Monitor`` (episode statistics);
+    in subprocesses with ``subprocess=True``."""
+    from stable_baselines3.common.monitor import Monitor
+    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
+
+    def make() -> gym.Env:
+        return Monitor(make_real_env(max_steps, size))
+
+    makers = [make for _ in range(num_envs)]
+    return SubprocVecEnv(makers) if subprocess and num_envs > 1 else DummyVecEnv(makers)

@@ -1,0 +1,151 @@
+"""Open-loop rollouts from real context, the two baselines every number is shown beside, and tables.
+
+Baselines: *copy-last* repeats the last real context frame at every horizon; *mean frame* is the
+per-pixel mean of the evaluation frames. A useful world model beats both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..metrics import frame_metrics
+
+#: Horizon buckets (first frame of each; the last runs to the end of the rollout).
+BUCKET_STARTS = (1, 2, 17, 33, 65, 129, 257)
+
+
+@torch.no_grad()
+def observe_frames(model, frames: torch.Tensor, prev_actions: torch.Tensor, state=None, generators=None):
+    """Commit real frames uint8 (B, T, H, W, 3) reached by ``prev_actions`` (B, T); returns the state."""
+    device = model.device
+    state = model.init_state(frames.shape[0], device=device) if state is None else state
+    for t in range(frames.shape[1]):
+        state = model.observe(frames[:, t].to(device), prev_actions[:, t].to(device), state, generators=generators)
+    return state
+
+
+@torch.no_grad()
+def dream_rollout(model, frames: np.ndarray | torch.Tensor, prev_actions: np.ndarray | torch.Tensor, context: int,
+                  steps: int | None = None, seed: int = 0, sampler: str | None = None) -> np.ndarray:
+    """Observe ``frames[:, :context]``, then imagine the rest from the true ``prev_actions``.
+
+    frames uint8 (B, T, H, W, 3), prev_actions int64 (B, T). Row ``i`` samples with its own generator
+    seeded ``seed + i``. Returns uint8 (B, T - context, H, W, 3)."""
+    frames_t = torch.as_tensor(np.asarray(frames))
+    actions_t = torch.as_tensor(np.asarray(prev_actions), dtype=torch.long)
+    device = model.device
+    generators = [torch.Generator(device=device).manual_seed(seed + i) for i in range(len(frames_t))]
+    state = observe_frames(model, frames_t[:, :context], actions_t[:, :context], generators=generators)
+    out = []
+    for t in range(context, actions_t.shape[1]):
+        frame, _, _, state = model.imagine(actions_t[:, t].to(device), state, steps=steps, generators=generators,
+                                           sampler=sampler)
+        out.append(frame.cpu().numpy())
+    return np.stack(out, 1)
+
+
+def psnr(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Per-frame PSNR (dB, capped at 100) of uint8 frames (..., H, W, 3)."""
+    diff = pred.astype(np.float32) / 255.0 - target.astype(np.float32) / 255.0
+    mse = np.mean(diff * diff, axis=(-3, -2, -1))
+    return np.minimum(10 * np.log10(1.0 / np.maximum(mse, 1e-10)), 100.0)
+
+
+def ssim(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Per-frame SSIM of uint8 frames (..., H, W, 3)."""
+    lead = pred.shape[:-3]
+    p = torch.from_numpy(np.ascontiguousarray(pred.reshape(-1, *pred.shape[-3:])))
+    t = torch.from_numpy(np.ascontiguousarray(target.reshape(-1, *target.shape[-3:])))
+    return frame_metrics(p, t)["ssim"].numpy().reshape(lead)
+
+
+@dataclass
+class RolloutScores:
+    """Per-frame scores (N, H) of the model and the baselines against the real frames."""
+
+    psnr: dict[str, np.ndarray]  # "model", "copy-last", "mean frame"
+    ssim: dict[str, np.ndarray]
+
+
+def score_rollout(dream: np.ndarray, real: np.ndarray, last_context: np.ndarray, mean_frame: np.ndarray
+                  ) -> RolloutScores:
+    """dream/real uint8 (N, H, ...); last_context (N, ...) the last real frame; mean_frame (...)."""
+    copy = np.broadcast_to(last_context[:, None], real.shape)
+    mean = np.broadcast_to(mean_frame, real.shape)
+    preds = {"model": dream, "copy-last": copy, "mean frame": mean}
+    return RolloutScores(psnr={k: psnr(v, real) for k, v in preds.items()},
+                         ssim={k: ssim(v, real) for k, v in preds.items()})
+
+
+def mean_image(frames: np.ndarray) -> np.ndarray:
+    """Per-pixel mean frame (uint8) of frames (..., H, W, 3)."""
+    return np.round(frames.reshape(-1, *frames.shape[-3:]).astype(np.float64).mean(0)).astype(np.uint8)
+
+
+def horizon_masks(num_clips: int, horizon: int, starts: tuple[int, ...] = BUCKET_STARTS) -> dict[str, np.ndarray]:
+    """Boolean masks (N, H) selecting each horizon bucket ``h = a-b`` (h counts from 1) and ``all``."""
+    h = np.broadcast_to(np.arange(1, horizon + 1), (num_clips, horizon))
+    masks = {}
+    bounds = [s for s in starts if s <= horizon]
+    for lo, hi in zip(bounds, bounds[1:] + [horizon + 1]):
+        masks[f"h={lo}" if hi - 1 == lo else f"h={lo}-{hi - 1}"] = (h >= lo) & (h < hi)
+    masks["all"] = np.ones((num_clips, horizon), bool)
+    return masks
+
+
+def revisit_mask(agent_pos: np.ndarray, agent_dir: np.ndarray, window: int, min_cos: float = 0.7) -> np.ndarray:
+    """``mask[t]``: the agent's cell and heading at frame t were seen at some frame ``j <= t - window``."""
+    cells = np.floor(agent_pos).astype(np.int64)
+    direction = agent_dir / np.maximum(np.linalg.norm(agent_dir, axis=-1, keepdims=True), 1e-8)
+    mask = np.zeros(len(cells), dtype=bool)
+    for t in range(window, len(cells)):
+        earlier = slice(0, t - window + 1)
+        same_cell = np.all(cells[earlier] == cells[t], axis=-1)
+        facing = direction[earlier] @ direction[t] >= min_cos
+        mask[t] = bool(np.any(same_cell & facing))
+    return mask
+
+
+def rollout_table(scores: RolloutScores, masks: dict[str, np.ndarray]) -> list[dict[str, float | str | int]]:
+    """One row per mask: frame count and mean PSNR/SSIM of model and baselines."""
+    rows = []
+    for name, mask in masks.items():
+        if not mask.any():
+            continue
+        row: dict[str, float | str | int] = {"frames": name, "n": int(mask.sum())}
+        for metric, values in (("psnr", scores.psnr), ("ssim", scores.ssim)):
+            for who, v in values.items():
+                row[f"{who} {metric}"] = float(v[mask].mean())
+        rows.append(row)
+    return rows
+
+
+def stability_table(dream: np.ndarray, real: np.ndarray, last_context: np.ndarray, masks: dict[str, np.ndarray]
+                    ) -> list[dict]:
+    """Does the dream keep changing like the real video, and stay different across clips?
+
+    ``change``: mean absolute difference between consecutive frames (grey levels of 255; at h=1 from the
+    last real context frame);
+    ``cross-clip PSNR``: mean PSNR between different clips at the same horizon (a dream collapsed to one
+    texture scores far higher than the real frames do)."""
+    def change(v: np.ndarray) -> np.ndarray:
+        seq = np.concatenate([last_context[:, None], v], axis=1).astype(np.int16)
+        return np.abs(np.diff(seq, axis=1)).mean(axis=(-3, -2, -1))
+
+    def cross(v: np.ndarray) -> np.ndarray:
+        n = len(v)
+        if n < 2:
+            return np.full(v.shape[:2], np.nan)
+        pairs = [psnr(v[i], v[j]) for i in range(n) for j in range(i + 1, n)]
+        return np.broadcast_to(np.mean(pairs, axis=0), v.shape[:2])
+
+    values = {"dream change": change(dream), "real change": change(real),
+              "dream cross-clip PSNR": cross(dream), "real cross-clip PSNR": cross(real)}
+    rows = []
+    for name, mask in masks.items():
+        if mask.any():
+            rows.append({"frames": name, **{k: float(v[mask].mean()) for k, v in values.items()}})
+    return rows

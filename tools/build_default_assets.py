@@ -1,13 +1,21 @@
 """Build the embedded default: a tiny RAD checkpoint + real start frames shipped in rad_env/assets.
 
-Exactly how the shipped files were made (see README "Embedded default"):
+Exactly how the shipped files were made (see README "The embedded default"), on a 2-core CPU:
 
-    python collect/record.py --env memory-maze-9x9 --episodes 40 --steps 500 --policy explore \\
-        --workers 2 --seed 0 --out data/mm9
-    python -m rad_env.train --data data/mm9 --preset tiny --steps 1500 --time-limit 3000 --threads 1 --out runs/default
-    python -m rad_env.train --data data/mm9 --preset tiny --steps 3000 --time-limit 1380 --threads 2 --resume \
-        --out runs/default
-    python tools/build_default_assets.py --checkpoint runs/default/model.pt --data data/mm9 --sampling-steps 1
+    # training data (~15 min with 2 workers): explore walks, and walks that sometimes look around
+    python collect/record.py --env memory-maze-9x9 --policy explore --noise 0.25 --episodes 48 --steps 500 \
+        --seed 0 --workers 2 --out data/mix/explore
+    python collect/record.py --env memory-maze-9x9 --policy explore --noise 0.25 --look-around 0.03 \
+        --episodes 24 --steps 500 --seed 2 --workers 2 --out data/mix/look
+    # held-out test episodes, a seed never used for training (~4 min)
+    python collect/record.py --env memory-maze-9x9 --policy explore --noise 0.25 --episodes 12 --steps 500 \
+        --seed 1 --workers 2 --out data/mm9_test
+    # ~72 min on 2 threads (2.7 s per step of 8 x 16 frames)
+    python -m rad_env.train --data data/mix --preset tiny --threads 2 --steps 1600 --out runs/default
+    python tools/build_default_assets.py --checkpoint runs/default/model.pt --data data/mix \
+        --set sampling_steps=3 context_sigma=0.1
+    python -m rad_env.evaluate --checkpoint rad_env/assets/memory_maze_tiny.pt --data data/mm9_test \
+        --episodes 12 --out runs/default/eval --report
 
 The checkpoint is stored with half-precision weights (loaded back as float32) to stay a few MB;
 the start frames are the first ``window`` frames of the held-out episodes.

@@ -10,7 +10,7 @@ Exactly how the shipped files were made (see README "The embedded default"), on 
     # held-out test episodes, a seed never used for training (~4 min)
     python collect/record.py --env memory-maze-9x9 --policy explore --noise 0.25 --episodes 12 --steps 500 \
         --seed 1 --workers 2 --out data/mm9_test
-    # ~72 min on 2 threads (2.7 s per step of 8 x 16 frames)
+    # 77 min on 2 threads (2.9 s per step of 8 x 16 frames)
     python -m rad_env.train --data data/mix --preset tiny --threads 2 --steps 1600 --out runs/default
     python tools/build_default_assets.py --checkpoint runs/default/model.pt --data data/mix \
         --set sampling_steps=3 context_sigma=0.1

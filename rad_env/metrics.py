@@ -17,11 +17,22 @@ def _to_float(frames: torch.Tensor) -> torch.Tensor:
     return frames.permute(0, 3, 1, 2).float() / 255.0
 
 
-def frame_metrics(pred: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Per-frame PSNR (dB) and SSIM for matching uint8 frame batches ``(N, H, W, 3)``."""
+def _pair(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     if pred.shape != target.shape:
         raise ValueError(f"shape mismatch: {tuple(pred.shape)} vs {tuple(target.shape)}")
-    p, t = _to_float(pred), _to_float(target)
-    psnr = peak_signal_noise_ratio(p, t, data_range=1.0, reduction="none", dim=(1, 2, 3))
-    ssim = structural_similarity_index_measure(p, t, data_range=1.0, reduction="none")
-    return {"psnr": psnr.clamp(max=100.0), "ssim": ssim}
+    return _to_float(pred), _to_float(target)
+
+
+def _psnr(p: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    return peak_signal_noise_ratio(p, t, data_range=1.0, reduction="none", dim=(1, 2, 3)).clamp(max=100.0)
+
+
+def frame_psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-frame PSNR (dB, capped at 100) for matching uint8 frame batches ``(N, H, W, 3)``."""
+    return _psnr(*_pair(pred, target))
+
+
+def frame_metrics(pred: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-frame PSNR (dB) and SSIM for matching uint8 frame batches ``(N, H, W, 3)``."""
+    p, t = _pair(pred, target)
+    return {"psnr": _psnr(p, t), "ssim": structural_similarity_index_measure(p, t, data_range=1.0, reduction="none")}

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..metrics import frame_metrics
+from ..metrics import frame_metrics, frame_psnr
 
 #: Horizon buckets (first frame of each; the last runs to the end of the rollout).
 BUCKET_STARTS = (1, 2, 17, 33, 65, 129, 257)
@@ -47,19 +47,19 @@ def dream_rollout(model, frames: np.ndarray | torch.Tensor, prev_actions: np.nda
     return np.stack(out, 1)
 
 
+def _frames(x: np.ndarray) -> torch.Tensor:
+    """uint8 frames (..., H, W, 3) as one torch batch (N, H, W, 3) (no copy when contiguous)."""
+    return torch.from_numpy(np.ascontiguousarray(x).reshape(-1, *x.shape[-3:]))
+
+
 def psnr(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
     """Per-frame PSNR (dB, capped at 100) of uint8 frames (..., H, W, 3)."""
-    diff = pred.astype(np.float32) / 255.0 - target.astype(np.float32) / 255.0
-    mse = np.mean(diff * diff, axis=(-3, -2, -1))
-    return np.minimum(10 * np.log10(1.0 / np.maximum(mse, 1e-10)), 100.0)
+    return frame_psnr(_frames(pred), _frames(target)).numpy().reshape(pred.shape[:-3])
 
 
-def ssim(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Per-frame SSIM of uint8 frames (..., H, W, 3)."""
-    lead = pred.shape[:-3]
-    p = torch.from_numpy(np.ascontiguousarray(pred.reshape(-1, *pred.shape[-3:])))
-    t = torch.from_numpy(np.ascontiguousarray(target.reshape(-1, *target.shape[-3:])))
-    return frame_metrics(p, t)["ssim"].numpy().reshape(lead)
+def psnr_and_ssim(pred: np.ndarray, target: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-frame PSNR and SSIM of uint8 frames (..., H, W, 3), in one pass."""
+    return {k: v.numpy().reshape(pred.shape[:-3]) for k, v in frame_metrics(_frames(pred), _frames(target)).items()}
 
 
 @dataclass
@@ -75,9 +75,9 @@ def score_rollout(dream: np.ndarray, real: np.ndarray, last_context: np.ndarray,
     """dream/real uint8 (N, H, ...); last_context (N, ...) the last real frame; mean_frame (...)."""
     copy = np.broadcast_to(last_context[:, None], real.shape)
     mean = np.broadcast_to(mean_frame, real.shape)
-    preds = {"model": dream, "copy-last": copy, "mean frame": mean}
-    return RolloutScores(psnr={k: psnr(v, real) for k, v in preds.items()},
-                         ssim={k: ssim(v, real) for k, v in preds.items()})
+    scores = {k: psnr_and_ssim(v, real) for k, v in {"model": dream, "copy-last": copy, "mean frame": mean}.items()}
+    return RolloutScores(psnr={k: v["psnr"] for k, v in scores.items()},
+                         ssim={k: v["ssim"] for k, v in scores.items()})
 
 
 def mean_image(frames: np.ndarray) -> np.ndarray:

@@ -6,7 +6,6 @@ it exactly like a dream-trained agent (same options as ``agents.train_ppo``).
 
 from __future__ import annotations
 
-import sys
 from typing import Any, Sequence
 
 from rad_env.cli import run_cli
@@ -16,19 +15,13 @@ from . import train_ppo
 PROG = "python -m agents.train_real"
 
 
-def with_real_defaults(argv: Sequence[str]) -> list[str]:
-    """``argv`` with ``--train-env real`` and ``--out runs/ppo_real`` unless they are given."""
-    argv = list(argv)
-    if not any(a == "--train-env" or a.startswith("--train-env=") for a in argv):
-        argv = ["--train-env", "real", *argv]
-    if not any(a == "--out" or a.startswith("--out=") for a in argv):
-        argv += ["--out", "runs/ppo_real"]
-    return argv
+#: Defaults laid under the flags the user gives.
+REAL_DEFAULTS = {"train_env": "real", "out": "runs/ppo_real"}
 
 
 def cli(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """:func:`agents.train_ppo.cli` with the real Memory Maze as the training env; returns the summary."""
-    return train_ppo.cli(with_real_defaults(sys.argv[1:] if argv is None else argv))
+    return train_ppo.run(train_ppo.parse_config(argv, base=REAL_DEFAULTS))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -338,23 +338,23 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                     for key, value in row.items():
                         if key != "step":
                             tb.add_scalar(f"train/{key}", value, step)
-            if step % cfg.ckpt_every == 0:
+            if step % cfg.ckpt_every == 0 and step < cfg.steps:  # the last step is saved below
                 checkpoint(last_path, with_train_state=True)
                 training_curves_png(out / "metrics.csv", out / "curves.png")
         if cfg.time_limit and elapsed > cfg.time_limit:
             break
     bar.close()
-    summary = {"step": step, "loss": loss_value, "frames_per_s": fps if step > start_step else 0.0,
+    summary = {"step": step, "loss": loss_value, "frames_per_s": fps,
                "seconds": time.perf_counter() - start, "parameters": model.num_parameters(),
                "checkpoint": str(out / "model.pt"), **{f"final_{k}": v for k, v in metrics.items()}}
     if ddp.is_main:
         checkpoint(last_path, with_train_state=True)
         checkpoint(out / "model.pt", with_train_state=False)
-        (out / "summary.json").write_text(json.dumps(summary, indent=2))
         log_file.close()
         curves = training_curves_png(out / "metrics.csv", out / "curves.png")
         if curves:
             summary["curves"] = str(curves)
+        (out / "summary.json").write_text(json.dumps(summary, indent=2))
         if tb is not None:
             tb.close()
     if ddp.enabled:

@@ -82,10 +82,5 @@ class Batch:
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> "Batch":
         move = lambda t: t.to(device, non_blocking=non_blocking)  # noqa: E731
-        return Batch(move(self.frames), move(self.prev_actions), move(self.rewards), move(self.terminated),
-                     move(self.is_first), {k: move(v) for k, v in self.extras.items()})
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        """(B, L)."""
-        return tuple(self.prev_actions.shape)  # type: ignore[return-value]
+        return Batch(**{f.name: move(getattr(self, f.name)) for f in fields(self) if f.name != "extras"},
+                     extras={k: move(v) for k, v in self.extras.items()})

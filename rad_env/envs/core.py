@@ -88,7 +88,7 @@ class DreamCore:
         frames, prev_actions = self.starts.sample(rng)
         self.generators[i].manual_seed(int(rng.integers(2**63 - 1)))
         if prev_actions is None:  # unknown: the null action (as after a reset)
-            prev_actions = np.full(len(frames), self.num_actions, np.int64)
+            prev_actions = np.full(len(frames), self.model.config.null_action, np.int64)
         state = self.model.init_state(1, device=self.device)
         for t in range(len(frames)):
             frame = torch.from_numpy(np.ascontiguousarray(frames[t][None])).to(self.device)

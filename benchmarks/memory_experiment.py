@@ -212,7 +212,7 @@ def verdict(agg: dict, memories: list[str], has_positions: bool, horizon: int, w
                         if "full" in agg[row] else ""))
     if not any("revisit" in r for r in agg):
         if not has_positions:
-            reason = "the data has no agent_pos/agent_dir extras"
+            reason = "the data has no positions (agent_pos/agent_dir or x/z/yaw extras)"
         elif horizon < window:
             reason = f"no dreamed frame lies beyond the window (horizon {horizon} < window {window})"
         else:
@@ -295,7 +295,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"note: horizon {args.horizon} + context {args.context} exceeds the shortest episode "
               f"({shortest} frames): horizon set to {horizon}")
         args.horizon = horizon
-    has_positions = "agent_pos" in store.group(store.episodes[0])
+    first = store.group(store.episodes[0])
+    has_positions = "agent_pos" in first or all(k in first for k in ("x", "z", "yaw"))
     store.close()
 
     settings = {"data_source": str(Path(args.data)), "data_snapshot": str(data), "episodes_in_data": n_episodes,

@@ -1,4 +1,4 @@
-"""Frame helpers shared by the recorders and importers: resizing and video reading."""
+"""Frame helpers shared by the recorders and importers: squaring, resizing and video reading."""
 
 from __future__ import annotations
 
@@ -39,6 +39,32 @@ def resize_frames(frames: np.ndarray, size: int | None) -> np.ndarray:
     return out
 
 
+SQUARE_RULES = ("crop", "letterbox")
+
+
+def square_frames(frames: np.ndarray, rule: str = "crop") -> np.ndarray:
+    """Make ``uint8 (N, H, W, 3)`` frames square: ``crop`` keeps the centred ``min(H, W)`` square (a
+    16:9 Minecraft frame loses its left and right edges), ``letterbox`` pads the short side with black
+    bars to ``max(H, W)`` (the whole view, smaller). Square frames are returned unchanged."""
+    frames = np.asarray(frames)
+    if rule not in SQUARE_RULES:
+        raise ValueError(f"square rule must be one of {SQUARE_RULES}, got {rule!r}")
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"expected frames of shape (N, H, W, 3), got {frames.shape}")
+    n, h, w, _ = frames.shape
+    if h == w:
+        return frames
+    if rule == "crop":
+        side = min(h, w)
+        top, left = (h - side) // 2, (w - side) // 2
+        return np.ascontiguousarray(frames[:, top:top + side, left:left + side])
+    side = max(h, w)
+    out = np.zeros((n, side, side, 3), np.uint8)
+    top, left = (side - h) // 2, (side - w) // 2
+    out[:, top:top + h, left:left + w] = frames
+    return out
+
+
 def read_video(path: str | os.PathLike) -> np.ndarray:
     """All frames of a video file (mp4 via imageio's ffmpeg plugin) as ``uint8 (N, H, W, 3)``."""
     import imageio.v3 as iio
@@ -46,8 +72,9 @@ def read_video(path: str | os.PathLike) -> np.ndarray:
     path = Path(path)
     try:
         frames = iio.imread(path)
-    except Exception as exc:
-        raise ValueError(f"{path}: cannot decode video: {exc}") from exc
+    except Exception as exc:  # ffmpeg's message is its whole log: keep its last line (the reason)
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        raise ValueError(f"{path}: cannot decode video: {lines[-1] if lines else type(exc).__name__}") from exc
     frames = np.asarray(frames)
     if frames.ndim == 3 and frames.shape[-1] == 3:  # a single frame
         frames = frames[None]

@@ -5,6 +5,7 @@ Usage (one CLI, reached through the recorder or directly)::
     python collect/record.py import memory-maze SRC --out DIR      # Memory Maze offline dataset (NPZ)
     python collect/record.py import teco SRC --out DIR --frame-size 64   # TECO Minecraft (npz / mp4+npz)
     python collect/record.py import minerl SRC --out DIR           # MineRL-v0 trajectory folders
+    python collect/record.py import rad-minecraft SRC --out DIR    # the RAD authors' Minecraft (mp4 + npz)
     python -m collect.importers teco SRC --out DIR                 # same CLI
 
 ``SRC`` is one input (file or trajectory folder) or a directory searched recursively. Inputs are
@@ -14,7 +15,7 @@ maps each episode file to its input; ``--resume`` skips inputs already imported 
 leftover ``*.tmp`` files). An input that cannot be converted stops the import with an error naming
 the file; with ``--skip-bad`` the import goes on and every skipped input is listed at the end
 (exit status 1). Formats and conversion rules are documented in :mod:`collect.import_memory_maze`,
-:mod:`collect.import_teco` and :mod:`collect.import_minerl`.
+:mod:`collect.import_teco`, :mod:`collect.import_minerl` and :mod:`collect.import_rad_minecraft`.
 """
 
 from __future__ import annotations
@@ -66,12 +67,13 @@ class ImportSummary:
 
 
 def _importers() -> dict[str, Importer]:
-    from collect import import_memory_maze, import_minerl, import_teco
+    from collect import import_memory_maze, import_minerl, import_rad_minecraft, import_teco
 
     return {
         "memory-maze": Importer("memory-maze", import_memory_maze.find_inputs, import_memory_maze.convert),
         "teco": Importer("teco", import_teco.find_inputs, import_teco.convert),
         "minerl": Importer("minerl", import_minerl.find_inputs, import_minerl.convert),
+        "rad-minecraft": Importer("rad-minecraft", import_rad_minecraft.find_inputs, import_rad_minecraft.convert),
     }
 
 
@@ -169,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="record.py import",
         description=__doc__.split("\n\n")[0] + " Inputs are converted one episode each into DIR/ep<seq>.h5.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="kind", required=True, metavar="{memory-maze,teco,minerl}")
+    sub = parser.add_subparsers(dest="kind", required=True, metavar="{memory-maze,teco,minerl,rad-minecraft}")
 
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("src", help="input file/folder, or a directory searched recursively")
@@ -180,7 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--compression-level", type=int, default=4, help="gzip level of obs chunks")
         p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    from collect import import_memory_maze, import_minerl, import_teco
+    from collect import import_memory_maze, import_minerl, import_rad_minecraft, import_teco
+    from collect.frames import SQUARE_RULES
 
     p = sub.add_parser("memory-maze", help="Memory Maze offline dataset: one NPZ per trajectory",
                        description=import_memory_maze.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -199,14 +202,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="|camera yaw| (degrees) above which a step maps to turn left/right")
     p.add_argument("--source", default=None, help="source name (default: minerl-v0/<env folder name>)")
     p.add_argument("--allow-pickle", action="store_true", help="allow object arrays in rendered.npz (trusted files)")
+    p = sub.add_parser("rad-minecraft", help="the RAD authors' Minecraft: NNNNNN.mp4 + NNNNNN.npz (4 or 8 columns)",
+                       description=import_rad_minecraft.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    common(p)
+    p.add_argument("--frame-size", type=int, default=import_rad_minecraft.DEFAULT_FRAME_SIZE,
+                   help="square frame size after --square (default: %(default)s)")
+    p.add_argument("--square", choices=SQUARE_RULES, default="crop",
+                   help="16:9 -> square: centre crop or letterbox (default: %(default)s)")
+    p.add_argument("--source", default="rad-minecraft", help="source name stored in the files")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     options: dict[str, Any] = {"source": args.source}
-    if args.kind in ("teco", "minerl"):
+    if args.kind in ("teco", "minerl", "rad-minecraft"):
         options["frame_size"] = args.frame_size
+    if args.kind == "rad-minecraft":
+        options["square"] = args.square
     if args.kind == "minerl":
         options["yaw_threshold"] = args.yaw_threshold
         options["allow_pickle"] = args.allow_pickle

@@ -4,6 +4,7 @@ Every policy has ``reset(info, seed)`` (called after ``env.reset``; ``seed`` re-
 generator so an episode is reproducible) and ``__call__(obs, info) -> int`` (an action id).
 
 - :class:`RandomPolicy`: uniform over ``n`` actions, with optional action repeat / sticky actions.
+- :class:`WalkerPolicy`: Minecraft (``minecraft-walk`` ids): the RAD authors' scripted walker.
 - :class:`ExplorePolicy`: Memory Maze only. Walks along BFS shortest paths to random free cells of
   the maze with action noise (like the Memory Maze offline dataset), so places get revisited.
 
@@ -66,6 +67,41 @@ class RandomPolicy:
                 return self._action
         self._action = int(self.rng.choice(self.num_actions, p=self.probs))
         self._left = self.repeat - 1
+        return self._action
+
+
+class WalkerPolicy:
+    """The RAD authors' Minecraft walker: every ``repeat`` steps it draws forward (probability
+    ``forward``, else no move), a 20-degree turn left or right (``turn`` each) and a jump (``jump``),
+    and holds that action. Returns ``minecraft-walk`` ids (:data:`rad_env.data.MINECRAFT_WALK`)."""
+
+    def __init__(self, *, forward: float = 0.95, turn: float = 0.25, jump: float = 0.2, repeat: int = 5,
+                 seed: int | None = None) -> None:
+        for name, p in (("forward", forward), ("turn", turn), ("jump", jump)):
+            if not 0.0 <= p <= 1.0:
+                raise ValueError(f"walker {name} probability must lie in [0, 1], got {p}")
+        if 2 * turn > 1.0:
+            raise ValueError(f"walker turn probability is per side and must be <= 0.5, got {turn}")
+        if repeat < 1:
+            raise ValueError(f"repeat must be >= 1, got {repeat}")
+        self.forward, self.turn, self.jump, self.repeat = forward, turn, jump, repeat
+        self.rng = np.random.default_rng(seed)
+        self._action, self._count = 0, 0
+
+    def reset(self, info: dict[str, Any] | None = None, seed: int | None = None) -> None:
+        if seed is not None:
+            self.rng = np.random.default_rng(seed)
+        self._count = 0
+
+    def __call__(self, obs: Any = None, info: dict[str, Any] | None = None) -> int:
+        from rad_env.data import walk_action_ids
+
+        if self._count % self.repeat == 0:
+            forward = int(self.rng.random() < self.forward)
+            turn = int(self.rng.choice([-1, 0, 1], p=[self.turn, 1 - 2 * self.turn, self.turn]))
+            jump = int(self.rng.random() < self.jump)
+            self._action = int(walk_action_ids([[forward, 0, jump, turn]])[0])
+        self._count += 1
         return self._action
 
 
@@ -216,9 +252,11 @@ class ExplorePolicy:
 
 
 def make_policy(kind: str, num_actions: int, *, seed: int | None = None, **kwargs: Any):
-    """``kind`` is ``random`` or ``explore``; ``kwargs`` go to the policy's constructor."""
+    """``kind`` is ``random``, ``explore`` or ``walker``; ``kwargs`` go to the policy's constructor."""
     if kind == "random":
         return RandomPolicy(num_actions, seed=seed, **kwargs)
     if kind == "explore":
         return ExplorePolicy(seed=seed, **kwargs)
-    raise ValueError(f"unknown policy {kind!r}; choose 'random' or 'explore'")
+    if kind == "walker":
+        return WalkerPolicy(seed=seed, **kwargs)
+    raise ValueError(f"unknown policy {kind!r}; choose 'random', 'explore' or 'walker'")

@@ -21,6 +21,7 @@ Importing existing datasets (same schema, see :mod:`collect.importers`)::
     python collect/record.py import memory-maze SRC --out DIR
     python collect/record.py import teco SRC --out DIR --frame-size 64
     python collect/record.py import minerl SRC --out DIR
+    python collect/record.py import rad-minecraft SRC --out DIR --frame-size 64
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import queue as queue_module
 import sys
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -48,7 +49,8 @@ from rad_env.data.writer import TMP_SUFFIX
 PROG = "record.py"
 CONFIG_FILE = "record.json"
 #: Settings that must match on --resume (everything that changes the recorded data).
-RESUME_KEYS = ("env", "steps", "policy", "policy_kwargs", "workers", "seed", "frame_size", "minerl_env_id")
+RESUME_KEYS = ("env", "steps", "policy", "policy_kwargs", "workers", "seed", "frame_size", "minerl_env_id",
+               "minerl_actions")
 _STEP_REPORT_EVERY = 10
 
 
@@ -66,13 +68,18 @@ class RecordConfig:
     steps: int | None = option(None, "steps per episode (default: the env's own length, e.g. 1000 for "
                                      "memory-maze-9x9, 6000 for minerl-navigate)")
     policy: str = option("random", "random: uniform actions; explore: BFS walks to random maze cells with "
-                                   "action noise (Memory Maze only)", choices=("random", "explore"))
+                                   "action noise (Memory Maze only); walker: the RAD authors' Minecraft walker "
+                                   "(minerl-navigate with --minerl-actions minecraft-walk)",
+                         choices=("random", "explore", "walker"))
     policy_kwargs: dict[str, Any] = field(default_factory=dict)  # from PolicyOptions on the command line
     workers: int = option(1, "parallel worker processes, shards <out>/w<k>/")
     seed: int = option(0, "base seed; episode seeds derive from (seed, worker, index)")
     frame_size: int | None = option(None, "square frame size (Memory Maze renders at it; MineRL pov is "
                                           "resized); default 64")
     minerl_env_id: str = option("MineRLNavigate-v0", "gym id for minerl-navigate")
+    minerl_actions: str = option("minecraft", "action set of minerl-navigate: minecraft (TECO's 4 ids) or "
+                                              "minecraft-walk (the RAD authors' forward/back/jump x +-20 degree "
+                                              "turns, 18 ids)", choices=("minecraft", "minecraft-walk"))
     resume: bool = option(False, "continue a killed or shorter run in --out")
     compression_level: int = option(4, "gzip level of obs chunks")
     progress: bool = option(True, "show a progress bar")
@@ -95,6 +102,8 @@ class PolicyOptions:
             if self.look_around:  # only when used: older record.json files stay resumable
                 kwargs["look_around"] = self.look_around
             return kwargs
+        if policy == "walker":  # the RAD authors' settings (collect_mc's SimpleAgent)
+            return {}
         return {"repeat": self.action_repeat, "sticky": self.sticky}
 
 
@@ -133,7 +142,7 @@ def run_worker(job: WorkerJob, report: Callable[[tuple], None]) -> None:
         report(("done", k, None))
         return
     source = make_source(cfg.env, frame_size=cfg.frame_size, env_factory=job.env_factory,
-                         minerl_env_id=cfg.minerl_env_id)
+                         minerl_env_id=cfg.minerl_env_id, minerl_actions=cfg.minerl_actions)
     try:
         source.open()
         meta = source.file_meta(seed=cfg.seed)
@@ -203,7 +212,9 @@ def _check_output(cfg: RecordConfig) -> list[str]:
     if config_path.exists():
         saved = json.loads(config_path.read_text()).get("settings", {})
         now = _saved_settings(cfg)
-        differ = [f"{key}: {saved.get(key)!r} -> {now[key]!r}" for key in RESUME_KEYS if saved.get(key) != now[key]]
+        defaults = {f.name: f.default for f in fields(RecordConfig)}  # keys newer than the saved run
+        differ = [f"{key}: {saved.get(key, defaults[key])!r} -> {now[key]!r}" for key in RESUME_KEYS
+                  if saved.get(key, defaults[key]) != now[key]]
         if differ:
             raise RecordError(f"--resume: settings differ from the run recorded in {config_path} "
                               f"({'; '.join(differ)}); use the same settings or another --out")
@@ -248,11 +259,15 @@ def record(cfg: RecordConfig, *, env_factory: Callable[[], Any] | None = None) -
         raise RecordError(f"--seed must be >= 0, got {cfg.seed}")
     try:  # validate source/policy names early, in this process (no env is started)
         source = make_source(cfg.env, frame_size=cfg.frame_size, env_factory=env_factory,
-                             minerl_env_id=cfg.minerl_env_id)
+                             minerl_env_id=cfg.minerl_env_id, minerl_actions=cfg.minerl_actions)
     except (ValueError, ImportError) as exc:
         raise RecordError(str(exc)) from exc
+    if cfg.minerl_actions != "minecraft" and cfg.env != "minerl-navigate":
+        raise RecordError(f"--minerl-actions applies to --env minerl-navigate only (got --env {cfg.env})")
     if cfg.policy not in source.policies:
-        raise RecordError(f"policy {cfg.policy!r} is not available for {cfg.env}; choose {', '.join(source.policies)}")
+        raise RecordError(f"policy {cfg.policy!r} is not available for {cfg.env}"
+                          + (f" with --minerl-actions {cfg.minerl_actions}" if cfg.env == "minerl-navigate" else "")
+                          + f"; choose {', '.join(source.policies)}")
     steps = cfg.steps if cfg.steps is not None else source.default_steps
     if steps < 1:
         raise RecordError(f"--steps must be >= 1, got {steps}")
@@ -405,8 +420,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Record episodes from a real env into rad-env HDF5 files "
-                    "(see also: 'record.py import {memory-maze,teco,minerl} SRC --out DIR --help').",
-        epilog="Import existing datasets instead: record.py import memory-maze|teco|minerl SRC --out DIR")
+                    "(see also: 'record.py import {memory-maze,teco,minerl,rad-minecraft} SRC --out DIR --help').",
+        epilog="Import existing datasets instead: record.py import memory-maze|teco|minerl|rad-minecraft SRC --out DIR")
     add_dataclass_arguments(parser, RecordConfig, skip=("policy_kwargs",))
     add_dataclass_arguments(parser.add_argument_group("policy options"), PolicyOptions)
     return parser

@@ -8,9 +8,10 @@ Sources (``make_source(name)``):
   ``target_pos`` (T+1, ...) float32 and ``maze_layout`` (size, size) uint8 (1 = free cell).
 - ``minerl-navigate``: :class:`MineRLSource`, a recorder against the MineRL API (0.4 ``gym`` style:
   ``reset() -> obs``, ``step(dict) -> (obs, reward, done, info)``, ``action_space.noop()``, obs
-  dict with ``"pov"`` (H, W, 3) uint8). The discrete ids of ``rad_env.data.actions.MINECRAFT`` map
-  to dict actions (see :data:`MINECRAFT_DICT_ACTIONS`); the native dict actions are stored under
-  ``action`` (one (T, ...) array per key) and the ids under ``action_id``. The env is built by an
+  dict with ``"pov"`` (H, W, 3) uint8). The discrete ids of ``rad_env.data.actions.MINECRAFT`` (or
+  ``MINECRAFT_WALK``) map to dict actions (see :data:`MINECRAFT_DICT_ACTIONS`); the native dict
+  actions are stored under ``action`` (one (T, ...) array per key) and the ids under ``action_id``;
+  ``location_stats`` observations become extras ``x``, ``y``, ``z``, ``yaw``. The env is built by an
   injectable ``env_factory`` (default: ``gym.make(env_id)`` after ``import minerl``).
 
 Each source records one episode per call of :meth:`record` with ``reset(seed=...)``, so an
@@ -24,7 +25,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from rad_env.data import MEMORY_MAZE, MINECRAFT, Episode, FileMeta, action_space_json
+from rad_env.data import (MEMORY_MAZE, MINECRAFT, MINECRAFT_WALK, Episode, FileMeta, action_space_json,
+                          get_action_set, walk_action_vector)
 
 from .frames import resize_frames
 from .policies import make_policy
@@ -146,6 +148,18 @@ def _native_value(value: Any) -> np.ndarray:
     return array
 
 
+#: Per-frame extras from MineRL's ``location_stats`` (position in blocks, yaw in degrees).
+LOCATION_EXTRAS = ("x", "y", "z", "yaw")
+
+
+def _location(obs: dict[str, Any]) -> tuple[float, float, float, float] | None:
+    """(x, y, z, yaw) from ``obs["location_stats"]`` (keys xpos, ypos, zpos, yaw), or None."""
+    stats = obs.get("location_stats")
+    if not isinstance(stats, dict) or not all(k in stats for k in ("xpos", "ypos", "zpos", "yaw")):
+        return None
+    return tuple(float(np.asarray(stats[k]).reshape(-1)[0]) for k in ("xpos", "ypos", "zpos", "yaw"))
+
+
 def _compass_angle(obs: dict[str, Any]) -> float | None:
     compass = obs.get("compass")
     if isinstance(compass, dict) and "angle" in compass:
@@ -156,19 +170,29 @@ def _compass_angle(obs: dict[str, Any]) -> float | None:
 
 
 class MineRLSource:
-    """Episodes from a MineRL env (default ``MineRLNavigate-v0``) driven by discrete MINECRAFT ids."""
+    """Episodes from a MineRL env (default ``MineRLNavigate-v0``) driven by discrete action ids.
 
-    action_set = MINECRAFT
-    policies = ("random",)
+    ``action_set``: ``minecraft`` (TECO's 4 ids) or ``minecraft-walk`` (the RAD authors' 18
+    forward/back/jump x +-20 degree yaw combinations; the native [forward, back, jump, turn] is what
+    they record). When the observations carry ``location_stats`` (MineRL's handler: ``xpos``,
+    ``ypos``, ``zpos``, ``yaw``), the agent's position and yaw are stored per frame as extras ``x``,
+    ``y``, ``z``, ``yaw`` (what the evaluation's Minecraft revisit metric reads)."""
+
     name = "minerl-navigate"
+    action_sets = (MINECRAFT.name, MINECRAFT_WALK.name)
 
     def __init__(self, env_id: str = "MineRLNavigate-v0", frame_size: int | None = None,
-                 env_factory: Callable[[], Any] | None = None, max_episode_steps: int = 6000) -> None:
+                 env_factory: Callable[[], Any] | None = None, max_episode_steps: int = 6000,
+                 action_set: str = MINECRAFT.name) -> None:
+        if action_set not in self.action_sets:
+            raise ValueError(f"MineRL action set must be one of {self.action_sets}, got {action_set!r}")
         if env_factory is None:
             check_minerl_available()
             env_factory = _default_minerl_factory(env_id)
         self.env_id = env_id
         self.env_factory = env_factory
+        self.action_set = get_action_set(action_set)
+        self.policies = ("random", "walker") if action_set == MINECRAFT_WALK.name else ("random",)
         self.frame_size = frame_size or 64
         self.default_steps = max_episode_steps
         self.max_episode_steps = max_episode_steps
@@ -179,19 +203,28 @@ class MineRLSource:
         if self.env is None:
             self.env = self.env_factory()
             self._noop = dict(self.env.action_space.noop())
-            missing = {"forward", "jump", "camera"} - set(self._noop)
+            needed = {"forward", "jump", "camera"} | ({"back"} if self.action_set is MINECRAFT_WALK else set())
+            missing = needed - set(self._noop)
             if missing:
                 raise ValueError(f"{self.env_id}: action space lacks keys {sorted(missing)} needed by the "
-                                 "MINECRAFT action set")
+                                 f"{self.action_set.name} action set")
 
-    def dict_action(self, action_id: int) -> dict[str, Any]:
-        """The MineRL dict action for a MINECRAFT id (noop() with the mapped keys set)."""
-        if self._noop is None:
-            self.open()
+    def keys_and_camera(self, action_id: int) -> tuple[tuple[str, ...], tuple[float, float]]:
+        """Keys pressed and camera (pitch, yaw) degrees of an action id of this source's action set."""
+        if self.action_set is MINECRAFT_WALK:
+            forward, back, jump, turn = walk_action_vector(action_id)
+            keys = tuple(k for k, on in (("forward", forward), ("back", back), ("jump", jump)) if on)
+            return keys, (0.0, 20.0 * turn)
         if action_id not in MINECRAFT_DICT_ACTIONS:
             raise ValueError(f"invalid MINECRAFT action id {action_id}; expected 0..{len(MINECRAFT_DICT_ACTIONS) - 1}")
+        return MINECRAFT_DICT_ACTIONS[action_id]
+
+    def dict_action(self, action_id: int) -> dict[str, Any]:
+        """The MineRL dict action for an action id (noop() with the mapped keys set)."""
+        if self._noop is None:
+            self.open()
+        keys, camera = self.keys_and_camera(action_id)
         action = copy.deepcopy(self._noop)
-        keys, camera = MINECRAFT_DICT_ACTIONS[action_id]
         for key in keys:
             action[key] = 1
         action["camera"] = np.asarray(camera, np.float32)
@@ -204,17 +237,18 @@ class MineRLSource:
         spaces = getattr(self.env.action_space, "spaces", None)
         for key in self._noop:
             keys[key] = str(spaces[key]) if spaces is not None and key in spaces else str(np.asarray(self._noop[key]).dtype)
-        space = {"type": "Dict", "env": self.env_id, "keys": keys,
-                 "from_action_id": {str(i): {"press": list(k), "camera_pitch_yaw": list(c)}
-                                    for i, (k, c) in MINECRAFT_DICT_ACTIONS.items()}}
-        return FileMeta(source=self.name, action_set=MINECRAFT.name, num_actions=MINECRAFT.num_actions,
+        mapping = {str(i): dict(zip(("press", "camera_pitch_yaw"), map(list, self.keys_and_camera(i))))
+                   for i in range(self.action_set.num_actions)}
+        space = {"type": "Dict", "env": self.env_id, "keys": keys, "from_action_id": mapping}
+        return FileMeta(source=self.name, action_set=self.action_set.name, num_actions=self.action_set.num_actions,
                         frame_shape=(self.frame_size, self.frame_size, 3), action_space=action_space_json(space),
                         seed=seed)
 
     def make_policy(self, kind: str, **kwargs: Any):
-        if kind != "random":
-            raise ValueError(f"policy {kind!r} is not available for {self.name}; use --policy random")
-        return make_policy(kind, MINECRAFT.num_actions, **kwargs)
+        if kind not in self.policies:
+            raise ValueError(f"policy {kind!r} is not available for {self.name} with the {self.action_set.name} "
+                             f"action set; use --policy {' or '.join(self.policies)}")
+        return make_policy(kind, self.action_set.num_actions, **kwargs)
 
     def _frame(self, obs: dict[str, Any]) -> np.ndarray:
         if not isinstance(obs, dict) or "pov" not in obs:
@@ -233,6 +267,7 @@ class MineRLSource:
         policy.reset({}, seed=policy_seed if policy_seed is not None else seed)
         frames = [self._frame(obs)]
         compass = [_compass_angle(obs)]
+        places = [_location(obs)]
         ids, native, rewards, terminated, truncated = [], [], [], [], []
         for t in range(steps):
             action_id = int(policy(obs, {}))
@@ -248,6 +283,7 @@ class MineRLSource:
                 term = bool(done) and not trunc
             frames.append(self._frame(obs))
             compass.append(_compass_angle(obs))
+            places.append(_location(obs))
             ids.append(action_id)
             native.append(action)
             rewards.append(float(reward))
@@ -264,6 +300,8 @@ class MineRLSource:
         extras = {}
         if all(c is not None for c in compass):
             extras["compass_angle"] = np.asarray(compass, np.float32)
+        if all(p is not None for p in places):
+            extras.update({name: np.asarray(values, np.float32) for name, values in zip(LOCATION_EXTRAS, zip(*places))})
         return Episode(obs=np.stack(frames), action_id=np.asarray(ids, np.int64), action=native_arrays,
                        reward=np.asarray(rewards, np.float32), terminated=np.asarray(terminated, bool),
                        truncated=np.asarray(truncated, bool), extras=extras, seed=seed)
@@ -275,7 +313,7 @@ class MineRLSource:
 
 
 def make_source(name: str, *, frame_size: int | None = None, env_factory: Callable[[], Any] | None = None,
-                minerl_env_id: str = "MineRLNavigate-v0"):
+                minerl_env_id: str = "MineRLNavigate-v0", minerl_actions: str = "minecraft"):
     """A recording source by name (see :data:`SOURCE_NAMES`)."""
     if name.startswith("memory-maze-"):
         size_text = name[len("memory-maze-"):]
@@ -285,5 +323,5 @@ def make_source(name: str, *, frame_size: int | None = None, env_factory: Callab
                 raise ValueError("env_factory is only supported by the minerl-navigate source")
             return MemoryMazeSource(int(parts[0]), frame_size=frame_size)
     if name == "minerl-navigate":
-        return MineRLSource(minerl_env_id, frame_size=frame_size, env_factory=env_factory)
+        return MineRLSource(minerl_env_id, frame_size=frame_size, env_factory=env_factory, action_set=minerl_actions)
     raise ValueError(f"unknown source {name!r}; choose one of {', '.join(SOURCE_NAMES)}")

@@ -38,7 +38,8 @@ from .evaluation.probes import (PROBE_ACTIONS, TURN_LEFT, TURN_RIGHT, MemoryMaze
                                 action_probe_scores, dream_continuations, loop_closure_scores, probe_states,
                                 real_continuations, unrelated_first_frames_psnr)
 from .evaluation.report import markdown_table, rollout_grid, sequence_grid, text_table
-from .evaluation.rollout import (dream_rollout, horizon_masks, mean_image, revisit_mask, rollout_table,
+from .evaluation.places import revisit_masks
+from .evaluation.rollout import (dream_rollout, horizon_masks, mean_image, rollout_table,
                                  score_rollout, stability_table)
 from .metrics import LPIPS_UNAVAILABLE
 from .runtime import resolve_device, set_cpu_threads
@@ -173,9 +174,9 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     last_context = clips.frames[:, cfg.context - 1]
     scores = score_rollout(dream, real, last_context, mean_frame)
     masks = horizon_masks(len(clips), cfg.horizon)
-    if "agent_pos" in clips.extras and "agent_dir" in clips.extras:
-        revisit = np.stack([revisit_mask(p, d, mcfg.window) for p, d in
-                            zip(clips.extras["agent_pos"], clips.extras["agent_dir"])])[:, cfg.context:]
+    revisit = revisit_masks(clips.extras, mcfg.window)
+    if revisit is not None:
+        revisit = revisit[:, cfg.context:]
         beyond = np.arange(1, cfg.horizon + 1)[None] >= mcfg.window
         masks["beyond window, revisit"] = beyond & revisit
         masks["beyond window, new place"] = beyond & ~revisit

@@ -31,7 +31,7 @@ from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 from tqdm.auto import tqdm
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, load_world_model, save_checkpoint
 from .cli import UserError, add_dataclass_arguments, dataclass_from_args, option, removed_if_failed, run_cli
 from .data import Batch, EpisodeStore, WindowDataset, split_episodes
 from .model import RADConfig, WorldModel
@@ -57,6 +57,9 @@ class TrainConfig:
     weight_decay: float = option(0.01, "AdamW weight decay")
     warmup: int = option(100, "linear learning-rate warm-up steps")
     grad_clip: float = option(1.0, "gradient norm clip")
+    init: str = option("", "start from this checkpoint's weights and model config (fine-tuning; new schedule)")
+    rollout_prob: float = option(0.0, "fraction of steps whose context frames after the first window are the "
+                                      "model's own samples (teaches recovery from its own errors)")
     ema_decay: float = option(0.995, "EMA decay of the inference weights (ramped up as (1+n)/(10+n))")
     held_out: float = option(0.1, "fraction of episodes held out from training (kept in the checkpoint)")
     window_stride: int = option(0, "frames between training windows of an episode (0: half a window)")
@@ -237,11 +240,23 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     assert meta is not None
     if meta.frame_shape[0] != meta.frame_shape[1]:
         raise UserError(f"{cfg.data}: frames must be square, the data has {meta.frame_shape}")
+    if not 0.0 <= cfg.rollout_prob <= 1.0:
+        raise UserError(f"--rollout-prob must be in [0, 1], got {cfg.rollout_prob}")
+    init_weights = None
     try:
-        model_cfg = RADConfig.preset(cfg.preset, **{"image_size": meta.frame_shape[0],
-                                                    "num_actions": meta.num_actions, **cfg.model})
+        if cfg.init:
+            init_model, _ = load_world_model(cfg.init)
+            model_cfg = RADConfig.from_dict({**init_model.config.to_dict(), **cfg.model})
+            init_weights = init_model.state_dict()
+        else:
+            model_cfg = RADConfig.preset(cfg.preset, **{"image_size": meta.frame_shape[0],
+                                                        "num_actions": meta.num_actions, **cfg.model})
     except (TypeError, ValueError) as exc:
         raise UserError(f"bad model settings {cfg.model}: {exc}") from exc
+    if (model_cfg.image_size, model_cfg.num_actions) != (meta.frame_shape[0], meta.num_actions):
+        raise UserError(f"--init {cfg.init} is a model of {model_cfg.image_size}px frames and "
+                        f"{model_cfg.num_actions} actions; {cfg.data} has {meta.frame_shape[0]}px and "
+                        f"{meta.num_actions}", hint="fine-tune on data of the same environment")
     dataset = WindowDataset(store, model_cfg.seq_len, cfg.window_stride or max(1, model_cfg.seq_len // 2),
                             episodes=train_idx)
     if ddp.enabled:
@@ -253,7 +268,10 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                         drop_last=len(dataset) >= cfg.batch_size * ddp.world_size,
                         persistent_workers=cfg.num_workers > 0, pin_memory=device.type == "cuda")
 
-    model = WorldModel(model_cfg).to(device)
+    model = WorldModel(model_cfg)
+    if init_weights is not None:
+        model.load_state_dict(init_weights)
+    model = model.to(device)
     ema = AveragedModel(model, multi_avg_fn=ema_with_warmup(cfg.ema_decay), use_buffers=True)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg))
@@ -305,11 +323,17 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     start = time.perf_counter()
     start_step, loss_value, metrics, fps = step, float("nan"), {}, 0.0
     amp = autocast_context(device, cfg.amp)
+    rollout_rng = torch.Generator().manual_seed(cfg.seed + 7919 * ddp.rank)
     model.train()
     while step < cfg.steps:
         batch = next(batches).to(device, non_blocking=True)
+        context_frames = None
+        if cfg.rollout_prob and float(torch.rand((), generator=rollout_rng)) < cfg.rollout_prob:
+            with amp:
+                context_frames = model.rollout_frames(batch, start=min(model_cfg.window, model_cfg.seq_len - 1))
         with amp:
-            loss, metrics = train_model(batch)
+            loss, metrics = train_model(batch, context_frames=context_frames)
+        metrics["own_context"] = float(context_frames is not None)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from collect.import_minerl import map_actions
-from collect.record import RecordConfig, main, record
+from collect.record import RecordConfig, RecordError, main, record
 from collect.sources import MINERL_INSTALL_HINT, MineRLSource
-from rad_env.data import EpisodeStore
+from rad_env.data import EpisodeStore, walk_action_vector
 
 MINERL_INSTALLED = importlib.util.find_spec("minerl") is not None
 
@@ -35,9 +35,9 @@ class FakeActionSpace:
 class FakeMineRLEnv:
     """Mimics MineRLNavigate-v0: dict actions, ``{"pov", "compass"}`` obs, old gym step API."""
 
-    def __init__(self, pov_size: int = 128, goal_after: int = 8) -> None:
+    def __init__(self, pov_size: int = 128, goal_after: int = 8, location: bool = False) -> None:
         self.action_space = FakeActionSpace()
-        self.pov_size, self.goal_after = pov_size, goal_after
+        self.pov_size, self.goal_after, self.location = pov_size, goal_after, location
         self.seeds: list[int] = []
         self.closed = False
 
@@ -46,13 +46,18 @@ class FakeMineRLEnv:
 
     def reset(self):
         self.t, self.yaw, self.walked = 0, 0.0, 0
+        self.x, self.z = 10.5, -3.5
         return self._obs()
 
     def _obs(self):
         pov = np.zeros((self.pov_size, self.pov_size, 3), np.uint8)
         pov[0::2, 0::2] = 4 * (self.walked % 50)  # a 2x2 pattern: its block mean is a quarter of this value
         pov[..., 2] = 200
-        return {"pov": pov, "compass": {"angle": np.array(self.yaw, np.float32)}}
+        obs = {"pov": pov, "compass": {"angle": np.array(self.yaw, np.float32)}}
+        if self.location:  # MineRL's location_stats handler (numpy scalars)
+            obs["location_stats"] = {"xpos": np.array(self.x), "ypos": np.array(64.0), "zpos": np.array(self.z),
+                                     "yaw": np.array(self.yaw), "pitch": np.array(0.0)}
+        return obs
 
     def step(self, action):
         assert set(action) == set(self.action_space.spaces), sorted(action)
@@ -60,6 +65,9 @@ class FakeMineRLEnv:
         self.t += 1
         self.yaw += float(action["camera"][1])
         self.walked += int(action["forward"])
+        move = int(action["forward"]) - int(action["back"])
+        self.x -= move * np.sin(np.radians(self.yaw))  # Minecraft: yaw 0 faces +z, yaw 90 faces -x
+        self.z += move * np.cos(np.radians(self.yaw))
         done = self.t >= self.goal_after
         return self._obs(), 100.0 if done else 0.0, done, {}
 
@@ -110,6 +118,37 @@ def test_minerl_recorder_with_fake_env(tmp_path):
         assert np.allclose(compass, np.concatenate([[0], np.cumsum(yaw)]))
         assert group["reward"][-1] == 100 and group["terminated"][-1] and not group["truncated"][()].any()
     assert ids_seen >= {1, 2, 3}
+
+
+def test_minerl_recorder_walker_actions_and_positions(tmp_path):
+    """--minerl-actions minecraft-walk with the RAD authors' walker: native keys and camera follow the
+    ids, and location_stats become per-frame x/y/z/yaw extras (frame 0 from the reset observation)."""
+    out = tmp_path / "walk"
+    cfg = RecordConfig(env="minerl-navigate", out=str(out), episodes=2, steps=40, seed=5, progress=False,
+                       policy="walker", minerl_actions="minecraft-walk")
+    summary = record(cfg, env_factory=functools.partial(FakeMineRLEnv, goal_after=100, location=True))
+    assert summary["problems"] == [], summary["problems"]
+    store = EpisodeStore(out)
+    assert (store.meta.action_set, store.meta.num_actions) == ("minecraft-walk", 18)
+    for ref in store.episodes:
+        group = store.group(ref)
+        ids = group["action_id"][()]
+        native = {key: group["action"][key][()] for key in group["action"]}
+        vectors = np.array([walk_action_vector(i) for i in ids])
+        assert np.array_equal(native["forward"], vectors[:, 0]) and np.array_equal(native["back"], vectors[:, 1])
+        assert np.array_equal(native["jump"], vectors[:, 2])
+        assert np.array_equal(native["camera"][:, 1], 20.0 * vectors[:, 3])
+        assert all(np.all(ids[i:i + 5] == ids[i]) for i in range(0, 40, 5))  # the walker holds each action 5 steps
+        assert vectors[:, 0].mean() > 0.6 and (vectors[:, 3] != 0).any()
+        x, z, yaw = group["x"][()], group["z"][()], group["yaw"][()]
+        assert x.shape == z.shape == yaw.shape == (41,) and (group["y"][()] == 64).all()
+        assert (x[0], z[0], yaw[0]) == (10.5, -3.5, 0.0)
+        assert np.allclose(yaw, np.concatenate([[0], np.cumsum(native["camera"][:, 1])]))
+        step = np.hypot(np.diff(x), np.diff(z))
+        assert np.allclose(step, vectors[:, 0], atol=1e-5)  # moved one block per forward step
+    with pytest.raises(RecordError, match="walker.*not available|not available.*minecraft-walk"):
+        record(RecordConfig(env="minerl-navigate", out=str(tmp_path / "x"), episodes=1, steps=3, policy="walker",
+                            progress=False), env_factory=FakeMineRLEnv)
 
 
 def test_minerl_recorder_truncates_at_steps(tmp_path):

@@ -258,6 +258,38 @@ def test_imagine_outputs(memory):
     assert frames2.shape == frames.shape
 
 
+def test_rollout_frames_are_own_samples_after_start():
+    """Rollout training's context: real frames before ``start``, then exactly what a dream from the same
+    real frames commits (imagine, frame by frame); rows crossing an episode start stay real."""
+    model = micro_model("lstm")
+    cfg = model.config
+    batch = make_batch(cfg, b=3, l=6)
+    batch.is_first[2, 3] = True  # row 2 crosses an episode start: keeps its real frames
+    torch.manual_seed(5)
+    frames = model.rollout_frames(batch, start=2, steps=2)
+    assert frames.dtype == torch.uint8 and frames.shape == batch.frames.shape
+    assert torch.equal(frames[:, :2], batch.frames[:, :2]) and torch.equal(frames[2], batch.frames[2])
+    assert not torch.equal(frames[:2, 2:], batch.frames[:2, 2:])
+    torch.manual_seed(5)  # the same global noise: a dream from the first two real frames
+    state = model.init_state(3)
+    for t in range(2):
+        state = model.observe(batch.frames[:, t], batch.prev_actions[:, t], state)
+    for t in range(2, 6):
+        step = model.imagine(batch.prev_actions[:, t], state, steps=2)
+        assert torch.equal(step.frames[:2], frames[:2, t])
+        state = step.state
+    # the loss reads the given context frames, and targets stay the batch's frames
+    loss_own, _ = model.loss(batch, torch.Generator().manual_seed(0), context_frames=frames)
+    loss_real, _ = model.loss(batch, torch.Generator().manual_seed(0))
+    assert torch.isfinite(loss_own) and float(loss_own.detach()) != float(loss_real.detach())
+    assert float(model.loss(batch, torch.Generator().manual_seed(0), context_frames=batch.frames)[0].detach()) == \
+        float(loss_real.detach())
+    with pytest.raises(ValueError, match="rollout start"):
+        model.rollout_frames(batch, start=6)
+    with pytest.raises(ValueError, match="context_frames must have the shape"):
+        model.loss(batch, context_frames=frames[:, :3])
+
+
 def test_guidance_weighs_the_action():
     """guidance 0 samples from the action-free denoiser (the action cannot matter), 1 is plain
     conditional sampling, and the weight moves the sample along D_action - D_null."""

@@ -66,8 +66,8 @@ def test_memory_experiment_explains_a_missing_revisit_split() -> None:
     from benchmarks.memory_experiment import verdict
 
     assert verdict({}, ["lstm"], has_positions=False, horizon=96, window=4) == \
-        ["no revisit split: the data has no agent_pos/agent_dir extras"]
+        ["no revisit split: the data has no positions (agent_pos/agent_dir or x/z/yaw extras)"]
     (line,) = verdict({}, ["lstm"], has_positions=True, horizon=3, window=4)
-    assert "horizon 3 < window 4" in line and "no agent_pos" not in line
+    assert "horizon 3 < window 4" in line and "no positions" not in line
     (line,) = verdict({"beyond window, new place": {}}, ["lstm"], has_positions=True, horizon=8, window=4)
-    assert "revisits" in line and "no agent_pos" not in line
+    assert "revisits" in line and "no positions" not in line

@@ -11,13 +11,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from rad_env.checkpoint import load_checkpoint, load_world_model
 from rad_env.data import Episode, FileMeta, write_episodes
 from rad_env.evaluate import EvalConfig, evaluate, targets
 from rad_env.evaluate import main as evaluate_main
 from rad_env.evaluation.probes import action_probe_scores, loop_closure_scores
-from rad_env.evaluation.rollout import revisit_mask
+from rad_env.evaluation.places import revisit_masks
 from rad_env.train import cli as train_cli
 from rad_env.train import main as train_main
 from test_data_integrity import flip_chunk_bytes
@@ -75,6 +76,26 @@ def test_train_writes_checkpoints_logs_curves_and_resumes(episodes: Path, tmp_pa
     assert len((out / "metrics.csv").read_text().strip().splitlines()) == 4  # + step 6
     model, _ = load_world_model(out / "model.pt")
     assert model.config.image_size == 16 and model.config.num_actions == 6
+
+
+def test_fine_tune_from_a_checkpoint_with_rollout_training(episodes: Path, tmp_path: Path, capsys) -> None:
+    """--init starts from a checkpoint's weights and config (new schedule); --rollout-prob 1 trains
+    every step on the model's own samples as context (logged as own_context)."""
+    base = run_train(episodes, tmp_path / "base", "--steps", "2")
+    tuned = train_cli(["--data", str(episodes), "--out", str(tmp_path / "tuned"), "--init", base["checkpoint"],
+                       "--steps", "2", "--batch-size", "4", "--log-every", "1", "--lr", "1e-12", "--warmup", "1",
+                       "--held-out", "0.34", "--no-tensorboard", "--rollout-prob", "1"])
+    assert tuned["step"] == 2 and np.isfinite(tuned["loss"]) and tuned["final_own_context"] == 1.0
+    first, _ = load_world_model(base["checkpoint"])
+    second, ckpt = load_world_model(tuned["checkpoint"])
+    assert ckpt["model_config"] == first.config.to_dict()  # MICRO config from the checkpoint, not the preset
+    for (name, a), b in zip(first.state_dict().items(), second.state_dict().values()):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0, msg=name)  # lr 1e-12: the weights it started from
+    rows = (tmp_path / "tuned" / "metrics.csv").read_text().strip().splitlines()
+    assert rows[0].split(",")[-1] == "own_context" and all(r.endswith(",1.0") for r in rows[1:])
+    capsys.readouterr()
+    assert train_main(["--data", str(episodes), "--out", str(tmp_path / "bad"), "--rollout-prob", "2"]) == 2
+    assert "--rollout-prob must be in [0, 1]" in capsys.readouterr().err
 
 
 def test_existing_run_is_refused_unless_resume_or_overwrite(episodes: Path, tmp_path: Path, capsys) -> None:
@@ -185,5 +206,23 @@ def test_revisit_mask() -> None:
     east, west = [1.0, 0.0], [-1.0, 0.0]
     direction = np.array([east, east, east, west, west, east])
     # frame 4 is back in cell 0 but facing west (seen only facing east); frame 5 faces east again.
-    assert revisit_mask(pos, direction, window=2).tolist() == [False, False, False, False, False, True]
-    assert revisit_mask(pos, direction, window=1).tolist() == [False, False, False, False, False, True]
+    for window in (1, 2):
+        mask = revisit_masks({"agent_pos": pos[None], "agent_dir": direction[None]}, window)
+        assert mask.tolist() == [[False, False, False, False, False, True]]
+    # 30 degrees off east is the same heading (tolerance 45), 90 degrees is not
+    tilted = np.array([east, east, east, west, west, [np.cos(0.5), np.sin(0.5)]])
+    assert revisit_masks({"agent_pos": pos[None], "agent_dir": tilted[None]}, 2)[0, -1]
+    assert not revisit_masks({"agent_pos": pos[None], "agent_dir": np.array([east] * 5 + [[0.0, 1.0]])[None]}, 2)[0, -1]
+
+
+def test_minecraft_revisit_mask() -> None:
+    """Minecraft places: 2x2-block cells over (x, z), yaw within 30 degrees (wrapping at 360);
+    unrecorded positions (NaN, frame 0 of imported episodes) never count."""
+    x = np.array([np.nan, 0.5, 4.5, 8.5, 1.5, 0.2, 1.9, 0.5])
+    z = np.array([np.nan, 0.5, 0.5, 0.5, 0.5, 0.7, 1.2, 0.5])
+    yaw = np.array([np.nan, 170.0, 0.0, 0.0, -175.0, 90.0, 160.0, 170.0])
+    mask = revisit_masks({"x": x[None], "z": z[None], "yaw": yaw[None]}, window=2)[0]
+    # 4: cell (0,0) like frame 1, yaw -175 vs 170 is 15 degrees apart (wraps); 5: same cell, 80 degrees off;
+    # 6: same cell, 10 degrees off frame 1 (4 is too recent for window 2); 7: same as 1
+    assert mask.tolist() == [False, False, False, False, True, False, True, True]
+    assert revisit_masks({"x": x[None]}, 2) is None  # no yaw/z: no places

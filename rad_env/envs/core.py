@@ -21,15 +21,16 @@ def load_dream_model(checkpoint: str | os.PathLike | WorldModel | None, spec: Dr
                      device: torch.device) -> tuple[WorldModel, dict[str, Any]]:
     """Load ``checkpoint`` (a path, None for the shipped default, or a WorldModel already in memory)
     and check it fits ``spec``. Returns (model in eval mode on ``device``, checkpoint dict or {})."""
+    names = " or ".join(repr(name) for name in spec.action_sets)
     if isinstance(checkpoint, WorldModel):
-        expected = get_action_set(spec.action_set).num_actions
-        if checkpoint.config.num_actions != expected:
-            raise ValueError(f"the model takes {checkpoint.config.num_actions} actions, the {spec.action_set!r} "
-                             f"dream env needs {expected}")
+        expected = sorted({get_action_set(name).num_actions for name in spec.action_sets})
+        if checkpoint.config.num_actions not in expected:
+            raise ValueError(f"the model takes {checkpoint.config.num_actions} actions, the {names} "
+                             f"dream env needs {' or '.join(map(str, expected))}")
         return checkpoint.to(device).eval(), {}
     if checkpoint is None:
         if spec.default_checkpoint is None:
-            raise CheckpointError(f"no checkpoint is shipped for the {spec.action_set!r} dream env; pass "
+            raise CheckpointError(f"no checkpoint is shipped for the {names} dream env; pass "
                                   "checkpoint=PATH (train one with `python -m rad_env.train`)")
         checkpoint = default_assets_dir() / spec.default_checkpoint
         if not checkpoint.exists():
@@ -41,9 +42,9 @@ def load_dream_model(checkpoint: str | os.PathLike | WorldModel | None, spec: Dr
     else:
         raise TypeError(f"checkpoint must be a path, a WorldModel or None, got {type(checkpoint).__name__}")
     found = ckpt.get("data", {}).get("action_set")
-    if found != spec.action_set:
+    if found not in spec.action_sets:
         raise CheckpointError(f"{checkpoint}: incompatible checkpoint: trained on action set {found!r}, "
-                              f"this env needs {spec.action_set!r}")
+                              f"this env needs {names}")
     model.eval()
     return model, ckpt
 

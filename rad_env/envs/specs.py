@@ -7,17 +7,19 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class DreamSpec:
-    """A dream env's action set, shipped defaults and the real env's episode length."""
+    """A dream env's action sets (any one the checkpoint was trained with), shipped defaults and the
+    real env's episode length."""
 
-    action_set: str
+    action_sets: tuple[str, ...]
     default_checkpoint: str | None  # file name in rad_env/assets; None if nothing is shipped
     default_context: str | None  # start-frame episodes in rad_env/assets
     max_episode_steps: int
 
 
-MEMORY_MAZE_SPEC = DreamSpec(action_set="memory-maze", default_checkpoint="memory_maze_tiny.pt",
+MEMORY_MAZE_SPEC = DreamSpec(action_sets=("memory-maze",), default_checkpoint="memory_maze_tiny.pt",
                              default_context="memory_maze_starts.h5", max_episode_steps=1000)
-MINECRAFT_SPEC = DreamSpec(action_set="minecraft", default_checkpoint=None, default_context=None,
+# TECO's 4 actions or the RAD authors' walker combinations (their recordings, `import rad-minecraft`)
+MINECRAFT_SPEC = DreamSpec(action_sets=("minecraft", "minecraft-walk"), default_checkpoint=None, default_context=None,
                            max_episode_steps=300)
 
 ENV_SPECS = {"RAD-MemoryMaze-v0": MEMORY_MAZE_SPEC, "RAD-Minecraft-v0": MINECRAFT_SPEC}

@@ -8,8 +8,9 @@ import numpy as np
 
 from ..data import EpisodeStore, read_segment
 
-#: Per-frame extras the evaluation uses when the data has them (revisits, replay checks).
-EXTRAS = ("agent_pos", "agent_dir")
+#: Per-frame extras the evaluation uses when the data has them (revisits, replay checks):
+#: Memory Maze's agent_pos/agent_dir, Minecraft's x/z/yaw (see :mod:`rad_env.evaluation.places`).
+EXTRAS = ("agent_pos", "agent_dir", "x", "z", "yaw")
 
 
 @dataclass

@@ -96,19 +96,6 @@ def horizon_masks(num_clips: int, horizon: int, starts: tuple[int, ...] = BUCKET
     return masks
 
 
-def revisit_mask(agent_pos: np.ndarray, agent_dir: np.ndarray, window: int, min_cos: float = 0.7) -> np.ndarray:
-    """``mask[t]``: the agent's cell and heading at frame t were seen at some frame ``j <= t - window``."""
-    cells = np.floor(agent_pos).astype(np.int64)
-    direction = agent_dir / np.maximum(np.linalg.norm(agent_dir, axis=-1, keepdims=True), 1e-8)
-    mask = np.zeros(len(cells), dtype=bool)
-    for t in range(window, len(cells)):
-        earlier = slice(0, t - window + 1)
-        same_cell = np.all(cells[earlier] == cells[t], axis=-1)
-        facing = direction[earlier] @ direction[t] >= min_cos
-        mask[t] = bool(np.any(same_cell & facing))
-    return mask
-
-
 def rollout_table(scores: RolloutScores, masks: dict[str, np.ndarray]) -> list[dict[str, float | str | int]]:
     """One row per mask: frame count and mean PSNR/SSIM of model and baselines."""
     rows = []

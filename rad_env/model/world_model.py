@@ -95,20 +95,26 @@ class WorldModel(nn.Module):
     # ------------------------------------------------------------------------------------
     # training
     # ------------------------------------------------------------------------------------
-    def loss(self, batch: Batch, generator: torch.Generator | None = None
-             ) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(self, batch: Batch, generator: torch.Generator | None = None,
+             context_frames: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
         """Teacher-forced diffusion loss over a batch of sequences, plus the heads' losses.
 
         Every frame is (1) committed as context at a small noise level (what :meth:`observe` does),
         which writes the memory and gives the heads' features, and (2) denoised from its own
         training noise level, attending to the committed previous frames and reading the memory they
-        left (what :meth:`imagine` does). The EDM-weighted loss covers every frame."""
+        left (what :meth:`imagine` does). The EDM-weighted loss covers every frame.
+        ``context_frames`` (uint8, like ``batch.frames``) replaces the committed frames, e.g. by the
+        model's own samples (:meth:`rollout_frames`); the targets stay ``batch.frames``."""
         cfg, dev = self.config, self.device
         if not isinstance(batch, Batch):
             raise TypeError(f"loss expects a rad_env.data.Batch, got {type(batch).__name__}")
         y = frames_to_float(batch.frames, dev)  # (B, L, C, H, W)
         if y.dim() != 5:
             raise ValueError(f"batch.frames must be (B, L, H, W, 3), got {tuple(batch.frames.shape)}")
+        if context_frames is not None and context_frames.shape != batch.frames.shape:
+            raise ValueError(f"context_frames must have the shape of batch.frames {tuple(batch.frames.shape)}, "
+                             f"got {tuple(context_frames.shape)}")
+        committed = y if context_frames is None else frames_to_float(context_frames, dev)
         b, l = y.shape[:2]
         actions = batch.prev_actions.to(dev).long()
         rewards = batch.rewards.to(dev).float()
@@ -123,7 +129,7 @@ class WorldModel(nn.Module):
         ctx_sigma = self.edm.sample_context_sigma((b, l), dev, generator)
         ctx_noise = torch.randn(y.shape, generator=generator, device=dev)
         _, _, c_in, c_noise = self._precondition(ctx_sigma)
-        context = self.dit.forward_context(c_in * (y + ctx_sigma[..., None, None, None] * ctx_noise),
+        context = self.dit.forward_context(c_in * (committed + ctx_sigma[..., None, None, None] * ctx_noise),
                                            c_noise, actions, is_first)
 
         sigma = self.edm.sample_training_sigma((b, l), dev, generator)
@@ -160,10 +166,32 @@ class WorldModel(nn.Module):
             }
         return loss, metrics
 
-    def forward(self, batch: Batch, generator: torch.Generator | None = None
-                ) -> tuple[torch.Tensor, dict[str, float]]:
+    def forward(self, batch: Batch, generator: torch.Generator | None = None,
+                context_frames: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
         """Same as :meth:`loss` (so DDP / torch.compile wrappers can call the module)."""
-        return self.loss(batch, generator)
+        return self.loss(batch, generator, context_frames)
+
+    @torch.no_grad()
+    def rollout_frames(self, batch: Batch, start: int, steps: int | None = None) -> torch.Tensor:
+        """uint8 frames like ``batch.frames``: the real frames before ``start``, then the model's own
+        samples from the true actions (what a dream commits). Training on them as context, with the
+        real frames as targets (``loss(batch, context_frames=...)``), teaches the model to recover
+        from its own errors instead of compounding them. Rows that cross an episode start keep
+        their real frames."""
+        l = batch.frames.shape[1]
+        if not 1 <= start < l:
+            raise ValueError(f"rollout start must be in [1, {l - 1}], got {start}")
+        frames = batch.frames.to(self.device).clone()
+        actions = batch.prev_actions.to(self.device).long()
+        dreamed = ~batch.is_first[:, 1:].to(self.device).bool().any(1)
+        state = self.init_state(frames.shape[0])
+        for t in range(start):
+            state = self.observe(frames[:, t], actions[:, t], state)
+        for t in range(start, l):
+            step = self.imagine(actions[:, t], state, steps=steps)
+            frames[dreamed, t] = step.frames[dreamed]
+            state = step.state
+        return frames
 
     # ------------------------------------------------------------------------------------
     # inference

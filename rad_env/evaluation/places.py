@@ -1,0 +1,70 @@
+"""Where the agent is in each frame, and which frames revisit a place seen before.
+
+A *place* is a grid cell plus a heading. Two kinds of recorded extras give places:
+
+- Memory Maze (``agent_pos`` (T, 2) in grid units, ``agent_dir`` (T, 2) unit vector): the maze cell
+  ``floor(agent_pos)`` and the heading ``atan2(dir_y, dir_x)``; same heading within 45 degrees.
+- Minecraft (``x``, ``z`` in blocks and ``yaw`` in degrees, (T,) each: the RAD authors' 8-column
+  recordings or MineRL's ``location_stats``): the cell ``floor((x, z) / MINECRAFT_CELL)`` of a
+  horizontal grid of 2x2-block cells, and the yaw; same heading within 30 degrees (one and a half
+  20-degree turns). Frames whose position is not recorded (NaN) are never places.
+
+A frame *revisits* when its cell and heading match a frame at least ``window`` frames earlier, i.e.
+one that has left the model's attention window: only memory can bring it back.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+
+MAZE_HEADING_TOLERANCE = 45.0  # degrees
+MINECRAFT_CELL = 2.0  # blocks
+MINECRAFT_HEADING_TOLERANCE = 30.0  # degrees
+
+
+def places(extras: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """(cells int64 (..., T, 2), headings in degrees (..., T), heading tolerance) from per-frame
+    extras, or None when they hold no positions. Unrecorded positions have cell and heading NaN-marked
+    (cells -2**62)."""
+    if "agent_pos" in extras and "agent_dir" in extras:
+        pos, direction = np.asarray(extras["agent_pos"], np.float64), np.asarray(extras["agent_dir"], np.float64)
+        return (_cells(pos), np.degrees(np.arctan2(direction[..., 1], direction[..., 0])),
+                MAZE_HEADING_TOLERANCE)
+    if all(k in extras for k in ("x", "z", "yaw")):
+        xz = np.stack([np.asarray(extras["x"], np.float64), np.asarray(extras["z"], np.float64)], -1)
+        return _cells(xz / MINECRAFT_CELL), np.asarray(extras["yaw"], np.float64), MINECRAFT_HEADING_TOLERANCE
+    return None
+
+
+UNKNOWN_CELL = -(2**62)
+
+
+def _cells(pos: np.ndarray) -> np.ndarray:
+    known = np.isfinite(pos).all(-1, keepdims=True)
+    return np.where(known, np.floor(np.where(known, pos, 0.0)), UNKNOWN_CELL).astype(np.int64)
+
+
+def revisit_mask(cells: np.ndarray, headings: np.ndarray, window: int, tolerance: float) -> np.ndarray:
+    """``mask[t]`` for one clip (cells (T, 2), headings (T,) degrees): the cell and heading of frame
+    ``t`` (within ``tolerance`` degrees) were seen at some frame ``j <= t - window``."""
+    known = (cells != UNKNOWN_CELL).all(-1) & np.isfinite(headings)
+    mask = np.zeros(len(cells), dtype=bool)
+    for t in range(window, len(cells)):
+        if not known[t]:
+            continue
+        earlier = slice(0, t - window + 1)
+        same_cell = np.all(cells[earlier] == cells[t], axis=-1) & known[earlier]
+        turn = np.abs((headings[earlier] - headings[t] + 180.0) % 360.0 - 180.0)
+        mask[t] = bool(np.any(same_cell & (turn <= tolerance)))
+    return mask
+
+
+def revisit_masks(extras: Mapping[str, np.ndarray], window: int) -> np.ndarray | None:
+    """Revisit masks (N, T) of clips whose extras are (N, T, ...) arrays; None without positions."""
+    found = places(extras)
+    if found is None:
+        return None
+    cells, headings, tolerance = found
+    return np.stack([revisit_mask(c, h, window, tolerance) for c, h in zip(cells, headings)])

@@ -182,3 +182,20 @@ def test_minecraft_dream_from_imported_data(samples, tmp_path) -> None:
         assert np.array_equal(env.render(), obs)
     finally:
         env.close()
+
+    # the evaluation splits Minecraft frames beyond the window into revisits and new places from x/z/yaw
+    from rad_env.evaluate import EvalConfig, evaluate
+
+    src = tmp_path / "revisits"
+    actions = walker_actions(STEPS, 8, seed=3)
+    actions[1:, 4:] = (0.5, 64.0, 0.5, 0.0)  # standing in one place, facing one way: every frame revisits
+    actions[8:, 4] = 40.5 + 4 * np.arange(STEPS - 7)  # ... then a new place every step
+    write_episode(src, "000000", actions)
+    held_out = tmp_path / "held_out"
+    assert record_main(["import", "rad-minecraft", str(src), "--out", str(held_out), "--frame-size", "16",
+                        "--no-progress"]) == 0
+    result = evaluate(EvalConfig(checkpoint=summary["checkpoint"], data=str(held_out), context=2, horizon=10,
+                                 denoiser=False, probes=False, threads=1))
+    rows = {r["frames"]: r for r in result["rollout"]}
+    # dreamed frames h=1..10 are frames 2..11; beyond the window (h >= 2): frames 3..11; 3..7 revisit
+    assert rows["beyond window, revisit"]["n"] == 5 and rows["beyond window, new place"]["n"] == 4

@@ -5,6 +5,8 @@ generator so an episode is reproducible) and ``__call__(obs, info) -> int`` (an 
 
 - :class:`RandomPolicy`: uniform over ``n`` actions, with optional action repeat / sticky actions.
 - :class:`WalkerPolicy`: Minecraft (``minecraft-walk`` ids): the RAD authors' scripted walker.
+- :class:`TargetPolicy`: Memory Maze only. Walks to the current target (from the global
+  observables) with action noise, sometimes to a random cell instead: data with rewards.
 - :class:`ExplorePolicy`: Memory Maze only. Walks along BFS shortest paths to random free cells of
   the maze with action noise (like the Memory Maze offline dataset), so places get revisited.
 
@@ -242,6 +244,10 @@ class ExplorePolicy:
         target = self.waypoint(cell)
         if target is None:
             return random_action
+        return self.steer(pos, direction, target)
+
+    def steer(self, pos, direction, target: tuple[float, float]) -> int:
+        """The action that turns toward / walks to the point ``target`` (x, y)."""
         heading = math.atan2(float(direction[1]), float(direction[0]))
         error = _wrap(math.atan2(target[1] - float(pos[1]), target[0] - float(pos[0])) - heading)
         if abs(error) > self.turn_rad:
@@ -251,12 +257,56 @@ class ExplorePolicy:
         return FORWARD
 
 
+class TargetPolicy(ExplorePolicy):
+    """Memory Maze target seeker: walks (like :class:`ExplorePolicy`, with its action noise and
+    look-arounds) to the current target, the object whose colour is the image border, read from the
+    global observable ``info["target_pos"]``; the env then pays +1 and names the next target. With
+    probability ``wander`` a goal is a random free cell instead (exploration mixed in)."""
+
+    def __init__(self, *, wander: float = 0.2, **kwargs: Any) -> None:
+        if not 0.0 <= wander <= 1.0:
+            raise ValueError(f"wander must lie in [0, 1], got {wander}")
+        super().__init__(**kwargs)
+        self.wander = wander
+        self._target: Cell | None = None
+        self._wandering = False
+
+    def reset(self, info: dict[str, Any] | None = None, seed: int | None = None) -> None:
+        super().reset(info, seed)
+        if info is None or "target_pos" not in info:
+            raise ValueError("TargetPolicy needs info['target_pos'] (Memory Maze's global observables)")
+        self._target, self._wandering = None, False
+
+    def _new_goal(self, cell: Cell) -> None:
+        self._wandering = self._target is None or self.rng.random() < self.wander
+        if self._wandering or self._target == cell:
+            super()._new_goal(cell)
+        else:
+            self.goal, self._since_progress = self._target, 0
+
+    def __call__(self, obs: Any, info: dict[str, Any]) -> int:
+        target = self.cell_of(info["target_pos"])
+        if target != self._target:  # a new target (or the first): head for it unless wandering
+            self._target = target
+            if not self._wandering:
+                self.goal = None
+        if not self._wandering and not self._scan and self.cell_of(info["agent_pos"]) == target:
+            # in the target's cell: walk into the object itself (the env pays on touching it)
+            noisy = self.rng.random() < self.noise
+            random_action = int(self.rng.integers(6))
+            return random_action if noisy else self.steer(info["agent_pos"], info["agent_dir"], info["target_pos"])
+        return super().__call__(obs, info)
+
+
 def make_policy(kind: str, num_actions: int, *, seed: int | None = None, **kwargs: Any):
-    """``kind`` is ``random``, ``explore`` or ``walker``; ``kwargs`` go to the policy's constructor."""
+    """``kind`` is ``random``, ``explore``, ``target`` or ``walker``; ``kwargs`` go to the policy's
+    constructor."""
     if kind == "random":
         return RandomPolicy(num_actions, seed=seed, **kwargs)
     if kind == "explore":
         return ExplorePolicy(seed=seed, **kwargs)
+    if kind == "target":
+        return TargetPolicy(seed=seed, **kwargs)
     if kind == "walker":
         return WalkerPolicy(seed=seed, **kwargs)
-    raise ValueError(f"unknown policy {kind!r}; choose 'random', 'explore' or 'walker'")
+    raise ValueError(f"unknown policy {kind!r}; choose 'random', 'explore', 'target' or 'walker'")

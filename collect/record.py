@@ -68,9 +68,10 @@ class RecordConfig:
     steps: int | None = option(None, "steps per episode (default: the env's own length, e.g. 1000 for "
                                      "memory-maze-9x9, 6000 for minerl-navigate)")
     policy: str = option("random", "random: uniform actions; explore: BFS walks to random maze cells with "
-                                   "action noise (Memory Maze only); walker: the RAD authors' Minecraft walker "
+                                   "action noise (Memory Maze only); target: walks to the current target (rewards; "
+                                   "Memory Maze only); walker: the RAD authors' Minecraft walker "
                                    "(minerl-navigate with --minerl-actions minecraft-walk)",
-                         choices=("random", "explore", "walker"))
+                         choices=("random", "explore", "target", "walker"))
     policy_kwargs: dict[str, Any] = field(default_factory=dict)  # from PolicyOptions on the command line
     workers: int = option(1, "parallel worker processes, shards <out>/w<k>/")
     seed: int = option(0, "base seed; episode seeds derive from (seed, worker, index)")
@@ -89,18 +90,21 @@ class RecordConfig:
 class PolicyOptions:
     """Command-line settings of the recording policies (stored as ``RecordConfig.policy_kwargs``)."""
 
-    noise: float = option(0.15, "explore: probability of a random action")
-    stuck_steps: int = option(40, "explore: new goal after this many steps without entering a new cell")
-    look_around: float = option(0.0, "explore: probability per step of looking around: 3-10 turns one way, "
-                                      "then as many back (data to learn to remember a view)")
+    noise: float = option(0.15, "explore/target: probability of a random action")
+    stuck_steps: int = option(40, "explore/target: new goal after this many steps without entering a new cell")
+    look_around: float = option(0.0, "explore/target: probability per step of looking around: 3-10 turns one "
+                                      "way, then as many back (data to learn to remember a view)")
+    wander: float = option(0.2, "target: probability that a goal is a random cell instead of the target")
     action_repeat: int = option(1, "random: hold each action this many steps")
     sticky: float = option(0.0, "random: probability of repeating the last action")
 
     def kwargs_for(self, policy: str) -> dict[str, Any]:
-        if policy == "explore":
-            kwargs = {"noise": self.noise, "stuck_steps": self.stuck_steps}
+        if policy in ("explore", "target"):
+            kwargs: dict[str, Any] = {"noise": self.noise, "stuck_steps": self.stuck_steps}
             if self.look_around:  # only when used: older record.json files stay resumable
                 kwargs["look_around"] = self.look_around
+            if policy == "target":
+                kwargs["wander"] = self.wander
             return kwargs
         if policy == "walker":  # the RAD authors' settings (collect_mc's SimpleAgent)
             return {}

@@ -192,3 +192,20 @@ def test_explore_on_real_memory_maze():
         env.close()
     assert visited["explore"] > visited["random"], visited
     assert visited["explore"] >= 8, visited
+
+
+def test_target_policy_needs_the_target_and_a_valid_wander() -> None:
+    from collect.policies import TargetPolicy
+
+    layout = np.ones((3, 3), np.uint8)
+    info = {"maze_layout": layout, "agent_pos": np.array([0.5, 0.5]), "agent_dir": np.array([1.0, 0.0])}
+    with pytest.raises(ValueError, match="target_pos"):
+        TargetPolicy(seed=0).reset(info)
+    with pytest.raises(ValueError, match="wander"):
+        TargetPolicy(wander=1.5)
+    policy = TargetPolicy(noise=0.0, wander=0.0, seed=0)
+    info["target_pos"] = np.array([2.5, 0.5])  # straight ahead: walk forward to it
+    policy.reset(info)
+    assert policy(None, info) == 1 and policy.goal == (2, 0)
+    info["agent_pos"] = np.array([2.2, 0.9])  # in the target's cell: aim at the object itself (up-right)
+    assert policy(None, info) in (3, 5)  # turn right / forward right: the object is at -53 degrees

@@ -479,3 +479,21 @@ def test_bfloat16_cache_state():
     f32, *_ = model.imagine(torch.tensor([1, 1]), s32, generators=[torch.Generator().manual_seed(0)] * 2)
     f16, *_ = model.imagine(torch.tensor([1, 1]), s16, generators=[torch.Generator().manual_seed(0)] * 2)
     assert f16.shape == f32.shape
+
+
+def test_lstm_memory_is_torch_lstm_cell():
+    """The scan's split LSTM (input projection for all frames, recurrence per frame) computes exactly
+    ``nn.LSTMCell`` with the same parameters, so checkpoints keep their meaning."""
+    from rad_env.model.memory import LSTMMemory
+
+    torch.manual_seed(0)
+    memory = LSTMMemory(micro_config())
+    b, l, m = 2, 5, memory.slots
+    inp = torch.randn(b, l, m, memory.cell_input_dim)
+    _, h_new, (h, c) = memory.scan(inp)
+    hx = memory.initial_state(b)
+    hx = [s.reshape(b * m, -1) for s in hx]
+    for t in range(l):
+        hx = list(memory.lstm(inp[:, t].reshape(b * m, -1), tuple(hx)))
+        torch.testing.assert_close(h_new[:, t].reshape(b * m, -1), hx[0], atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(c.reshape(b * m, -1), hx[1], atol=1e-6, rtol=1e-5)

@@ -9,7 +9,9 @@ A memory is ``M`` slots of width ``Dm``. For frame ``t`` of a layer:
   recurrent cell shared by all slots -> ``h_t``.
 
 Because the slot queries are static and pooling reads the tokens *before* the read, pooling
-is computed for all frames in parallel; only the cheap recurrent cell is scanned over time.
+is computed for all frames in parallel; so is the cell's input projection (:meth:`MemoryBlock.project`,
+one matrix product for the whole sequence). Only the recurrent part (:meth:`MemoryBlock.step`: the
+LSTM's ``h W_hh`` and gates, the linear memory's elementwise decay) is scanned over time.
 """
 
 from __future__ import annotations
@@ -57,9 +59,17 @@ class MemoryBlock(nn.Module):
         """The readable part of the state, (B, M, Dm)."""
         return state[0]
 
+    def project(self, inp: torch.Tensor) -> torch.Tensor:
+        """The input-only part of the cell, for any leading shape: (..., M, cell_input_dim) -> (..., M, P)."""
+        raise NotImplementedError
+
+    def step(self, projected: torch.Tensor, state: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The recurrent part of one update: projected (B, M, P) -> new state."""
+        raise NotImplementedError
+
     def cell(self, inp: torch.Tensor, state: list[torch.Tensor]) -> list[torch.Tensor]:
         """One recurrent update; inp (B, M, cell_input_dim)."""
-        raise NotImplementedError
+        return self.step(self.project(inp), state)
 
     # -- write ------------------------------------------------------------------------------
     def pool(self, x: torch.Tensor) -> torch.Tensor:
@@ -92,13 +102,14 @@ class MemoryBlock(nn.Module):
         init = self.initial_state(b)
         init = [s.to(inp.device) for s in init]
         state = init
+        projected = self.project(inp)  # every frame at once; the loop only runs the recurrence
         h_prev, h_new = [], []
         for t in range(l):
             if is_first is not None and t > 0:
                 reset = is_first[:, t].view(b, 1, 1)
                 state = [torch.where(reset, s0.to(s.dtype), s) for s, s0 in zip(state, init)]
             h_prev.append(self.hidden(state))
-            state = self.cell(inp[:, t], state)
+            state = self.step(projected[:, t], state)
             h_new.append(self.hidden(state))
         return torch.stack(h_prev, 1), torch.stack(h_new, 1), state
 
@@ -116,7 +127,8 @@ class MemoryBlock(nn.Module):
 
 
 class LSTMMemory(MemoryBlock):
-    """Slots updated by one ``nn.LSTMCell`` shared across slots; state = (h, c)."""
+    """Slots updated by one LSTM cell shared across slots (``nn.LSTMCell``'s parameters and gate order
+    i, f, g, o); state = (h, c)."""
 
     def __init__(self, cfg: RADConfig):
         super().__init__(cfg)
@@ -127,12 +139,17 @@ class LSTMMemory(MemoryBlock):
         return [self.h0.unsqueeze(0).expand(batch_size, -1, -1),
                 self.c0.unsqueeze(0).expand(batch_size, -1, -1)]
 
-    def cell(self, inp: torch.Tensor, state: list[torch.Tensor]) -> list[torch.Tensor]:
-        b, m, din = inp.shape
+    def project(self, inp: torch.Tensor) -> torch.Tensor:
+        return F.linear(inp, self.lstm.weight_ih, self.lstm.bias_ih + self.lstm.bias_hh)
+
+    def step(self, projected: torch.Tensor, state: list[torch.Tensor]) -> list[torch.Tensor]:
         h, c = state
         dtype = h.dtype
-        h2, c2 = self.lstm(inp.reshape(b * m, din), (h.reshape(b * m, -1), c.reshape(b * m, -1)))
-        return [h2.view(b, m, -1).to(dtype), c2.view(b, m, -1).to(dtype)]
+        gates = projected + F.linear(h.to(projected.dtype), self.lstm.weight_hh.to(projected.dtype))
+        i, f, g, o = gates.chunk(4, dim=-1)
+        c2 = torch.sigmoid(f) * c.to(gates.dtype) + torch.sigmoid(i) * torch.tanh(g)
+        h2 = torch.sigmoid(o) * torch.tanh(c2)
+        return [h2.to(dtype), c2.to(dtype)]
 
 
 class LinearMemory(MemoryBlock):
@@ -151,9 +168,12 @@ class LinearMemory(MemoryBlock):
     def initial_state(self, batch_size: int) -> list[torch.Tensor]:
         return [self.h0.unsqueeze(0).expand(batch_size, -1, -1)]
 
-    def cell(self, inp: torch.Tensor, state: list[torch.Tensor]) -> list[torch.Tensor]:
+    def project(self, inp: torch.Tensor) -> torch.Tensor:
+        return self.in_proj(inp)
+
+    def step(self, projected: torch.Tensor, state: list[torch.Tensor]) -> list[torch.Tensor]:
         (h,) = state
-        u, dt = self.in_proj(inp).chunk(2, dim=-1)
+        u, dt = projected.chunk(2, dim=-1)
         a = torch.exp(-F.softplus(dt.float() + self.dt_bias) * torch.exp(self.A_log))
         h_new = a * h.float() + (1 - a) * u.float()
         return [h_new.to(h.dtype)]

@@ -10,7 +10,7 @@ import numpy as np
 
 from .core import DreamCore
 from .factory import make_dream_core
-from .specs import MEMORY_MAZE_SPEC, DreamSpec
+from .specs import MEMORY_MAZE_SPEC, DreamSpec, discrete_action
 
 
 def render_modes() -> list[str]:
@@ -56,11 +56,7 @@ class DreamEnv(gym.Env):
         return obs, {}
 
     def step(self, action):
-        # Booleans are not action ids: Discrete.contains accepts True only because bool subclasses int
-        # (it rejects numpy booleans), so both are refused here.
-        if isinstance(action, (bool, np.bool_)) or not self.action_space.contains(action):
-            raise ValueError(f"invalid action {action!r}: expected an int in [0, {self.action_space.n})")
-        frames, rewards, terminated = self.core.step(np.array([int(action)]))
+        frames, rewards, terminated = self.core.step(np.array([discrete_action(action, self.action_space.n)]))
         if self.render_mode == "human":
             self.render()
         return frames[0], float(rewards[0]), bool(terminated[0]), False, {}

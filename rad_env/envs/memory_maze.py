@@ -7,6 +7,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from .specs import discrete_action
+
 #: Maze size -> (episode length in steps at 4 Hz, number of target objects).
 MAZE_SIZES: dict[int, tuple[int, int]] = {9: (1000, 3), 11: (2000, 4), 13: (3000, 5), 15: (4000, 6)}
 #: Per-step observations kept as ``info`` entries (and recorded as episode extras).
@@ -62,9 +64,7 @@ class MemoryMazeEnv(gym.Env):
     def step(self, action):
         if self._env is None:
             raise RuntimeError("call reset() before step()")
-        if isinstance(action, (bool, np.bool_)) or not self.action_space.contains(action):  # as DreamEnv
-            raise ValueError(f"invalid action {action!r} for {self.action_space}")
-        timestep = self._env.step(int(action))
+        timestep = self._env.step(discrete_action(action, self.action_space.n))
         self._last_image = timestep.observation["image"]
         truncated = bool(timestep.last())  # Memory Maze has a time limit and no terminal states
         return self._last_image, float(timestep.reward or 0.0), False, truncated, self._info(timestep.observation)

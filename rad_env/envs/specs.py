@@ -3,6 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+def discrete_action(action: Any, n: int) -> int:
+    """A single env's action as an int id in [0, n); ``ValueError`` otherwise. Booleans are refused:
+    gymnasium's ``Discrete.contains`` accepts ``True`` only because bool subclasses int (it rejects
+    numpy booleans)."""
+    array = np.asarray(action)
+    if (isinstance(action, (bool, np.bool_)) or array.shape != () or not np.issubdtype(array.dtype, np.integer)
+            or not 0 <= int(array) < n):
+        raise ValueError(f"invalid action {action!r}: expected an int in [0, {n})")
+    return int(array)
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from rad_env.cli import UserError, removed_if_failed, run_cli
+from rad_env.cli import UserError, run_cli
 from rad_env.defaults import TRAIN_HINT
 from rad_env.envs.rollout import play_actions, scripted_actions
 from rad_env.envs.specs import ENV_SPECS
@@ -205,8 +205,7 @@ def cli(argv: Sequence[str] | None = None) -> dict[str, Any]:
         env.close()
 
     if out:
-        with removed_if_failed(Path(out).parent):
-            stats["video"] = str(write_video(out, frames, fps=max(1, int(round(args.fps)))))
+        stats["video"] = str(write_video(out, frames, fps=max(1, int(round(args.fps)))))
     stats["frames"] = len(frames)
     rate = f" at {stats['steps_per_s']:.1f} steps/s" if "steps_per_s" in stats else ""
     print(f"{stats['steps']} steps{rate}, total reward {stats['total_reward']:.3f}, "

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from .cli import UserError, removed_if_failed, run_cli
+from .cli import UserError, run_cli
 from .defaults import TRAIN_HINT, missing_default_message
 from .envs.rollout import play_actions, scripted_actions
 from .envs.specs import ENV_SPECS
@@ -38,8 +38,7 @@ def run_demo(checkpoint: str | None = None, context: str | None = None, *, env_i
         frames, stats = play_actions(env, scripted_actions(steps, int(env.action_space.n), seed).tolist(), seed)
     finally:
         env.close()
-    with removed_if_failed(Path(out).parent):
-        video = write_video(out, frames, fps=fps)
+    video = write_video(out, frames, fps=fps)
     return {**stats, "load_s": load_s, "video": str(video), "frames": len(frames)}
 
 

@@ -29,20 +29,24 @@ def write_video(path: str | Path, frames: Sequence[np.ndarray] | np.ndarray, fps
     """Write uint8 frames (T, H, W, 3) as an mp4, scaled up to about ``size`` pixels high.
 
     Falls back to a gif (same name, ``.gif``) if no ffmpeg backend is available. Returns the path written.
+    Folders it creates for the video are removed again if writing fails.
     """
+    from .cli import removed_if_failed
+
     path = Path(path)
     video = np.asarray(frames, dtype=np.uint8)
     if video.ndim != 4 or video.shape[-1] != 3 or len(video) == 0:
         raise ValueError(f"frames must be a non-empty uint8 (T, H, W, 3) sequence, got {video.shape}")
     check_video_path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     scale = max(1, size // video.shape[1])
     video = video.repeat(scale, axis=1).repeat(scale, axis=2)
-    try:
-        iio.imwrite(path, video, fps=fps, codec="libx264", macro_block_size=1)
-    except Exception:  # noqa: BLE001 - no ffmpeg backend: write a gif instead
-        path = path.with_suffix(".gif")
-        iio.imwrite(path, video, duration=1000 / fps, loop=0)
+    with removed_if_failed(path.parent):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            iio.imwrite(path, video, fps=fps, codec="libx264", macro_block_size=1)
+        except Exception:  # noqa: BLE001 - no ffmpeg backend: write a gif instead
+            path = path.with_suffix(".gif")
+            iio.imwrite(path, video, duration=1000 / fps, loop=0)
     return path
 
 

@@ -394,13 +394,13 @@ def _parse_value(text: str) -> Any:
         return text
 
 
-def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
-    """``["dim=64", "memory=none"]`` -> ``{"dim": 64, "memory": "none"}``."""
+def parse_overrides(pairs: Sequence[str], flag: str = "--model") -> dict[str, Any]:
+    """``["dim=64", "memory=none"]`` -> ``{"dim": 64, "memory": "none"}``; errors name ``flag``."""
     result = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep:
-            raise UserError(f"--model expects KEY=VALUE pairs, got {pair!r}")
+            raise UserError(f"{flag} expects KEY=VALUE pairs, got {pair!r}")
         result[key.strip()] = _parse_value(value)
     return result
 

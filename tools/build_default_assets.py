@@ -10,12 +10,17 @@ Exactly how the shipped files were made (see README "The embedded default"), on 
     # held-out test episodes, a seed never used for training (~4 min)
     python collect/record.py --env memory-maze-9x9 --policy explore --noise 0.25 --episodes 12 --steps 500 \
         --seed 1 --workers 2 --out data/mm9_test
-    # 77 min on 2 threads (2.9 s per step of 8 x 16 frames)
+    # stage 1, 77 min on 2 threads (2.9 s per step of 8 x 16 frames): teacher-forced training
     python -m rad_env.train --data data/mix --preset tiny --threads 2 --steps 1600 --out runs/default
     python tools/build_default_assets.py --checkpoint runs/default/model.pt --data data/mix \
-        --set sampling_steps=3 context_sigma=0.1
+        --set sampling_steps=3 context_sigma=0.1 --out runs/default/assets
+    # stage 2, 36 min on 2 threads: fine-tune on the model's own rollouts (half of the steps dream the
+    # context frames after the first window: 4-5 s per such step, 2.9 s per other step)
+    python -m rad_env.train --data data/mix --init runs/default/assets/memory_maze_tiny.pt --rollout-prob 0.5 \
+        --steps 500 --lr 3e-4 --warmup 20 --threads 2 --out runs/rollout
+    python tools/build_default_assets.py --checkpoint runs/rollout/model.pt --data data/mix
     python -m rad_env.evaluate --checkpoint rad_env/assets/memory_maze_tiny.pt --data data/mm9_test \
-        --episodes 12 --out runs/default/eval --report
+        --episodes 12 --threads 2 --out runs/rollout/eval --report
 
 The checkpoint is stored with half-precision weights (loaded back as float32) to stay a few MB;
 the start frames are the first ``window`` frames of the held-out episodes.
@@ -37,10 +42,10 @@ from rad_env.model import RADConfig, WorldModel
 from rad_env.train import parse_overrides
 
 
-def export_checkpoint(src: Path, dst: Path, overrides: dict[str, Any]) -> Path:
-    """``src``'s EMA weights in float16 with model config ``overrides`` (inference settings such as
-    sampling_steps, context_sigma, guidance), without the build machine's paths."""
-    ckpt = load_checkpoint(src)
+def export_checkpoint(ckpt: dict[str, Any], src: Path, dst: Path, overrides: dict[str, Any]) -> Path:
+    """Checkpoint ``ckpt`` (loaded from ``src``): its EMA weights in float16 with model config
+    ``overrides`` (inference settings such as sampling_steps, context_sigma, guidance), without the
+    build machine's paths."""
     model = WorldModel(RADConfig.from_dict({**ckpt["model_config"], **overrides}))
     model.load_state_dict(ckpt["model"])
     model.half()
@@ -77,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
     ckpt = load_checkpoint(args.checkpoint)
     window = int(ckpt["model_config"]["window"])
     held = ckpt["data"].get("held_out_episodes") or list(range(len(EpisodeStore(args.data))))
-    path = export_checkpoint(args.checkpoint, args.out / "memory_maze_tiny.pt", parse_overrides(args.set))
+    path = export_checkpoint(ckpt, args.checkpoint, args.out / "memory_maze_tiny.pt", parse_overrides(args.set, "--set"))
     starts = export_start_frames(args.data, held, window, args.out / "memory_maze_starts.h5", args.segments)
     for p in (path, starts):
         print(f"{p}: {p.stat().st_size / 1e6:.2f} MB")

@@ -12,6 +12,9 @@ Sections (each can be switched off):
   probes     (Memory Maze with recorded seeds) from real states, 8 steps of left / right / forward in the
              real env (replayed) and in the dream: is each dream closest to its own real continuation?
              Loop closure: N left then N right, last frame vs first.
+  rewards    every real reward event of the evaluation episodes replayed into the model (real frames until
+             6 frames before it, then the true actions): paid within 2 frames? False rewards in quiet
+             stretches? (:mod:`rad_env.evaluation.rewards`)
 With ``--out`` it writes metrics.json, PNG grids and two real | dream videos, with ``--report`` a markdown
 report.
 """
@@ -39,6 +42,7 @@ from .evaluation.probes import (PROBE_ACTIONS, TURN_LEFT, TURN_RIGHT, MemoryMaze
                                 real_continuations, unrelated_first_frames_psnr)
 from .evaluation.report import markdown_table, rollout_grid, sequence_grid, text_table
 from .evaluation.places import revisit_masks
+from .evaluation.rewards import reward_replay
 from .evaluation.rollout import (dream_rollout, horizon_masks, mean_image, rollout_table,
                                  score_rollout, stability_table)
 from .metrics import LPIPS_UNAVAILABLE
@@ -62,6 +66,8 @@ class EvalConfig:
     guidance: float = option(-1.0, "classifier-free guidance on the action (negative: the checkpoint's)")
     denoiser: bool = option(True, "one-shot denoising vs sampling diagnostics")
     probes: bool = option(True, "action probe and loop closure against the real env (Memory Maze)")
+    rewards: bool = option(True, "reward replay: real reward events of all evaluation episodes replayed into the "
+                                 "model (paid within 2 frames?) and quiet stretches (false rewards?)")
     probe_states: int = option(2, "probe states per clip")
     probe_steps: int = option(8, "steps of each probe action")
     loop_turns: int = option(10, "loop closure: N left then N right")
@@ -72,14 +78,15 @@ class EvalConfig:
     report: bool = option(False, "also write <out>/report.md")
 
 
-#: Targets of the dream-quality issue, checked on every evaluation.
+#: Targets of the dream-quality and agents issues, checked on every evaluation.
 def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     table = {r["frames"]: r for r in result.get("rollout", [])}
 
-    def add(name: str, value: float | None, goal: float, text: str) -> None:
+    def add(name: str, value: float | None, goal: float, text: str, at_most: bool = False) -> None:
         if value is not None:
-            rows.append({"target": name, "measured": value, "goal": goal, "met": "yes" if value >= goal else "NO",
+            met = value <= goal if at_most else value >= goal
+            rows.append({"target": name, "measured": value, "goal": goal, "met": "yes" if met else "NO",
                          "meaning": text})
 
     def bucket(first: int) -> tuple[str, dict[str, Any]] | None:
@@ -106,6 +113,13 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
     loop = result.get("loop_closure")
     if loop:
         add("loop closure PSNR", loop["dream psnr(last, first)"], 20.0, "dB, last vs first frame")
+    replay = result.get("reward_replay")
+    if replay:
+        add("reward events paid", replay["paid fraction"], 0.5, f"of {replay['events']} real rewards, within "
+            f"{replay['tolerance']} frames")
+        if replay["quiet stretches"]:
+            add("false reward stretches", replay["false fraction"], 0.1,
+                f"of {replay['quiet stretches']} stretches without reward", at_most=True)
     return rows
 
 
@@ -202,6 +216,16 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
         result.update(_probes(model, clips, cfg, steps, out, result["pictures"]))
         result["seconds"]["probes"] = time.perf_counter() - t0
 
+    # -- reward replay ------------------------------------------------------------------------------
+    if cfg.rewards:
+        t0 = time.perf_counter()
+        replay = reward_replay(model, store, episodes, cfg.context, steps=steps, seed=cfg.seed)
+        if replay is None:
+            result["reward_replay_skipped"] = "no real reward event in the evaluation episodes"
+        else:
+            result["reward_replay"] = replay
+        result["seconds"]["reward_replay"] = time.perf_counter() - t0
+
     result["targets"] = targets(result)
     if out:
         out.mkdir(parents=True, exist_ok=True)
@@ -282,6 +306,14 @@ def format_report(result: dict[str, Any], markdown: bool = True) -> str:
         lines += ["## Loop closure" if markdown else "loop closure", "", table([lc]), ""]
     elif "probes_skipped" in result:
         lines += [f"probes skipped: {result['probes_skipped']}", ""]
+    if "reward_replay" in result:
+        r = result["reward_replay"]
+        lines += ["## Reward replay" if markdown else "reward replay", "",
+                  f"{r['paid']} of {r['events']} real reward events paid by the dream within {r['tolerance']} frames "
+                  f"({r['context']} real frames observed until {r['lead']} frames before each reward, then the true "
+                  f"actions); false rewards in {r['false rewards']} of {r['quiet stretches']} stretches without one", ""]
+    elif "reward_replay_skipped" in result:
+        lines += [f"reward replay skipped: {result['reward_replay_skipped']}", ""]
     if result.get("pictures"):
         lines += ["## Pictures" if markdown else "pictures", ""]
         lines += [f"![{Path(p).stem}]({Path(p).name})" if markdown else p for p in result["pictures"]]

@@ -175,10 +175,13 @@ def test_evaluate_reports_model_beside_baselines(episodes: Path, tmp_path: Path)
     assert "no recorded env seeds" in result["probes_skipped"]  # synthetic data: no real env to replay
     assert {t["target"] for t in result["targets"]} >= {"h=1 PSNR - copy-last", "h=2-16 PSNR - copy-last",
                                                         "h=17 PSNR - best baseline"}
+    replay = result["reward_replay"]  # the synthetic episodes pay for action 1
+    assert replay["events"] > 0 and 0 <= replay["paid"] <= replay["events"] and replay["lead"] == 6
+    assert "reward events paid" in {t["target"] for t in result["targets"]}
     grid = tmp_path / "eval" / "rollout_grid.png"
     assert grid.read_bytes()[:4] == b"\x89PNG" and str(grid) in result["pictures"]
     report = (tmp_path / "eval" / "report.md").read_text()
-    assert "copy-last" in report and "rollout_grid.png" in report
+    assert "copy-last" in report and "rollout_grid.png" in report and "## Reward replay" in report
     saved = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert saved["rollout"][0]["n"] == rows["h=1"]["n"]
 

@@ -181,7 +181,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
 
     # -- open-loop rollout -------------------------------------------------------------------------
     t0 = time.perf_counter()
-    dream = dream_rollout(model, clips.frames, clips.prev_actions, cfg.context, steps, cfg.seed, sampler)
+    dream = dream_rollout(model, clips.frames, clips.prev_actions, cfg.context, steps, cfg.seed, sampler).frames
     result["seconds"]["rollout"] = time.perf_counter() - t0
     result["dream_frames_per_s"] = dream.shape[0] * dream.shape[1] / result["seconds"]["rollout"]
     real = clips.frames[:, cfg.context:]

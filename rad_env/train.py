@@ -253,7 +253,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                                                         "num_actions": meta.num_actions, **cfg.model})
     except (TypeError, ValueError) as exc:
         raise UserError(f"bad model settings {cfg.model}: {exc}") from exc
-    if (model_cfg.image_size, model_cfg.num_actions) != (meta.frame_shape[0], meta.num_actions):
+    if cfg.init and (model_cfg.image_size, model_cfg.num_actions) != (meta.frame_shape[0], meta.num_actions):
         raise UserError(f"--init {cfg.init} is a model of {model_cfg.image_size}px frames and "
                         f"{model_cfg.num_actions} actions; {cfg.data} has {meta.frame_shape[0]}px and "
                         f"{meta.num_actions}", hint="fine-tune on data of the same environment")

@@ -44,7 +44,7 @@ class PayingModel:
     def observe(self, frames, prev_actions, state, generators=None):
         return [s + [int(a)] for s, a in zip(state, prev_actions)]
 
-    def imagine(self, prev_actions, state, steps=None, generators=None):
+    def imagine(self, prev_actions, state, steps=None, generators=None, sampler=None):
         state = [s + [int(a)] for s, a in zip(state, prev_actions)]
         pays = [self.always or (len(s) > self.delay and s[-1 - self.delay] == 1) for s in state]
         b = len(state)

@@ -22,12 +22,12 @@ import numpy as np
 MAZE_HEADING_TOLERANCE = 45.0  # degrees
 MINECRAFT_CELL = 2.0  # blocks
 MINECRAFT_HEADING_TOLERANCE = 30.0  # degrees
+UNKNOWN_CELL = -(2**62)  # the cell of a frame whose position was not recorded
 
 
 def places(extras: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, float] | None:
     """(cells int64 (..., T, 2), headings in degrees (..., T), heading tolerance) from per-frame
-    extras, or None when they hold no positions. Unrecorded positions have cell and heading NaN-marked
-    (cells -2**62)."""
+    extras, or None when they hold no positions. Unrecorded positions get cell UNKNOWN_CELL."""
     if "agent_pos" in extras and "agent_dir" in extras:
         pos, direction = np.asarray(extras["agent_pos"], np.float64), np.asarray(extras["agent_dir"], np.float64)
         return (_cells(pos), np.degrees(np.arctan2(direction[..., 1], direction[..., 0])),
@@ -37,8 +37,6 @@ def places(extras: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, fl
         return _cells(xz / MINECRAFT_CELL), np.asarray(extras["yaw"], np.float64), MINECRAFT_HEADING_TOLERANCE
     return None
 
-
-UNKNOWN_CELL = -(2**62)
 
 
 def _cells(pos: np.ndarray) -> np.ndarray:

@@ -14,10 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from ..data import EpisodeStore, read_segment
-from .rollout import observe_frames
+from .rollout import dream_rollout
 
 
 @dataclass(frozen=True)
@@ -46,23 +45,13 @@ def find_cases(store: EpisodeStore, episodes: list[int], context: int, lead: int
     return events[:max_events], quiet[:max_quiet]
 
 
-@torch.no_grad()
 def dream_rewards(model, store: EpisodeStore, cases: list[ReplayCase], context: int, lead: int, tolerance: int,
                   steps: int | None = None, seed: int = 0) -> np.ndarray:
     """Expected dreamed reward (N, lead + tolerance + 1) at frames r - lead .. r + tolerance of each case."""
-    device = model.device
     segments = [read_segment(store, store.episodes[c.episode], c.centre - lead - context, c.centre + tolerance + 1)
                 for c in cases]
-    frames = torch.from_numpy(np.stack([s.frames[:context] for s in segments]))
-    actions = torch.from_numpy(np.stack([s.prev_actions for s in segments])).long()
-    generators = [torch.Generator(device=device).manual_seed(seed + i) for i in range(len(cases))]
-    state = observe_frames(model, frames, actions[:, :context], generators=generators)
-    paid = []
-    for k in range(context, actions.shape[1]):
-        step = model.imagine(actions[:, k].to(device), state, steps=steps, generators=generators)
-        paid.append(step.reward.float().cpu().numpy())
-        state = step.state
-    return np.stack(paid, 1)
+    return dream_rollout(model, np.stack([s.frames for s in segments]), np.stack([s.prev_actions for s in segments]),
+                         context, steps, seed).rewards
 
 
 def reward_replay(model, store: EpisodeStore, episodes: list[int], context: int, lead: int = 6, tolerance: int = 2,

@@ -7,6 +7,7 @@ per-pixel mean of the evaluation frames. A useful world model beats both.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -27,24 +28,33 @@ def observe_frames(model, frames: torch.Tensor, prev_actions: torch.Tensor, stat
     return state
 
 
+class Dream(NamedTuple):
+    """An open-loop dream: frames uint8 (B, T', H, W, 3) and the reward head's expected reward (B, T')."""
+
+    frames: np.ndarray
+    rewards: np.ndarray
+
+
 @torch.no_grad()
 def dream_rollout(model, frames: np.ndarray | torch.Tensor, prev_actions: np.ndarray | torch.Tensor, context: int,
-                  steps: int | None = None, seed: int = 0, sampler: str | None = None) -> np.ndarray:
+                  steps: int | None = None, seed: int = 0, sampler: str | None = None) -> Dream:
     """Observe ``frames[:, :context]``, then imagine the rest from the true ``prev_actions``.
 
-    frames uint8 (B, T, H, W, 3), prev_actions int64 (B, T). Row ``i`` samples with its own generator
-    seeded ``seed + i``. Returns uint8 (B, T - context, H, W, 3)."""
+    frames uint8 (B, T, H, W, 3) (only the first ``context`` are read), prev_actions int64 (B, T). Row
+    ``i`` samples with its own generator seeded ``seed + i``. Returns the ``T - context`` dreamed frames
+    and rewards."""
     frames_t = torch.as_tensor(np.asarray(frames))
     actions_t = torch.as_tensor(np.asarray(prev_actions), dtype=torch.long)
     device = model.device
     generators = [torch.Generator(device=device).manual_seed(seed + i) for i in range(len(frames_t))]
     state = observe_frames(model, frames_t[:, :context], actions_t[:, :context], generators=generators)
-    out = []
+    out, rewards = [], []
     for t in range(context, actions_t.shape[1]):
-        frame, _, _, state = model.imagine(actions_t[:, t].to(device), state, steps=steps, generators=generators,
-                                           sampler=sampler)
-        out.append(frame.cpu().numpy())
-    return np.stack(out, 1)
+        step = model.imagine(actions_t[:, t].to(device), state, steps=steps, generators=generators, sampler=sampler)
+        out.append(step.frames.cpu().numpy())
+        rewards.append(step.reward.float().cpu().numpy())
+        state = step.state
+    return Dream(np.stack(out, 1), np.stack(rewards, 1))
 
 
 def _frames(x: np.ndarray) -> torch.Tensor:

@@ -190,7 +190,7 @@ def bench_train(args) -> dict[str, Any]:
 
         def one_step(model=model, optimizer=optimizer) -> float:
             with amp:
-                loss, _ = model.loss(batch)
+                loss = model.loss(batch).loss
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), defaults.grad_clip)

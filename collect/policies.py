@@ -9,6 +9,8 @@ generator so an episode is reproducible) and ``__call__(obs, info) -> int`` (an 
   observables) with action noise, sometimes to a random cell instead: data with rewards.
 - :class:`ExplorePolicy`: Memory Maze only. Walks along BFS shortest paths to random free cells of
   the maze with action noise (like the Memory Maze offline dataset), so places get revisited.
+- :class:`RetracePolicy`: Memory Maze only. Explores, then walks the explored cells again in the same
+  order (same places, same heading): held-out sets for memory evaluation.
 
 Memory Maze geometry (checked by experiment against the real env, see tests/test_collect_policies.py):
 ``info["agent_pos"] = (x, y)`` in grid units, cell ``(x, y)`` spans ``[x, x+1) x [y, y+1)`` with
@@ -298,15 +300,103 @@ class TargetPolicy(ExplorePolicy):
         return super().__call__(obs, info)
 
 
+class RetracePolicy(ExplorePolicy):
+    """Memory Maze: explore, then retrace the explored route in the same order and direction.
+
+    Phase 1 (the first ``explore_steps`` calls): exactly :class:`ExplorePolicy` (same actions for the same
+    seed), and records ``route``, the cells the agent enters (a cell is appended when it differs from the
+    last one). Phase 2: walks back to ``route[0]`` along BFS paths, then heads for the recorded cells in
+    order (goal = the next cell of ``route``; when the agent is in one of the next ``1 + skip_ahead``
+    cells it continues after that one, so cells it cuts past are skipped), with action noise
+    ``retrace_noise``, no look-arounds (a look-around in progress is dropped) and no random goals. The
+    agent passes the prefix's places in the prefix's direction, i.e. facing the same way, so a world
+    model that saw the prefix can only reproduce the continuation from memory. When the route is done
+    it loops: back to ``route[0]`` and the same route again (``laps`` counts the completed ones). A goal
+    not reached within ``stuck_steps`` steps without entering a new cell is skipped.
+    """
+
+    def __init__(self, *, explore_steps: int = 250, retrace_noise: float = 0.05, skip_ahead: int = 2,
+                 **kwargs: Any) -> None:
+        if isinstance(explore_steps, bool) or not isinstance(explore_steps, (int, np.integer)) or explore_steps < 1:
+            raise ValueError(f"explore_steps must be an integer >= 1, got {explore_steps!r}")
+        if not 0.0 <= retrace_noise <= 1.0:
+            raise ValueError(f"retrace_noise must lie in [0, 1], got {retrace_noise}")
+        if skip_ahead < 0:
+            raise ValueError(f"skip_ahead must be >= 0, got {skip_ahead}")
+        super().__init__(**kwargs)
+        self.explore_steps, self.retrace_noise, self.skip_ahead = int(explore_steps), retrace_noise, int(skip_ahead)
+        self._explore_noise, self._explore_look_around = self.noise, self.look_around
+        self._clear_phase()
+
+    def _clear_phase(self) -> None:
+        self.noise, self.look_around = self._explore_noise, self._explore_look_around
+        self.phase = "explore"
+        self.route: list[Cell] = []
+        self.laps = 0
+        self._steps = 0
+        self._index = 0  # the route cell to reach next (phase 2)
+
+    def reset(self, info: dict[str, Any] | None = None, seed: int | None = None) -> None:
+        super().reset(info, seed)
+        self._clear_phase()
+
+    def _start_retrace(self) -> None:
+        self.phase = "retrace"
+        self.noise, self.look_around, self._scan = self.retrace_noise, 0.0, []
+        self._index, self._since_progress = 0, 0
+
+    def _advance(self, cell: Cell) -> None:
+        """Move ``_index`` past ``cell`` if it is the next route cell (or, once on the route, one of the
+        ``skip_ahead`` after it); wraps to a new lap at the route's end."""
+        n = len(self.route)
+        window = 1 if self._index == 0 else 1 + self.skip_ahead  # route[0] itself must be reached
+        for k in range(min(window, n - self._index)):
+            if self.route[self._index + k] == cell:
+                self._index += k + 1
+                self._since_progress = 0
+                if self._index >= n:
+                    self._index, self.laps = 0, self.laps + 1
+                return
+
+    def _new_goal(self, cell: Cell) -> None:
+        if self.phase == "explore":
+            super()._new_goal(cell)
+            return
+        if self.goal is not None and cell != self.goal:  # stuck: skip this route cell
+            self._index = (self._index + 1) % len(self.route)
+            self.laps += self._index == 0
+        self.goal, self._since_progress = self.route[self._index], 0
+
+    def __call__(self, obs: Any, info: dict[str, Any]) -> int:
+        if self.free is None:
+            raise RuntimeError("call reset(info) with the env's reset info first")
+        cell = self.cell_of(info["agent_pos"])
+        if self.phase == "explore" and self._steps >= self.explore_steps:
+            self._start_retrace()
+        self._steps += 1
+        if self.phase == "explore":
+            if not self.route or self.route[-1] != cell:
+                self.route.append(cell)
+            return super().__call__(obs, info)
+        if cell != self._last_cell:
+            self._advance(cell)
+        if len(self.route) > 1 and self.route[self._index] == cell:  # (a one-cell route: stay there)
+            self._advance(cell)
+        self.goal = self.route[self._index]
+        return super().__call__(obs, info)
+
+
 def make_policy(kind: str, num_actions: int, *, seed: int | None = None, **kwargs: Any):
-    """``kind`` is ``random``, ``explore``, ``target`` or ``walker``; ``kwargs`` go to the policy's
-    constructor."""
+    """``kind`` is ``random``, ``explore``, ``target``, ``retrace`` or ``walker``; ``kwargs`` go to the
+    policy's constructor."""
     if kind == "random":
         return RandomPolicy(num_actions, seed=seed, **kwargs)
     if kind == "explore":
         return ExplorePolicy(seed=seed, **kwargs)
     if kind == "target":
         return TargetPolicy(seed=seed, **kwargs)
+    if kind == "retrace":
+        return RetracePolicy(seed=seed, **kwargs)
     if kind == "walker":
         return WalkerPolicy(seed=seed, **kwargs)
-    raise ValueError(f"unknown policy {kind!r}; choose 'random', 'explore', 'target' or 'walker'")
+    raise ValueError(f"unknown policy {kind!r}; choose 'random', 'explore', 'target', 'retrace' or 'walker'")

@@ -69,9 +69,11 @@ class RecordConfig:
                                      "memory-maze-9x9, 6000 for minerl-navigate)")
     policy: str = option("random", "random: uniform actions; explore: BFS walks to random maze cells with "
                                    "action noise (Memory Maze only); target: walks to the current target (rewards; "
-                                   "Memory Maze only); walker: the RAD authors' Minecraft walker "
+                                   "Memory Maze only); retrace: explore for --explore-steps, then walk the "
+                                   "explored cells again in the same order and direction (held-out sets for "
+                                   "memory evaluation; Memory Maze only); walker: the RAD authors' Minecraft walker "
                                    "(minerl-navigate with --minerl-actions minecraft-walk)",
-                         choices=("random", "explore", "target", "walker"))
+                         choices=("random", "explore", "target", "retrace", "walker"))
     policy_kwargs: dict[str, Any] = field(default_factory=dict)  # from PolicyOptions on the command line
     workers: int = option(1, "parallel worker processes, shards <out>/w<k>/")
     seed: int = option(0, "base seed; episode seeds derive from (seed, worker, index)")
@@ -90,21 +92,28 @@ class RecordConfig:
 class PolicyOptions:
     """Command-line settings of the recording policies (stored as ``RecordConfig.policy_kwargs``)."""
 
-    noise: float = option(0.15, "explore/target: probability of a random action")
-    stuck_steps: int = option(40, "explore/target: new goal after this many steps without entering a new cell")
-    look_around: float = option(0.0, "explore/target: probability per step of looking around: 3-10 turns one "
-                                      "way, then as many back (data to learn to remember a view)")
+    noise: float = option(0.15, "explore/target/retrace: probability of a random action")
+    stuck_steps: int = option(40, "explore/target/retrace: new goal after this many steps without entering a "
+                                  "new cell")
+    look_around: float = option(0.0, "explore/target/retrace: probability per step of looking around: 3-10 turns "
+                                      "one way, then as many back (data to learn to remember a view)")
     wander: float = option(0.2, "target: probability that a goal is a random cell instead of the target")
+    explore_steps: int = option(250, "retrace: steps of exploring before the agent walks back to the first "
+                                     "explored cell and retraces the explored cells in order (looping)")
+    retrace_noise: float = option(0.05, "retrace: probability of a random action while retracing (no "
+                                        "look-arounds then)")
     action_repeat: int = option(1, "random: hold each action this many steps")
     sticky: float = option(0.0, "random: probability of repeating the last action")
 
     def kwargs_for(self, policy: str) -> dict[str, Any]:
-        if policy in ("explore", "target"):
+        if policy in ("explore", "target", "retrace"):
             kwargs: dict[str, Any] = {"noise": self.noise, "stuck_steps": self.stuck_steps}
             if self.look_around:  # only when used: older record.json files stay resumable
                 kwargs["look_around"] = self.look_around
             if policy == "target":
                 kwargs["wander"] = self.wander
+            if policy == "retrace":  # only for retrace: explore/target record.json files stay resumable
+                kwargs.update(explore_steps=self.explore_steps, retrace_noise=self.retrace_noise)
             return kwargs
         if policy == "walker":  # the RAD authors' settings (collect_mc's SimpleAgent)
             return {}
@@ -275,6 +284,10 @@ def record(cfg: RecordConfig, *, env_factory: Callable[[], Any] | None = None) -
     steps = cfg.steps if cfg.steps is not None else source.default_steps
     if steps < 1:
         raise RecordError(f"--steps must be >= 1, got {steps}")
+    explore_steps = cfg.policy_kwargs.get("explore_steps", 0) if cfg.policy == "retrace" else 0
+    if explore_steps >= steps:
+        raise RecordError(f"--policy retrace: --explore-steps ({explore_steps}) must be below --steps ({steps}), "
+                          "or the episodes never retrace")
     cfg.steps = steps
     notes = _check_output(cfg)
     out = Path(cfg.out)

@@ -7,6 +7,10 @@ Sections (each can be switched off):
   rollout    observe ``--context`` real frames, dream ``--horizon`` frames from the true actions; PSNR/SSIM
              per horizon bucket for the model, copy-last and mean frame; whether the dream keeps moving
              and stays different across clips (no collapse to one texture); a dream-vs-real PNG grid.
+  retrieval  memory retrieval (Po et al. 2025, the RAD paper): observe the first ``--retrieval-prefix``
+             real frames of each episode, dream ``--retrieval-horizon`` frames; the same with only the last
+             window of the prefix observed, identical noise: PSNR/SSIM on revisited and new places, and the
+             gain of remembering (:mod:`rad_env.evaluation.retrieval`).
   denoiser   one-shot denoising of the true next frame at several noise levels vs sampling it from
              pure noise (Euler/Heun, 1-10 steps): is the network or the sampler at fault?
   probes     (Memory Maze with recorded seeds) from real states, 8 steps of left / right / forward in the
@@ -42,6 +46,7 @@ from .evaluation.probes import (PROBE_ACTIONS, TURN_LEFT, TURN_RIGHT, MemoryMaze
                                 real_continuations, unrelated_first_frames_psnr)
 from .evaluation.report import markdown_table, rollout_grid, sequence_grid, text_table
 from .evaluation.places import revisit_masks
+from .evaluation.retrieval import memory_retrieval, memoryless_frames, retrieval_grid
 from .evaluation.rewards import reward_replay
 from .evaluation.rollout import (dream_rollout, horizon_masks, mean_image, rollout_table,
                                  score_rollout, stability_table)
@@ -64,6 +69,12 @@ class EvalConfig:
     sampler: str = option("", "euler or heun (default: the checkpoint's)")
     context_sigma: float = option(0.0, "noise level frames are committed at (0: the checkpoint's)")
     guidance: float = option(-1.0, "classifier-free guidance on the action (negative: the checkpoint's)")
+    retrieval: bool = option(True, "memory retrieval: dreams after a long real prefix vs after its last window only")
+    retrieval_prefix: int = option(256, "memory retrieval: real frames observed from each episode's start")
+    retrieval_horizon: int = option(128, "memory retrieval: frames dreamed after the prefix")
+    retrieval_window: int = option(0, "memory retrieval: frames the window-only dream observes, also the distance a "
+                                      "revisit must reach back (0: all a memory-less state sees, depth x "
+                                      "(window - 1) + 1)")
     denoiser: bool = option(True, "one-shot denoising vs sampling diagnostics")
     probes: bool = option(True, "action probe and loop closure against the real env (Memory Maze)")
     rewards: bool = option(True, "reward replay: real reward events of all evaluation episodes replayed into the "
@@ -105,6 +116,12 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
     if found := bucket(17):
         name, r = found
         add(f"{name} PSNR - best baseline", r["model psnr"] - max(r["copy-last psnr"], r["mean frame psnr"]), 0.0, "dB")
+    retrieval = result.get("retrieval")
+    if retrieval:
+        add("memory gain on revisits (full prefix - last window)", retrieval["gain on revisits"], 1.0,
+            f"dB PSNR on {retrieval['revisit frames']} dreamed frames revisiting the prefix")
+        add("memory gain on new places", retrieval["gain on new places"], 0.0,
+            f"dB PSNR on {retrieval['new place frames']} dreamed frames of places not in the prefix")
     probe = result.get("action_probe")
     if probe:
         add("action probe accuracy", probe["accuracy"], 0.8, "dreams closest to their own real continuation")
@@ -161,9 +178,11 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
                         "another action set")
     if cfg.sampler not in ("", "euler", "heun"):
         raise UserError(f"--sampler must be euler or heun, got {cfg.sampler!r}")
-    for name in ("context", "horizon"):
+    for name in ("context", "horizon", "retrieval_prefix", "retrieval_horizon"):
         if getattr(cfg, name) < 1:
-            raise UserError(f"--{name} must be >= 1, got {getattr(cfg, name)}")
+            raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(cfg, name)}")
+    if cfg.retrieval_window < 0:
+        raise UserError(f"--retrieval-window must be >= 0, got {cfg.retrieval_window}")
     episodes, provenance = _held_out(ckpt, store, data_path, bool(cfg.data))
     steps = cfg.sampling_steps or None
     sampler = cfg.sampler or None
@@ -202,6 +221,12 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
         result["videos"] = [str(write_side_by_side(out / f"real_vs_dream_{i}.mp4", real[i], dream[i]))
                             for i in shown[:2]]
 
+    # -- memory retrieval ----------------------------------------------------------------------------
+    if cfg.retrieval:
+        t0 = time.perf_counter()
+        result.update(_retrieval(model, store, episodes, cfg, steps, sampler, out, result["pictures"]))
+        result["seconds"]["retrieval"] = time.perf_counter() - t0
+
     # -- denoiser vs sampler ---------------------------------------------------------------------
     if cfg.denoiser:
         t0 = time.perf_counter()
@@ -233,6 +258,30 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
         if cfg.report:
             (out / "report.md").write_text(format_report(result))
     return result
+
+
+def _retrieval(model, store: EpisodeStore, episodes: list[int], cfg: EvalConfig, steps, sampler,
+               out: Path | None, pictures: list[str]) -> dict[str, Any]:
+    """The memory-retrieval section, or a note saying why it was skipped."""
+    length = cfg.retrieval_prefix + cfg.retrieval_horizon
+    window = cfg.retrieval_window or memoryless_frames(model.config)
+    if window >= cfg.retrieval_prefix:
+        return {"retrieval_skipped": f"the prefix ({cfg.retrieval_prefix} frames) must be longer than the window-only "
+                                     f"dream's {window} observed frames"}
+    long_enough = [e for e in episodes if store.episodes[e].num_frames >= length]
+    if not long_enough:
+        longest = max((store.episodes[e].num_frames for e in episodes), default=0)
+        return {"retrieval_skipped": f"no evaluation episode has {length} frames (prefix {cfg.retrieval_prefix} + "
+                                     f"horizon {cfg.retrieval_horizon}; longest: {longest})"}
+    clips = load_clips(store, long_enough[: cfg.episodes] if cfg.episodes else long_enough, length)
+    try:
+        r = memory_retrieval(model, clips, cfg.retrieval_prefix, window, mean_image(clips.frames), steps, cfg.seed,
+                             sampler)
+    except ValueError as exc:
+        return {"retrieval_skipped": str(exc)}
+    if out:
+        pictures.append(str(retrieval_grid(out / "memory_retrieval.png", r, r.most_revisits(2))))
+    return {"retrieval": r.summary()}
 
 
 def _probes(model, clips, cfg: EvalConfig, steps, out: Path | None, pictures: list[str]) -> dict[str, Any]:
@@ -290,6 +339,21 @@ def format_report(result: dict[str, Any], markdown: bool = True) -> str:
     lines += ["## Rollout vs baselines (PSNR dB / SSIM)" if markdown else "rollout vs baselines", "",
               table(result["rollout"], ".3f"), "",
               "## Stability (grey levels / dB)" if markdown else "stability", "", table(result["stability"]), ""]
+    if "retrieval" in result:
+        r = result["retrieval"]
+        gain = lambda v: "n/a (no such frames)" if v is None else f"{v:+.2f} dB"  # noqa: E731
+        lines += ["## Memory retrieval" if markdown else "memory retrieval", "",
+                  f"{r['clips']} clips: the first {r['prefix']} real frames of each episode, then {r['horizon']} "
+                  f"frames dreamed from the true actions by a state that observed the whole prefix (full prefix) and "
+                  f"by a fresh one that observed only its last {r['window']} frames (window only: all a memory-less "
+                  f"model of window {m['window']} sees), with identical noise; a dreamed frame revisits when its cell "
+                  f"and heading match a prefix frame at least {r['window']} frames earlier, and is a new place when "
+                  f"they match no prefix frame. PSNR dB / SSIM:", "",
+                  table(r["table"], ".3f"), "",
+                  f"memory gain (full prefix - window only PSNR): {gain(r['gain on revisits'])} on revisits, "
+                  f"{gain(r['gain on new places'])} on new places", ""]
+    elif "retrieval_skipped" in result:
+        lines += [f"memory retrieval skipped: {result['retrieval_skipped']}", ""]
     if "denoiser" in result:
         lines += ["## Denoiser vs sampler (PSNR of the next frame, dB)" if markdown else "denoiser vs sampler", "",
                   table(result["denoiser"]), ""]

@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 from .checkpoint import load_checkpoint, load_world_model, save_checkpoint
 from .cli import UserError, add_dataclass_arguments, dataclass_from_args, option, removed_if_failed, run_cli
-from .data import Batch, EpisodeStore, WindowDataset, split_episodes
+from .data import Batch, EpisodeStore, EpisodeStreams, WindowDataset, split_episodes
 from .model import RADConfig, WorldModel
 from .runtime import autocast_context, resolve_device, set_cpu_threads
 
@@ -60,6 +60,10 @@ class TrainConfig:
     init: str = option("", "start from this checkpoint's weights and model config (fine-tuning; new schedule)")
     rollout_prob: float = option(0.0, "fraction of steps whose context frames after the first window are the "
                                       "model's own samples (teaches recovery from its own errors)")
+    tbptt: bool = option(False, "truncated backprop through time: each batch row walks through whole episodes in "
+                                "consecutive seq_len chunks, the memory and window carried from chunk to chunk "
+                                "(detached) and reset at episode starts, so the memory learns over hundreds of "
+                                "frames at the cost of one chunk per step")
     ema_decay: float = option(0.995, "EMA decay of the inference weights (ramped up as (1+n)/(10+n))")
     held_out: float = option(0.1, "fraction of episodes held out from training (kept in the checkpoint)")
     window_stride: int = option(0, "frames between training windows of an episode (0: half a window)")
@@ -257,6 +261,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         raise UserError(f"--init {cfg.init} is a model of {model_cfg.image_size}px frames and "
                         f"{model_cfg.num_actions} actions; {cfg.data} has {meta.frame_shape[0]}px and "
                         f"{meta.num_actions}", hint="fine-tune on data of the same environment")
+    if cfg.tbptt and model_cfg.cache_frames is None:
+        raise UserError("--tbptt carries a bounded window from chunk to chunk; memory=full keeps every frame",
+                        hint="use memory=lstm, linear or none, or train full attention without --tbptt")
     dataset = WindowDataset(store, model_cfg.seq_len, cfg.window_stride or max(1, model_cfg.seq_len // 2),
                             episodes=train_idx)
     if ddp.enabled:
@@ -317,7 +324,12 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         (out / "config.json").write_text(json.dumps({"train": train_dict, "model": model_cfg.to_dict(),
                                                      "data": {k: v for k, v in description.items()
                                                               if not k.endswith("_episodes")}}, indent=2))
-    batches = _forever(loader, sampler)
+    if cfg.tbptt:  # each rank its own streams; row i of a batch continues row i of the previous one
+        batches: Iterator[Batch] = EpisodeStreams(store, model_cfg.seq_len, cfg.batch_size, train_idx,
+                                                  seed=cfg.seed + 1009 * ddp.rank)
+    else:
+        batches = _forever(loader, sampler)
+    carried = None  # the state the next batch continues (tbptt)
     frames_per_step = cfg.batch_size * model_cfg.seq_len * ddp.world_size
     bar = tqdm(total=cfg.steps, initial=step, disable=not ddp.is_main, desc="train", dynamic_ncols=True)
     start = time.perf_counter()
@@ -330,9 +342,12 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         context_frames = None
         if cfg.rollout_prob and float(torch.rand((), generator=rollout_rng)) < cfg.rollout_prob:
             with amp:
-                context_frames = model.rollout_frames(batch, start=min(model_cfg.window, model_cfg.seq_len - 1))
+                context_frames = model.rollout_frames(batch, start=min(model_cfg.window, model_cfg.seq_len - 1),
+                                                      state=carried)
         with amp:
-            loss, metrics = train_model(batch, context_frames=context_frames)
+            loss, metrics, after = train_model(batch, context_frames=context_frames, state=carried)
+        if cfg.tbptt:
+            carried = after
         metrics["own_context"] = float(context_frames is not None)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from rad_env.data import (MEMORY_MAZE, Batch, Episode, EpisodeStore, EpisodeWriter, FileMeta, SchemaError,
-                          Segment, WindowDataset, split_episodes, write_episodes)
+                          EpisodeStreams, Segment, WindowDataset, split_episodes, write_episodes)
 
 
 def make_meta(frame=(16, 16, 3)) -> FileMeta:
@@ -139,6 +139,33 @@ def test_windows_align_actions_rewards_and_frames(tmp_path: Path) -> None:
     np.testing.assert_array_equal(first.prev_actions[1:], ep.action_id[:3])
     with pytest.raises(ValueError, match="no window of 20 frames"):
         WindowDataset(store, length=20)
+
+
+def test_episode_streams_walk_whole_episodes_chunk_after_chunk(tmp_path: Path) -> None:
+    """Row i of each batch continues row i of the previous batch (the next frames of the same episode)
+    until the episode's last full chunk, then starts another episode (is_first on its first frame)."""
+    episodes = [make_episode(12, 0), make_episode(8, 1), make_episode(2, 2)]  # 13, 9, 3 frames
+    write_episodes(tmp_path / "a.h5", episodes, make_meta())
+    store = EpisodeStore(tmp_path / "a.h5")
+    streams = EpisodeStreams(store, length=4, batch_size=3, seed=0, extras=("agent_pos",))
+    assert streams.episodes == [0, 1]  # episode 2 holds no chunk of 4 frames
+    obs = [ep.obs for ep in episodes]
+    for _ in range(12):
+        before = list(streams._rows)
+        batch = next(streams)
+        assert batch.frames.shape == (3, 4, 16, 16, 3) and batch.extras["agent_pos"].shape == (3, 4, 2)
+        for i, (e, start) in enumerate(before):
+            fits = start + 4 <= len(obs[e])
+            if fits:  # continues the episode where the previous batch left it
+                np.testing.assert_array_equal(batch.frames[i].numpy(), obs[e][start:start + 4])
+                assert bool(batch.is_first[i, 0]) == (start == 0)
+            else:  # the tail (13 % 4 frames) is skipped: a new episode from its first frame
+                assert bool(batch.is_first[i, 0])
+                e2 = streams._rows[i][0]
+                np.testing.assert_array_equal(batch.frames[i].numpy(), obs[e2][:4])
+            assert not batch.is_first[i, 1:].any()
+    with pytest.raises(ValueError, match="no episode holds a chunk of 20 frames"):
+        EpisodeStreams(store, length=20, batch_size=2)
 
 
 def test_dataset_works_in_dataloader_workers(tmp_path: Path) -> None:

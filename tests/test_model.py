@@ -112,7 +112,7 @@ def test_shapes_and_loss(memory):
     model = micro_model(memory, perturb=0.0).train()
     cfg = model.config
     batch = make_batch(cfg, b=2)
-    loss, metrics = model.loss(batch)
+    loss, metrics, _ = model.loss(batch)
     assert loss.dim() == 0 and torch.isfinite(loss)
     for key in ("loss", "diffusion_loss", "reward_loss", "termination_loss", "reward_acc"):
         assert isinstance(metrics[key], float)
@@ -139,15 +139,15 @@ def test_optimisation_reduces_loss():
     def fixed_loss():
         return model.loss(batch, generator=torch.Generator().manual_seed(123))
 
-    first, _ = fixed_loss()
-    again, _ = model(batch, generator=torch.Generator().manual_seed(123))  # forward == loss
+    first = fixed_loss().loss
+    again = model(batch, generator=torch.Generator().manual_seed(123)).loss  # forward == loss
     assert again.item() == first.item()
     for _ in range(6):
-        loss, _ = fixed_loss()
+        loss = fixed_loss().loss
         opt.zero_grad()
         loss.backward()
         opt.step()
-    last, _ = fixed_loss()
+    last = fixed_loss().loss
     assert last.item() < 0.9 * first.item(), (first.item(), last.item())
 
 
@@ -196,6 +196,56 @@ def test_training_streams_equal_inference_steps(memory, stem):
     torch.testing.assert_close(torch.stack(feats, 1), context.features, atol=1e-4, rtol=0)
     assert_states_close(model.dit.state_after(context), state, atol=1e-4)
     assert state.time.tolist() == [l, l - cut]
+
+
+@pytest.mark.parametrize("stem", ["patch", "conv"])
+@pytest.mark.parametrize("memory", ["lstm", "linear", "none"])
+def test_chunks_continuing_a_state_equal_the_whole_sequence(memory, stem):
+    """Truncated backprop through time: a sequence cut into chunks, each continuing the state the
+    previous chunk left (memory, window K/V, last frame), gives the whole sequence's context stream,
+    target stream and final state; also with a chunk shorter than the window, an episode starting at a
+    chunk's first frame (the carried state is ignored) and one starting inside a chunk."""
+    model = micro_model(memory, stem=stem, stem_channels=[8, 8])
+    b, l = 2, 12
+    ctx, ctx_noise, noisy, noise, actions, is_first = _stream_inputs(model, b, l, 5, cut=5)
+    is_first[0, 9] = True
+    actions[0, 9] = model.config.null_action
+    with torch.no_grad():
+        whole = model.dit.forward_context(ctx, ctx_noise, actions, is_first)
+        out = model.dit.forward_targets(noisy, noise, actions, whole)
+        state, outs, feats = None, [], []
+        for a, z in ((0, 4), (4, 5), (5, 12)):
+            part = model.dit.forward_context(ctx[:, a:z], ctx_noise[:, a:z], actions[:, a:z], is_first[:, a:z], state)
+            outs.append(model.dit.forward_targets(noisy[:, a:z], noise[:, a:z], actions[:, a:z], part))
+            feats.append(part.features)
+            state = model.dit.state_after(part)
+    torch.testing.assert_close(torch.cat(outs, 1), out, atol=1e-4, rtol=0)
+    torch.testing.assert_close(torch.cat(feats, 1), whole.features, atol=1e-4, rtol=0)
+    assert_states_close(state, model.dit.state_after(whole), atol=1e-4)
+    assert state.time.tolist() == [l - 9, l - 5]
+
+
+def test_carried_state_brings_earlier_chunks_through_memory_only():
+    """A chunk continuing a state sees what came before the window only through the memory: changing
+    the first chunk's first frame changes the last frame of the second chunk (out of reach of the
+    stacked windows) with memory, not without."""
+    for memory, changes in (("lstm", True), ("none", False)):
+        model = micro_model(memory)
+        ctx, ctx_noise, noisy, noise, actions, is_first = _stream_inputs(model, 1, 10, 7)
+        other = ctx.clone()
+        other[:, 0] = torch.randn(other.shape[2:], generator=torch.Generator().manual_seed(8))
+        with torch.no_grad():
+            outs = []
+            for first in (ctx, other):
+                state = model.dit.state_after(model.dit.forward_context(first[:, :5], ctx_noise[:, :5], actions[:, :5],
+                                                                        is_first[:, :5]))
+                part = model.dit.forward_context(ctx[:, 5:], ctx_noise[:, 5:], actions[:, 5:], is_first[:, 5:], state)
+                outs.append(model.dit.forward_targets(noisy[:, 5:], noise[:, 5:], actions[:, 5:], part)[:, -1])
+        assert (not torch.allclose(outs[0], outs[1], atol=1e-6)) == changes, memory
+    with pytest.raises(ValueError, match="bounded window"):
+        full = micro_model("full")
+        c = full.dit.forward_context(ctx[:, :5], ctx_noise[:, :5], actions[:, :5], is_first[:, :5])
+        full.dit.forward_context(ctx[:, 5:], ctx_noise[:, 5:], actions[:, 5:], is_first[:, 5:], full.dit.state_after(c))
 
 
 @pytest.mark.parametrize("memory", MEMORIES)
@@ -279,8 +329,8 @@ def test_rollout_frames_are_own_samples_after_start():
         assert torch.equal(step.frames[:2], frames[:2, t])
         state = step.state
     # the loss reads the given context frames, and targets stay the batch's frames
-    loss_own, _ = model.loss(batch, torch.Generator().manual_seed(0), context_frames=frames)
-    loss_real, _ = model.loss(batch, torch.Generator().manual_seed(0))
+    loss_own, _, _ = model.loss(batch, torch.Generator().manual_seed(0), context_frames=frames)
+    loss_real, _, _ = model.loss(batch, torch.Generator().manual_seed(0))
     assert torch.isfinite(loss_own) and float(loss_own.detach()) != float(loss_real.detach())
     assert float(model.loss(batch, torch.Generator().manual_seed(0), context_frames=batch.frames)[0].detach()) == \
         float(loss_real.detach())
@@ -433,6 +483,28 @@ def test_edm_schedule_and_preconditioning():
     assert ctx.min() >= cfg.context_sigma_train_min * 0.999 and ctx.max() <= cfg.context_sigma_train_max * 1.001
 
 
+@pytest.mark.parametrize("sigma_skip", [None, 0.1])
+def test_preconditioning_targets_have_unit_variance(sigma_skip):
+    """For data of std sigma_data, the network's target (y - c_skip x) / c_out has unit variance at every
+    level, whatever sigma_skip; a small sigma_skip makes mid levels predict the clean frame (c_skip ~ 0)
+    and keeps the input at low levels; None is EDM."""
+    cfg = micro_config(sigma_skip=sigma_skip)
+    edm = EDM(cfg)
+    g = torch.Generator().manual_seed(0)
+    sigmas = torch.tensor([0.01, 0.1, 0.5, 2.0, 20.0])
+    y = torch.randn(200_000, 1, generator=g) * cfg.sigma_data
+    x = y + sigmas * torch.randn(200_000, 5, generator=g)
+    c_skip, c_out, _, _ = edm.precondition(sigmas)
+    target = (y - c_skip * x) / c_out
+    torch.testing.assert_close(target.std(0), torch.ones(5), atol=0.02, rtol=0)
+    if sigma_skip is None:
+        torch.testing.assert_close(c_skip, 0.25 / (sigmas**2 + 0.25))
+    else:
+        assert c_skip[2] < 0.05 and c_skip[0] > 0.95  # sigma 0.5: clean-frame prediction; 0.01: keeps the input
+    with pytest.raises(ValueError, match="sigma_skip"):
+        micro_config(sigma_skip=0)
+
+
 def test_bad_inputs_raise():
     model = micro_model("lstm")
     cfg = model.config
@@ -455,7 +527,7 @@ def test_autocast_bfloat16_runs():
     model = micro_model("lstm")
     batch = make_batch(model.config, b=1, l=6)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        loss, _ = model.loss(batch)
+        loss, _, _ = model.loss(batch)
         state = model.observe(random_frames(model.config, 1, 0), torch.tensor([4]),
                               model.init_state(1))
         frames, reward, term, state = model.imagine(torch.tensor([1]), state)

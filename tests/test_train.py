@@ -98,6 +98,19 @@ def test_fine_tune_from_a_checkpoint_with_rollout_training(episodes: Path, tmp_p
     assert "--rollout-prob must be in [0, 1]" in capsys.readouterr().err
 
 
+def test_truncated_backprop_through_time_carries_the_state(episodes: Path, tmp_path: Path, capsys) -> None:
+    """--tbptt trains on consecutive chunks of whole episodes (with rollouts continuing the carried state
+    too); memory=full, whose window is unbounded, is refused with a one-line error."""
+    summary = run_train(episodes, tmp_path / "tbptt", "--steps", "4", "--tbptt", "--rollout-prob", "0.5")
+    assert summary["step"] == 4 and np.isfinite(summary["loss"])
+    assert json.loads((tmp_path / "tbptt" / "config.json").read_text())["train"]["tbptt"] is True
+    capsys.readouterr()
+    assert train_main(["--data", str(episodes), "--out", str(tmp_path / "full"), "--tbptt", "--steps", "1",
+                       "--no-tensorboard", "--model", *MICRO, "memory=full"]) == 2
+    err = capsys.readouterr().err
+    assert "--tbptt carries a bounded window" in err and "Traceback" not in err
+
+
 def test_existing_run_is_refused_unless_resume_or_overwrite(episodes: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "run"
     run_train(episodes, out, "--steps", "2")

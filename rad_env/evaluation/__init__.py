@@ -2,6 +2,7 @@
 
 * :mod:`.clips`: held-out real clips and what is needed to replay them in the real env;
 * :mod:`.rollout`: open-loop dreams from real context, copy-last and mean-frame baselines, tables;
+* :mod:`.retrieval`: memory retrieval, dreams after a long real prefix vs after its last window only;
 * :mod:`.denoiser`: one-shot denoising vs sampling from pure noise (the denoiser vs the sampler);
 * :mod:`.probes`: action probe and loop closure against the real Memory Maze;
 * :mod:`.report`: PNG grids and markdown.

@@ -66,3 +66,25 @@ def revisit_masks(extras: Mapping[str, np.ndarray], window: int) -> np.ndarray |
         return None
     cells, headings, tolerance = found
     return np.stack([revisit_mask(c, h, window, tolerance) for c, h in zip(cells, headings)])
+
+
+def prefix_revisit_masks(extras: Mapping[str, np.ndarray], prefix: int, window: int
+                         ) -> tuple[np.ndarray, np.ndarray] | None:
+    """(revisit, new) masks (N, T - prefix) of the frames after a real prefix of clips with (N, T, ...) extras.
+
+    Frame ``f >= prefix`` *revisits* when its place matches a prefix frame ``j < prefix - window``: one
+    the memory ablation (which observes only the last ``window`` prefix frames) never saw, and outside
+    the attention window of every dreamed frame; it is a *new place* when its place matches no prefix
+    frame. Frames of unknown place are neither. None without positions."""
+    found = places(extras)
+    if found is None:
+        return None
+    cells, headings, tolerance = found
+    known = (cells != UNKNOWN_CELL).all(-1) & np.isfinite(headings)  # (N, T)
+    after, before = slice(prefix, None), slice(0, prefix)
+    same = (cells[:, after, None] == cells[:, None, before]).all(-1)  # (N, H, P)
+    turn = np.abs((headings[:, after, None] - headings[:, None, before] + 180.0) % 360.0 - 180.0)
+    match = same & (turn <= tolerance) & known[:, after, None] & known[:, None, before]
+    revisit = match[:, :, :max(prefix - window, 0)].any(-1)
+    new = known[:, after] & ~match.any(-1)
+    return revisit, new

@@ -35,26 +35,47 @@ class Dream(NamedTuple):
     rewards: np.ndarray
 
 
+def row_generators(model, batch: int, seed: int) -> list[torch.Generator]:
+    """One generator per batch row on the model's device, row ``i`` seeded ``seed + i``."""
+    return [torch.Generator(device=model.device).manual_seed(seed + i) for i in range(batch)]
+
+
+@torch.no_grad()
+def imagine_frames(model, state, prev_actions: torch.Tensor, steps: int | None = None,
+                   generators: list[torch.Generator] | None = None, sampler: str | None = None) -> Dream:
+    """From an observed ``state``, imagine one frame per action of ``prev_actions`` (B, T') (the true
+    actions that lead to the dreamed frames); returns the dreamed frames and rewards."""
+    device = model.device
+    out, rewards = [], []
+    for t in range(prev_actions.shape[1]):
+        step = model.imagine(prev_actions[:, t].to(device), state, steps=steps, generators=generators, sampler=sampler)
+        out.append(step.frames.cpu().numpy())
+        rewards.append(step.reward.float().cpu().numpy())
+        state = step.state
+    return Dream(np.stack(out, 1), np.stack(rewards, 1))
+
+
+def dream_from_state(model, state, prev_actions: np.ndarray | torch.Tensor, steps: int | None = None,
+                     seed: int = 0, sampler: str | None = None) -> Dream:
+    """Dream from an already-observed ``state`` with fresh generators (row ``i`` seeded ``seed + i``),
+    so dreams from different states of the same rows draw identical sampling noise."""
+    actions = torch.as_tensor(np.asarray(prev_actions), dtype=torch.long)
+    return imagine_frames(model, state, actions, steps, row_generators(model, len(actions), seed), sampler)
+
+
 @torch.no_grad()
 def dream_rollout(model, frames: np.ndarray | torch.Tensor, prev_actions: np.ndarray | torch.Tensor, context: int,
                   steps: int | None = None, seed: int = 0, sampler: str | None = None) -> Dream:
     """Observe ``frames[:, :context]``, then imagine the rest from the true ``prev_actions``.
 
     frames uint8 (B, T, H, W, 3) (only the first ``context`` are read), prev_actions int64 (B, T). Row
-    ``i`` samples with its own generator seeded ``seed + i``. Returns the ``T - context`` dreamed frames
-    and rewards."""
+    ``i`` samples with its own generator seeded ``seed + i`` (shared by observing and dreaming). Returns
+    the ``T - context`` dreamed frames and rewards."""
     frames_t = torch.as_tensor(np.asarray(frames))
     actions_t = torch.as_tensor(np.asarray(prev_actions), dtype=torch.long)
-    device = model.device
-    generators = [torch.Generator(device=device).manual_seed(seed + i) for i in range(len(frames_t))]
+    generators = row_generators(model, len(frames_t), seed)
     state = observe_frames(model, frames_t[:, :context], actions_t[:, :context], generators=generators)
-    out, rewards = [], []
-    for t in range(context, actions_t.shape[1]):
-        step = model.imagine(actions_t[:, t].to(device), state, steps=steps, generators=generators, sampler=sampler)
-        out.append(step.frames.cpu().numpy())
-        rewards.append(step.reward.float().cpu().numpy())
-        state = step.state
-    return Dream(np.stack(out, 1), np.stack(rewards, 1))
+    return imagine_frames(model, state, actions_t[:, context:], steps, generators, sampler)
 
 
 def _frames(x: np.ndarray) -> torch.Tensor:
@@ -92,7 +113,7 @@ def score_rollout(dream: np.ndarray, real: np.ndarray, last_context: np.ndarray,
 
 def mean_image(frames: np.ndarray) -> np.ndarray:
     """Per-pixel mean frame (uint8) of frames (..., H, W, 3)."""
-    return np.round(frames.reshape(-1, *frames.shape[-3:]).astype(np.float64).mean(0)).astype(np.uint8)
+    return np.round(frames.reshape(-1, *frames.shape[-3:]).mean(0, dtype=np.float64)).astype(np.uint8)
 
 
 def horizon_masks(num_clips: int, horizon: int, starts: tuple[int, ...] = BUCKET_STARTS) -> dict[str, np.ndarray]:

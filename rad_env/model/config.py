@@ -45,6 +45,10 @@ class RADConfig:
     seq_len: int = 16  # training sequence length (about 4x window)
     # --- EDM diffusion ----------------------------------------------------------------
     sigma_data: float = 0.5
+    # Up to which noise level the denoiser keeps the noisy input: c_skip = sigma_skip^2 / (sigma^2 +
+    # sigma_skip^2). None = sigma_data (EDM). Below sigma_data the network predicts the clean frame (not
+    # the noise) at mid levels: a token of 8x8x3 noisy pixels cannot carry the noise to cancel it.
+    sigma_skip: float | None = None
     # Training noise of the frame being denoised: ln(sigma) ~ N(mean, std), clamped to
     # [sigma_min, sigma_max]. Pixel patches of 8x8x3 values still "see" a frame through sigma-5
     # noise (the patch mean's noise is sigma / sqrt(192)), so the range reaches sigma_max = 80,
@@ -131,6 +135,8 @@ class RADConfig:
             warnings.warn("RADConfig: guidance != 1 needs a model trained with action_dropout > 0", stacklevel=3)
         if not 0 < self.sigma_min < self.sigma_max:
             fail(f"need 0 < sigma_min < sigma_max, got {self.sigma_min}, {self.sigma_max}")
+        if self.sigma_skip is not None and not (isinstance(self.sigma_skip, (int, float)) and self.sigma_skip > 0):
+            fail(f"sigma_skip must be None or > 0, got {self.sigma_skip!r}")
         for name in ("sigma_data", "sigma_train_std", "rho", "context_sigma", "context_sigma_train_min"):
             if not getattr(self, name) > 0:
                 fail(f"{name} must be > 0, got {getattr(self, name)}")

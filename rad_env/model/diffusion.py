@@ -33,22 +33,25 @@ class EDM:
     def __init__(self, cfg: RADConfig):
         self.cfg = cfg
         self.sigma_data = cfg.sigma_data
+        self.sigma_skip = cfg.sigma_skip if cfg.sigma_skip is not None else cfg.sigma_data
 
     def precondition(self, sigma: torch.Tensor):
-        """Returns (c_skip, c_out, c_in, c_noise), each shaped like ``sigma``."""
+        """Returns (c_skip, c_out, c_in, c_noise), each shaped like ``sigma``.
+
+        c_skip = sigma_skip^2 / (sigma^2 + sigma_skip^2); c_out makes the network's target
+        (y - c_skip x) / c_out unit-variance for data of std sigma_data: c_out^2 = (1 - c_skip)^2
+        sigma_data^2 + c_skip^2 sigma^2. With sigma_skip = sigma_data this is EDM's preconditioning."""
         sigma = sigma.float()
-        sd2 = self.sigma_data**2
-        s2 = sigma**2 + sd2
-        c_skip = sd2 / s2
-        c_out = sigma * self.sigma_data / s2.sqrt()
-        c_in = 1 / s2.sqrt()
+        sd2, sk2 = self.sigma_data**2, self.sigma_skip**2
+        c_skip = sk2 / (sigma**2 + sk2)
+        c_out = ((1 - c_skip) ** 2 * sd2 + c_skip**2 * sigma**2).sqrt()
+        c_in = 1 / (sigma**2 + sd2).sqrt()
         c_noise = sigma.log() / 4
         return c_skip, c_out, c_in, c_noise
 
     def loss_weight(self, sigma: torch.Tensor) -> torch.Tensor:
-        """EDM weighting (sigma^2 + sd^2) / (sigma * sd)^2 = 1 / c_out^2."""
-        sd = self.sigma_data
-        return (sigma**2 + sd**2) / (sigma * sd) ** 2
+        """lambda(sigma) = 1 / c_out^2 (EDM: (sigma^2 + sd^2) / (sigma * sd)^2): unit weight on the network output."""
+        return self.precondition(torch.as_tensor(sigma))[1] ** -2
 
     def sample_training_sigma(self, shape: Sequence[int], device: torch.device | str,
                               generator: torch.Generator | None = None) -> torch.Tensor:

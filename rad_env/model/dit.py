@@ -40,8 +40,8 @@ from .stem import make_stem
 # temporal attention
 # ----------------------------------------------------------------------------------------
 def banded_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, rope: RoPE,
-                     window: int | None, chunk: int, seg: torch.Tensor | None = None
-                     ) -> torch.Tensor:
+                     window: int | None, chunk: int, seg: torch.Tensor | None = None,
+                     prefix: "Prefix | None" = None, layer: int = 0) -> torch.Tensor:
     """Frame-causal sliding-window attention over a whole sequence.
 
     q, k, v: (B, L, N, H, dh) (no RoPE yet). Tokens of frame t attend to the tokens of frames
@@ -50,7 +50,18 @@ def banded_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, rope: Ro
     frames, each against the keys of its block plus the ``window-1`` frames before it, so cost
     and memory are O(L * chunk-ish) rather than O(L^2) (except for window=None).
     Time positions are relative: query frame offsets from its keys equal the frame distance.
+    ``prefix`` (with ``seg``): K/V of the frames before the sequence (a carried state, layer ``layer``),
+    which the first frames also attend to when their segments match.
     """
+    if prefix is not None:
+        if seg is None:
+            raise ValueError("a prefix needs the sequence's segment ids")
+        wp = prefix.seg.shape[1]
+        pad = q.new_zeros((q.shape[0], wp) + tuple(q.shape[2:]))
+        o = banded_attention(torch.cat([pad, q], 1), torch.cat([prefix.keys[layer].to(k.dtype), k], 1),
+                             torch.cat([prefix.values[layer].to(v.dtype), v], 1), rope, window, chunk,
+                             torch.cat([prefix.seg, seg], 1))
+        return o[:, wp:]
     b, l, n, h, dh = q.shape
     w = l if window is None else min(window, l)
     qn = l if window is None else min(chunk, l)
@@ -106,28 +117,33 @@ def cached_attention(q: torch.Tensor, k_all: torch.Tensor, v_all: torch.Tensor,
     return attend(qh, kh, vh, mask).transpose(1, 2)
 
 
-def context_windows(t: torch.Tensor, wc: int) -> torch.Tensor:
-    """Per frame, the ``wc`` frames before it: (B, L, ...) -> (B, L, wc, ...), oldest first, zeros
-    before the sequence start."""
+def context_windows(t: torch.Tensor, wc: int, before: torch.Tensor | None = None) -> torch.Tensor:
+    """Per frame, the ``wc`` frames before it: (B, L, ...) -> (B, L, wc, ...), oldest first; before the
+    sequence start the frames ``before`` (B, wc, ...) (a carried state's cache), else zeros."""
     b, l = t.shape[:2]
-    padded = torch.cat([t.new_zeros((b, wc) + tuple(t.shape[2:])), t], dim=1)
+    if before is None:
+        before = t.new_zeros((b, wc) + tuple(t.shape[2:]))
+    padded = torch.cat([before.to(t.dtype), t], dim=1)
     index = torch.arange(l, device=t.device)[:, None] + torch.arange(wc, device=t.device)[None]  # (L, wc)
     return padded[:, index]
 
 
-def context_valid(seg: torch.Tensor | None, b: int, l: int, wc: int, device) -> torch.Tensor:
-    """(B, L, wc) bool: slot j of frame t (frame t - wc + j) exists and is in t's episode."""
-    frame = torch.arange(l, device=device)[:, None] - wc + torch.arange(wc, device=device)[None]  # (L, wc)
-    valid = (frame >= 0).unsqueeze(0).expand(b, l, wc)
-    if seg is not None:
-        seg_ctx = context_windows(seg.unsqueeze(-1), wc).squeeze(-1)  # (B, L, wc)
-        valid = valid & (seg_ctx == seg.unsqueeze(-1))
-    return valid
+def context_valid(seg: torch.Tensor | None, b: int, l: int, wc: int, device,
+                  prefix_seg: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, L, wc) bool: slot j of frame t (frame t - wc + j) exists and is in t's episode. Frames before
+    the sequence exist only in a carried state (``prefix_seg`` (B, wc): their segment, -1 if empty)."""
+    seg = torch.zeros(b, l, dtype=torch.long, device=device) if seg is None else seg.long()
+    before = torch.full((b, wc), -1, dtype=torch.long, device=device) if prefix_seg is None else prefix_seg
+    seg_ctx = context_windows(seg.unsqueeze(-1), wc, before.unsqueeze(-1)).squeeze(-1)  # (B, L, wc)
+    return seg_ctx == seg.unsqueeze(-1)
 
 
-def previous_frames(x: torch.Tensor, is_first: torch.Tensor | None) -> torch.Tensor:
-    """(B, L, ...) -> the previous frame's tensor for each frame, zeros at episode starts."""
-    prev = torch.cat([torch.zeros_like(x[:, :1]), x[:, :-1]], dim=1)
+def previous_frames(x: torch.Tensor, is_first: torch.Tensor | None, first: torch.Tensor | None = None
+                    ) -> torch.Tensor:
+    """(B, L, ...) -> the previous frame's tensor for each frame (``first`` (B, ...) before frame 0, e.g. a
+    carried state's last frame, else zeros), zeros at episode starts."""
+    head = torch.zeros_like(x[:, :1]) if first is None else first.to(x.dtype).unsqueeze(1)
+    prev = torch.cat([head, x[:, :-1]], dim=1)
     if is_first is not None:
         keep = ~is_first.to(x.device).bool()
         prev = prev * keep.view(keep.shape + (1,) * (x.dim() - 2)).to(x.dtype)
@@ -136,12 +152,26 @@ def previous_frames(x: torch.Tensor, is_first: torch.Tensor | None) -> torch.Ten
 
 # ----------------------------------------------------------------------------------------
 @dataclass
+class Prefix:
+    """The frames before a training sequence, from a carried :class:`RADState` (truncated backprop
+    through time): their K/V per layer (B, Wc, N, heads, head_dim) and segment ids (B, Wc), 0 for a
+    frame of the episode the sequence continues, -1 for an empty slot or an episode the sequence
+    does not continue (its first frame starts a new one)."""
+
+    keys: list[torch.Tensor]
+    values: list[torch.Tensor]
+    seg: torch.Tensor
+    state: RADState
+
+
+@dataclass
 class _SeqContext:
     rope: RoPE
     window: int | None
     chunk: int
     seg: torch.Tensor | None
     is_first: torch.Tensor | None
+    prefix: Prefix | None = None
 
 
 @dataclass
@@ -156,6 +186,7 @@ class ContextPass:
     features: torch.Tensor  # (B, L, feature_dim) head features of each committed frame
     seg: torch.Tensor | None  # (B, L) episode index within the sequence
     is_first: torch.Tensor | None
+    prefix: Prefix | None = None  # the carried state the sequence continues, if any
 
 
 class RADBlock(nn.Module):
@@ -202,20 +233,21 @@ class RADBlock(nn.Module):
         return x + mods[8] * self.mlp(modulate(self.norm_mlp(x), mods[6], mods[7]))
 
     # -- committed frames, whole sequence ----------------------------------------------------
-    def forward_context(self, x, cond, act_e, noise_e, ctx: _SeqContext):
-        """x (B, L, N, D), cond/act_e/noise_e (B, L, D).
+    def forward_context(self, x, cond, act_e, noise_e, ctx: _SeqContext, layer: int = 0):
+        """x (B, L, N, D), cond/act_e/noise_e (B, L, D); ``layer``: this block's index (for a prefix).
         Returns x, k, v (B, L, N, H, dh), h_read (B, L, M, Dm) or None, h_new or None, final memory."""
         mods = self._mods(cond)
         x = x + mods[2] * self._spatial(modulate(self.norm_spatial(x), mods[0], mods[1]), ctx.rope)
         q, k, v = self._qkv(self.temporal_qkv, self.temporal_qk,
                             modulate(self.norm_temporal(x), mods[3], mods[4]))
-        o = banded_attention(q, k, v, ctx.rope, ctx.window, ctx.chunk, ctx.seg)
+        o = banded_attention(q, k, v, ctx.rope, ctx.window, ctx.chunk, ctx.seg, ctx.prefix, layer)
         x = x + mods[5] * self.temporal_out(o.flatten(-2))
         h_read = h_new = None
         mem_final: list[torch.Tensor] = []
         if self.memory is not None:
             inp = self.memory.cell_inputs(self.memory.pool(x), act_e, noise_e)
-            h_read, h_new, mem_final = self.memory.scan(inp, ctx.is_first)
+            start = ctx.prefix.state.memory[layer] if ctx.prefix is not None else None
+            h_read, h_new, mem_final = self.memory.scan(inp, ctx.is_first, start)
         return self._read_and_mlp(x, mods, h_read), k, v, h_read, h_new, mem_final
 
     # -- one frame against a cache (denoising, committing, and the training target stream) ----
@@ -295,38 +327,52 @@ class RADDiT(nn.Module):
             f = torch.cat([f, h_last.flatten(-2).float()], dim=-1)
         return f
 
-    def _seq_context(self, b: int, l: int, is_first: torch.Tensor | None, device) -> _SeqContext:
+    def _seq_context(self, b: int, l: int, is_first: torch.Tensor | None, device,
+                     state: RADState | None = None) -> _SeqContext:
         cfg = self.cfg
-        seg = None
+        seg = prefix = None
         if is_first is not None:
             is_first = is_first.to(device).bool()
             seg = torch.cumsum(is_first.long(), dim=1)
+        if state is not None:
+            if cfg.cache_frames is None:
+                raise ValueError("a training sequence can continue a state only with a bounded window "
+                                 "(memory='full' keeps every frame)")
+            if state.batch_size != b:
+                raise ValueError(f"state has batch {state.batch_size}, the sequence {b}")
+            if seg is None:
+                seg = torch.zeros(b, l, dtype=torch.long, device=device)
+            # carried frames belong to the episode the sequence continues (segment 0), unless it starts a new one
+            prefix_seg = torch.where(state.valid.to(device), 0, -1)
+            prefix = Prefix(state.keys, state.values, prefix_seg, state)
         window = cfg.cache_frames + 1 if cfg.cache_frames is not None else None
-        return _SeqContext(self.rope, window, cfg.temporal_chunk or cfg.window, seg, is_first)
+        return _SeqContext(self.rope, window, cfg.temporal_chunk or cfg.window, seg, is_first, prefix)
 
     # -- training: the two streams -----------------------------------------------------------
     def forward_context(self, x: torch.Tensor, c_noise: torch.Tensor, actions: torch.Tensor,
-                        is_first: torch.Tensor | None = None) -> ContextPass:
+                        is_first: torch.Tensor | None = None, state: RADState | None = None) -> ContextPass:
         """Committed frames: x (B, L, C, H, W) network inputs (c_in-scaled), c_noise (B, L), actions
         (B, L) (the action that led to each frame). ``is_first`` (B, L) marks episode starts (memory
-        reset, attention cut, no previous frame)."""
+        reset, attention cut, no previous frame). ``state``: the sequence continues this state (its
+        memory, window and last frame; truncated backprop through time), as if stepped from it."""
         b, l = x.shape[:2]
         cfg = self.cfg
-        ctx = self._seq_context(b, l, is_first, x.device)
+        ctx = self._seq_context(b, l, is_first, x.device, state)
         noise_e, act_e, cond = self._conditions(c_noise, actions)
-        prev = previous_frames(x, ctx.is_first)
+        prev = previous_frames(x, ctx.is_first, state.prev_input if state is not None else None)
         tok, _ = self._tokens(x.flatten(0, 1), prev.flatten(0, 1), cond.flatten(0, 1))
         tok = tok.view(b, l, cfg.tokens_per_frame, cfg.dim)
         keys, values, reads, finals = [], [], [], []
         h_new = None
-        for blk in self.blocks:
-            tok, k, v, h_read, h_new, mem_final = blk.forward_context(tok, cond, act_e, noise_e, ctx)
+        for i, blk in enumerate(self.blocks):
+            tok, k, v, h_read, h_new, mem_final = blk.forward_context(tok, cond, act_e, noise_e, ctx, i)
             keys.append(k)
             values.append(v)
             reads.append(h_read)
             finals.append(mem_final)
         return ContextPass(inputs=x, keys=keys, values=values, memory_read=reads, final_memory=finals,
-                           features=self._features(tok, h_new), seg=ctx.seg, is_first=ctx.is_first)
+                           features=self._features(tok, h_new), seg=ctx.seg, is_first=ctx.is_first,
+                           prefix=ctx.prefix)
 
     def forward_targets(self, x: torch.Tensor, c_noise: torch.Tensor, actions: torch.Tensor,
                         context: ContextPass) -> torch.Tensor:
@@ -339,44 +385,56 @@ class RADDiT(nn.Module):
         wc = cfg.cache_frames if cfg.cache_frames is not None else l - 1
         noise_e, act_e, cond = self._conditions(c_noise, actions)
         flat = lambda t: t.flatten(0, 1)  # noqa: E731
-        prev = previous_frames(context.inputs, context.is_first)
+        pre = context.prefix
+        prev = previous_frames(context.inputs, context.is_first, pre.state.prev_input if pre is not None else None)
         noise_e, act_e, cond = flat(noise_e)[:, None], flat(act_e)[:, None], flat(cond)[:, None]
         tok, skips = self._tokens(flat(x), flat(prev), cond[:, 0])
         tok = tok[:, None]
-        valid = flat(context_valid(context.seg, b, l, wc, x.device))
+        valid = flat(context_valid(context.seg, b, l, wc, x.device, pre.seg if pre is not None else None))
         valid_all = torch.cat([valid, valid.new_ones(b * l, 1)], dim=1)
         for i, blk in enumerate(self.blocks):
-            k_ctx = flat(context_windows(context.keys[i], wc))
-            v_ctx = flat(context_windows(context.values[i], wc))
+            k_ctx = flat(context_windows(context.keys[i], wc, pre.keys[i] if pre is not None else None))
+            v_ctx = flat(context_windows(context.values[i], wc, pre.values[i] if pre is not None else None))
             h_read = context.memory_read[i]
             tok, _, _, _ = blk.forward_frame(tok, cond, act_e, noise_e, self.rope, k_ctx, v_ctx, valid_all,
                                              None if h_read is None else flat(h_read))
         return self.stem.decode(tok[:, 0], skips, cond[:, 0]).view_as(x)
 
     def state_after(self, context: ContextPass) -> RADState:
-        """The inference state after committing the sequence's frames (equals stepping through them)."""
+        """The inference state after committing the sequence's frames (equals stepping through them,
+        from the carried state if the sequence continued one)."""
         cfg = self.cfg
         b, l = context.inputs.shape[:2]
-        seg = context.seg if context.seg is not None else torch.zeros(b, l, dtype=torch.long,
-                                                                        device=context.inputs.device)
-        wc = cfg.cache_frames
-        same = seg == seg[:, -1:]  # frames of the last episode in the sequence
-        take, pad = (l, 0) if wc is None else (min(wc, l), max(0, wc - l))
+        dev = context.inputs.device
+        seg = context.seg if context.seg is not None else torch.zeros(b, l, dtype=torch.long, device=dev)
+        pre = context.prefix
+        wc = cfg.cache_frames if cfg.cache_frames is not None else l
+        if pre is not None:  # the carried frames come before the sequence's own
+            seg = torch.cat([pre.seg, seg], dim=1)
+            keys = [torch.cat([pk.to(k.dtype), k], 1) for pk, k in zip(pre.keys, context.keys)]
+            values = [torch.cat([pv.to(v.dtype), v], 1) for pv, v in zip(pre.values, context.values)]
+        else:
+            keys, values = context.keys, context.values
+        n = seg.shape[1]
+        take, pad = min(wc, n), max(0, wc - n)
 
         def cache(t: torch.Tensor) -> torch.Tensor:
-            t = t[:, l - take:]
+            t = t[:, n - take:]
             if pad:
                 t = torch.cat([t.new_zeros((b, pad) + tuple(t.shape[2:])), t], dim=1)
             return t.float().contiguous()
 
+        same = seg == seg[:, -1:]  # frames of the last episode in the sequence
         valid = cache(same).bool() if take else same.new_zeros(b, pad)
         keep = valid[:, :, None, None, None]  # zero the slots of earlier episodes
+        own = (seg[:, n - l:] == seg[:, -1:]).long().sum(1)
+        time = own if pre is None else torch.where(seg[:, -1] == 0, pre.state.time.to(dev) + l, own)
         return RADState(
             memory=[[s.float().clone() for s in mem] for mem in context.final_memory],
-            keys=[cache(k) * keep for k in context.keys],
-            values=[cache(v) * keep for v in context.values],
+            keys=[cache(k) * keep for k in keys],
+            values=[cache(v) * keep for v in values],
             valid=valid,
-            time=same.long().sum(1),
+            time=time,
             prev_input=context.inputs[:, -1].float().clone(),
         )
 

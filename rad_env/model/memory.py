@@ -91,21 +91,21 @@ class MemoryBlock(nn.Module):
         extra = torch.cat([act_e, noise_e], dim=-1).to(pooled.dtype)
         return torch.cat([pooled, extra.unsqueeze(2).expand(-1, -1, m, -1)], dim=-1)
 
-    def scan(self, inp: torch.Tensor, is_first: torch.Tensor | None = None
-             ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
-        """Run the cell over time from the initial state.
+    def scan(self, inp: torch.Tensor, is_first: torch.Tensor | None = None,
+             start: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """Run the cell over time from ``start`` (a carried memory state; default the learned initial one).
 
-        inp (B, L, M, Din); is_first (B, L) bool resets the memory before frame t.
-        Returns (h_prev (B, L, M, Dm): state each frame reads, h_new (B, L, M, Dm): state after
+        inp (B, L, M, Din); is_first (B, L) bool resets the memory to the learned initial state before
+        frame t. Returns (h_prev (B, L, M, Dm): state each frame reads, h_new (B, L, M, Dm): state after
         each frame's write, final state)."""
         b, l = inp.shape[:2]
         init = self.initial_state(b)
         init = [s.to(inp.device) for s in init]
-        state = init
+        state = init if start is None else [s.to(inp.device) for s in start]
         projected = self.project(inp)  # every frame at once; the loop only runs the recurrence
         h_prev, h_new = [], []
         for t in range(l):
-            if is_first is not None and t > 0:
+            if is_first is not None and (t > 0 or start is not None):
                 reset = is_first[:, t].view(b, 1, 1)
                 state = [torch.where(reset, s0.to(s.dtype), s) for s, s0 in zip(state, init)]
             h_prev.append(self.hidden(state))

@@ -39,6 +39,15 @@ class Imagined(NamedTuple):
     state: RADState  # after committing the frames
 
 
+class LossOutput(NamedTuple):
+    """One training sequence's loss, its metrics, and the inference state after its committed frames
+    (detached: what truncated backprop through time carries into the episode's next chunk)."""
+
+    loss: torch.Tensor
+    metrics: dict[str, float]
+    state: RADState
+
+
 class WorldModel(nn.Module):
     """Action-conditioned video world model (Recurrent Autoregressive Diffusion).
 
@@ -96,7 +105,7 @@ class WorldModel(nn.Module):
     # training
     # ------------------------------------------------------------------------------------
     def loss(self, batch: Batch, generator: torch.Generator | None = None,
-             context_frames: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+             context_frames: torch.Tensor | None = None, state: RADState | None = None) -> LossOutput:
         """Teacher-forced diffusion loss over a batch of sequences, plus the heads' losses.
 
         Every frame is (1) committed as context at a small noise level (what :meth:`observe` does),
@@ -104,7 +113,10 @@ class WorldModel(nn.Module):
         training noise level, attending to the committed previous frames and reading the memory they
         left (what :meth:`imagine` does). The EDM-weighted loss covers every frame.
         ``context_frames`` (uint8, like ``batch.frames``) replaces the committed frames, e.g. by the
-        model's own samples (:meth:`rollout_frames`); the targets stay ``batch.frames``."""
+        model's own samples (:meth:`rollout_frames`); the targets stay ``batch.frames``.
+        ``state`` (truncated backprop through time): the batch continues the sequences that left this
+        state (its memory, window and last frame); rows whose first frame starts an episode ignore it.
+        Returns the loss, metrics and the (detached) state after the batch's committed frames."""
         cfg, dev = self.config, self.device
         if not isinstance(batch, Batch):
             raise TypeError(f"loss expects a rad_env.data.Batch, got {type(batch).__name__}")
@@ -130,7 +142,7 @@ class WorldModel(nn.Module):
         ctx_noise = torch.randn(y.shape, generator=generator, device=dev)
         _, _, c_in, c_noise = self._precondition(ctx_sigma)
         context = self.dit.forward_context(c_in * (committed + ctx_sigma[..., None, None, None] * ctx_noise),
-                                           c_noise, actions, is_first)
+                                           c_noise, actions, is_first, state)
 
         sigma = self.edm.sample_training_sigma((b, l), dev, generator)
         noise = torch.randn(y.shape, generator=generator, device=dev)
@@ -164,27 +176,39 @@ class WorldModel(nn.Module):
                 "reward_acc": float((r_logits.argmax(-1) == r_class).float().mean()),
                 "termination_acc": float(((t_logit > 0) == (terminals > 0.5)).float().mean()),
             }
-        return loss, metrics
+        with torch.no_grad():
+            final = self.dit.state_after(context).detach()
+        return LossOutput(loss, metrics, final)
 
     def forward(self, batch: Batch, generator: torch.Generator | None = None,
-                context_frames: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+                context_frames: torch.Tensor | None = None, state: RADState | None = None) -> LossOutput:
         """Same as :meth:`loss` (so DDP / torch.compile wrappers can call the module)."""
-        return self.loss(batch, generator, context_frames)
+        return self.loss(batch, generator, context_frames, state)
 
     @torch.no_grad()
-    def rollout_frames(self, batch: Batch, start: int, steps: int | None = None) -> torch.Tensor:
+    def rollout_frames(self, batch: Batch, start: int, steps: int | None = None,
+                       state: RADState | None = None) -> torch.Tensor:
         """uint8 frames like ``batch.frames``: the real frames before ``start``, then the model's own
         samples from the true actions (what a dream commits). Training on them as context, with the
         real frames as targets (``loss(batch, context_frames=...)``), teaches the model to recover
         from its own errors instead of compounding them. Rows that cross an episode start keep
-        their real frames."""
+        their real frames. ``state``: the carried state the batch continues (rows starting an episode
+        start from an empty one)."""
         l = batch.frames.shape[1]
         if not 1 <= start < l:
             raise ValueError(f"rollout start must be in [1, {l - 1}], got {start}")
         frames = batch.frames.to(self.device).clone()
         actions = batch.prev_actions.to(self.device).long()
-        dreamed = ~batch.is_first[:, 1:].to(self.device).bool().any(1)
-        state = self.init_state(frames.shape[0])
+        is_first = batch.is_first.to(self.device).bool()
+        dreamed = ~is_first[:, 1:].any(1)
+        b = frames.shape[0]
+        if state is None:
+            state = self.init_state(b)
+        else:
+            state = state.to(self.device).clone()
+            fresh = torch.nonzero(is_first[:, 0]).flatten()
+            if len(fresh):
+                state.index_copy_(fresh, self.init_state(len(fresh)))
         for t in range(start):
             state = self.observe(frames[:, t], actions[:, t], state)
         for t in range(start, l):

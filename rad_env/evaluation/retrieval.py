@@ -1,0 +1,149 @@
+"""Memory retrieval (the protocol of Po et al. 2025 and the RAD paper): does the dream bring back places
+the model saw long ago?
+
+Each clip is the first ``prefix + horizon`` frames of an evaluation episode. Two dreams imagine the
+last ``horizon`` frames from the true actions:
+
+- *full prefix* (A): the state observed all ``prefix`` real frames;
+- *window only* (B, the memory ablation): a fresh state observed only the last ``window`` of them.
+
+Both draw identical noise: every observed frame is committed with noise seeded by its row and frame
+index only, and the dreams' per-row generators (``seed + i``) are created after observing. So a model
+without memory dreams A and B identically, and any difference is what the state remembers.
+
+``window`` defaults to :func:`memoryless_frames`, everything a memory-less state depends on: the
+attention window stacked over the layers (``depth * (window - 1) + 1``; the model's ``window`` for
+one layer). Dreamed frames are scored on *revisits* (the place matches a prefix frame before the last
+``window``: seen only by dream A, and out of every dreamed frame's attention) and *new places* (it
+matches no prefix frame); see
+:func:`.places.prefix_revisit_masks`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .clips import Clips
+from .places import prefix_revisit_masks
+from .report import frame_grid_png
+from .rollout import Dream, RolloutScores, dream_from_state, psnr_and_ssim, rollout_table, score_rollout
+
+FULL, WINDOW = "full prefix", "window only"
+
+
+def memoryless_frames(config: Any) -> int:
+    """Real frames a memory-less state depends on: each layer's attention reaches ``window - 1`` frames
+    further back, and the stem also reads the frame before (``prev_frame_input``)."""
+    return config.depth * (config.window - 1) + int(getattr(config, "prev_frame_input", True))
+
+
+def frame_generators(model, batch: int, frame: int, seed: int) -> list[torch.Generator]:
+    """Per-row generators for committing absolute frame ``frame``: row ``i`` is seeded from (seed, i, frame)
+    only, so two states that observe the same frame commit it with the same noise."""
+    def one(i: int) -> torch.Generator:
+        state = np.random.SeedSequence([seed % 2**63, i, frame]).generate_state(1, np.uint64)[0]
+        return torch.Generator(device=model.device).manual_seed(int(state))
+    return [one(i) for i in range(batch)]
+
+
+@torch.no_grad()
+def observe_seeded(model, frames: torch.Tensor, prev_actions: torch.Tensor, first: int, seed: int, state=None):
+    """Observe frames uint8 (B, T, H, W, 3) (absolute indices ``first ..``), each with its own
+    :func:`frame_generators`; from ``state`` or an empty one. Returns the state."""
+    device = model.device
+    state = model.init_state(frames.shape[0], device=device) if state is None else state
+    for t in range(frames.shape[1]):
+        state = model.observe(frames[:, t].to(device), prev_actions[:, t].to(device), state,
+                              generators=frame_generators(model, frames.shape[0], first + t, seed))
+    return state
+
+
+def retrieval_dreams(model, frames: np.ndarray, prev_actions: np.ndarray, prefix: int, window: int,
+                     steps: int | None = None, seed: int = 0, sampler: str | None = None) -> tuple[Dream, Dream]:
+    """Dreams A (all ``prefix`` frames observed) and B (only the last ``window``) of the frames after the
+    prefix, from the true actions, with identical noise (module doc)."""
+    frames_t = torch.as_tensor(np.asarray(frames))
+    actions_t = torch.as_tensor(np.asarray(prev_actions), dtype=torch.long)
+    first = max(0, prefix - window)
+    full = observe_seeded(model, frames_t[:, :prefix], actions_t[:, :prefix], 0, seed)
+    last = observe_seeded(model, frames_t[:, first:prefix], actions_t[:, first:prefix], first, seed)
+    dreams = [dream_from_state(model, s, actions_t[:, prefix:], steps, seed, sampler) for s in (full, last)]
+    return dreams[0], dreams[1]
+
+
+@dataclass
+class Retrieval:
+    """Dreams, real frames and scores of the memory-retrieval protocol; :meth:`summary` for metrics.json."""
+
+    prefix: int
+    window: int
+    episodes: list[int]
+    real: np.ndarray  # uint8 (N, H, ...) the real frames after the prefix
+    last_prefix: np.ndarray  # uint8 (N, ...)
+    full: np.ndarray  # dream A, like real
+    window_only: np.ndarray  # dream B, like real
+    revisit: np.ndarray  # bool (N, H)
+    new: np.ndarray  # bool (N, H)
+    scores: RolloutScores  # keys FULL, WINDOW, "copy-last", "mean frame"
+
+    @property
+    def horizon(self) -> int:
+        return self.real.shape[1]
+
+    def gain(self, mask: np.ndarray) -> float | None:
+        """Mean PSNR of dream A minus dream B over ``mask`` (None when empty)."""
+        if not mask.any():
+            return None
+        return float(self.scores.psnr[FULL][mask].mean() - self.scores.psnr[WINDOW][mask].mean())
+
+    def table(self) -> list[dict[str, float | str | int]]:
+        masks = {"revisit": self.revisit, "new place": self.new, "all": np.ones_like(self.revisit)}
+        return rollout_table(self.scores, masks)
+
+    def summary(self) -> dict[str, Any]:
+        return {"prefix": self.prefix, "horizon": self.horizon, "window": self.window, "clips": len(self.real),
+                "episodes": self.episodes, "revisit frames": int(self.revisit.sum()),
+                "new place frames": int(self.new.sum()), "table": self.table(),
+                "gain on revisits": self.gain(self.revisit), "gain on new places": self.gain(self.new)}
+
+    def most_revisits(self, count: int = 2) -> list[int]:
+        """The ``count`` clips with the most revisit frames."""
+        return [int(i) for i in np.argsort(-self.revisit.sum(1), kind="stable")[:count]]
+
+
+def memory_retrieval(model, clips: Clips, prefix: int, window: int, mean_frame: np.ndarray,
+                     steps: int | None = None, seed: int = 0, sampler: str | None = None) -> Retrieval:
+    """Run the protocol on ``clips`` (their frames after ``prefix`` are dreamed); ValueError when the clips
+    record no places or the prefix does not exceed ``window``."""
+    if not 0 < window < prefix < clips.length:
+        raise ValueError(f"need 0 < window ({window}) < prefix ({prefix}) < clip length ({clips.length})")
+    masks = prefix_revisit_masks(clips.extras, prefix, window)
+    if masks is None:
+        raise ValueError("the episodes record no positions (agent_pos/agent_dir or x/z/yaw)")
+    full, last = retrieval_dreams(model, clips.frames, clips.prev_actions, prefix, window, steps, seed, sampler)
+    real, last_prefix = clips.frames[:, prefix:], clips.frames[:, prefix - 1]
+    base = score_rollout(full.frames, real, last_prefix, mean_frame)
+    b = psnr_and_ssim(last.frames, real)
+    scores = RolloutScores(
+        psnr={FULL: base.psnr["model"], WINDOW: b["psnr"], **{k: base.psnr[k] for k in ("copy-last", "mean frame")}},
+        ssim={FULL: base.ssim["model"], WINDOW: b["ssim"], **{k: base.ssim[k] for k in ("copy-last", "mean frame")}})
+    return Retrieval(prefix, window, list(clips.episodes), real, last_prefix, full.frames, last.frames,
+                     masks[0], masks[1], scores)
+
+
+def retrieval_grid(path: str | Path, r: Retrieval, clips: list[int],
+                   horizons: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64, 96, 128, 192, 256)) -> Path:
+    """Real / full-prefix / window-only frames at a few horizons (columns) for ``clips`` (row triples)."""
+    hs = [h for h in horizons if h <= r.horizon]
+    rows, labels = [], []
+    for n in clips:
+        for label, frames in (("real", r.real), ("full", r.full), ("window", r.window_only)):
+            rows.append(np.stack([r.last_prefix[n]] + [frames[n, h - 1] for h in hs]))
+            labels.append(f"{label} #{n}")
+    return frame_grid_png(path, rows, labels, ["prefix end"] + [f"h={h}" for h in hs],
+                          title=f"after {r.prefix} real frames: full / last {r.window} observed")

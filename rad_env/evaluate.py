@@ -46,7 +46,7 @@ from .evaluation.probes import (PROBE_ACTIONS, TURN_LEFT, TURN_RIGHT, MemoryMaze
                                 real_continuations, unrelated_first_frames_psnr)
 from .evaluation.report import markdown_table, rollout_grid, sequence_grid, text_table
 from .evaluation.places import revisit_masks
-from .evaluation.retrieval import memory_retrieval, memoryless_frames, retrieval_grid
+from .evaluation.retrieval import memory_retention, memory_retrieval, memoryless_frames, retrieval_grid
 from .evaluation.rewards import reward_replay
 from .evaluation.rollout import (dream_rollout, horizon_masks, mean_image, rollout_table,
                                  score_rollout, stability_table)
@@ -281,7 +281,9 @@ def _retrieval(model, store: EpisodeStore, episodes: list[int], cfg: EvalConfig,
         return {"retrieval_skipped": str(exc)}
     if out:
         pictures.append(str(retrieval_grid(out / "memory_retrieval.png", r, r.most_revisits(2))))
-    return {"retrieval": r.summary()}
+    retention = memory_retention(model, clips.frames[:, :cfg.retrieval_prefix],
+                                 clips.prev_actions[:, :cfg.retrieval_prefix], seed=cfg.seed)
+    return {"retrieval": r.summary(), **({"memory_retention": retention} if retention else {})}
 
 
 def _probes(model, clips, cfg: EvalConfig, steps, out: Path | None, pictures: list[str]) -> dict[str, Any]:
@@ -354,6 +356,14 @@ def format_report(result: dict[str, Any], markdown: bool = True) -> str:
                   f"{gain(r['gain on new places'])} on new places", ""]
     elif "retrieval_skipped" in result:
         lines += [f"memory retrieval skipped: {result['retrieval_skipped']}", ""]
+    if "memory_retention" in result:
+        r = result["memory_retention"]
+        rows = [{"layer": i, **{f"+{lag}": v for lag, v in zip(r["lags"], values)}}
+                for i, values in enumerate(r["layers"])]
+        lines += ["## Memory retention" if markdown else "memory retention", "",
+                  f"relative change of each layer's memory state ||h - h'|| / ||h||, the given number of frames after "
+                  f"the first {r['swap']} frames of each clip were replaced by another clip's (0: nothing of them is "
+                  f"left):", "", table(rows, ".4f"), ""]
     if "denoiser" in result:
         lines += ["## Denoiser vs sampler (PSNR of the next frame, dB)" if markdown else "denoiser vs sampler", "",
                   table(result["denoiser"]), ""]

@@ -60,6 +60,8 @@ class TrainConfig:
     init: str = option("", "start from this checkpoint's weights and model config (fine-tuning; new schedule)")
     rollout_prob: float = option(0.0, "fraction of steps whose context frames after the first window are the "
                                       "model's own samples (teaches recovery from its own errors)")
+    reset_memory_gates: bool = option(False, "with --init: chrono-initialise the LSTM memory's gate biases again (long "
+                                             "time constants) before fine-tuning a model whose memory forgets fast")
     tbptt: bool = option(False, "truncated backprop through time: each batch row walks through whole episodes in "
                                 "consecutive seq_len chunks, the memory and window carried from chunk to chunk "
                                 "(detached) and reset at episode starts, so the memory learns over hundreds of "
@@ -278,6 +280,12 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     model = WorldModel(model_cfg)
     if init_weights is not None:
         model.load_state_dict(init_weights)
+    if cfg.reset_memory_gates:
+        if model_cfg.memory != "lstm":
+            raise UserError(f"--reset-memory-gates needs memory=lstm, the model has memory={model_cfg.memory}")
+        gen = torch.Generator().manual_seed(cfg.seed)
+        for blk in model.dit.blocks:
+            blk.memory.reset_gates(gen)
     model = model.to(device)
     ema = AveragedModel(model, multi_avg_fn=ema_with_warmup(cfg.ema_decay), use_buffers=True)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))

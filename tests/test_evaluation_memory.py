@@ -13,7 +13,7 @@ from rad_env.data import Episode, FileMeta, write_episodes
 from rad_env.evaluate import EvalConfig, evaluate, format_report
 from rad_env.evaluation.clips import Clips
 from rad_env.evaluation.places import prefix_revisit_masks
-from rad_env.evaluation.retrieval import memory_retrieval, memoryless_frames, retrieval_dreams
+from rad_env.evaluation.retrieval import memory_retention, memory_retrieval, memoryless_frames, retrieval_dreams
 from rad_env.model import RADConfig, WorldModel
 from rad_env.model.world_model import Imagined
 
@@ -125,6 +125,25 @@ def test_without_memory_both_dreams_are_identical() -> None:
     assert not np.array_equal(full.frames, last.frames)  # the memory remembers the earlier prefix
 
 
+def test_memory_retention_measures_how_long_the_memory_keeps_a_frame() -> None:
+    """Swapping the first frames for another clip's changes an LSTM memory for many frames after (chrono
+    gates); the same model with zero gate biases forgets within a few; no memory: no measurement."""
+    rng = np.random.default_rng(2)
+    frames = rng.integers(0, 256, (3, 40, 16, 16, 3), dtype=np.uint8)
+    actions = rng.integers(0, 6, (3, 40))
+    model = tiny_model("lstm", depth=2)
+    r = memory_retention(model, frames, actions, swap=4, lags=(1, 8, 32, 64))
+    assert r["lags"] == [1, 8, 32] and len(r["layers"]) == 2  # 4 + 64 > 40 frames: lag 64 is left out
+    assert all(np.isfinite(v) and v >= 0 for layer in r["layers"] for v in layer)
+    with torch.no_grad():
+        for blk in model.dit.blocks:
+            blk.memory.lstm.bias_ih.zero_()
+            blk.memory.lstm.bias_hh.zero_()
+    forgetful = memory_retention(model, frames, actions, swap=4, lags=(1, 8, 32))
+    assert r["layers"][-1][2] > 10 * forgetful["layers"][-1][2]
+    assert memory_retention(tiny_model("none", depth=1), frames, actions) is None
+
+
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> dict[str, Path]:
     """A tiny random checkpoint and two stores of 3 episodes of 15 frames, with and without positions."""
@@ -170,6 +189,7 @@ def test_evaluate_runs_the_memory_retrieval_section(store: dict[str, Path], tmp_
     assert grid.read_bytes()[:4] == b"\x89PNG" and str(grid) in result["pictures"]
     report = (tmp_path / "eval" / "report.md").read_text()
     assert "## Memory retrieval" in report and "memory gain" in report and "memory_retrieval.png" in report
+    assert "memory_retention" not in result and "## Memory retention" not in report  # 8-frame prefix: no lag fits
     assert "memory retrieval" in format_report(result, markdown=False)
 
 

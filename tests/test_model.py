@@ -248,6 +248,32 @@ def test_carried_state_brings_earlier_chunks_through_memory_only():
         full.dit.forward_context(ctx[:, 5:], ctx_noise[:, 5:], actions[:, 5:], is_first[:, 5:], full.dit.state_after(c))
 
 
+def test_lstm_memory_starts_with_long_time_constants():
+    """Chrono-initialised gates: 30 frames after a different first frame the LSTM memory still differs
+    clearly; with zero gate biases (nn.LSTMCell's default) it has forgotten the frame ~100x more."""
+    def retention(model: WorldModel) -> float:
+        ctx, ctx_noise, _, _, actions, is_first = _stream_inputs(model, 1, 31, 9)
+        other = ctx.clone()
+        other[:, 0] = torch.randn(other.shape[2:], generator=torch.Generator().manual_seed(10))
+        with torch.no_grad():
+            h = [model.dit.forward_context(x, ctx_noise, actions, is_first).final_memory[-1][0] for x in (ctx, other)]
+        return float((h[0] - h[1]).norm() / h[0].norm())
+
+    model = micro_model("lstm", perturb=0.0)
+    chrono = retention(model)
+    with torch.no_grad():
+        for blk in model.dit.blocks:
+            blk.memory.lstm.bias_ih.zero_()
+            blk.memory.lstm.bias_hh.zero_()
+    assert chrono > 1e-3 and chrono > 30 * retention(model), (chrono, retention(model))
+    f = model.config.memory_dim
+    fresh = micro_model("lstm", perturb=0.0)
+    bias = fresh.dit.blocks[0].memory.lstm.bias_ih
+    assert (bias[f:2 * f] >= 0).all() and bias[f:2 * f].max() > 3.0 and torch.equal(bias[:f], -bias[f:2 * f])
+    with pytest.raises(ValueError, match="memory_timescale"):
+        micro_config(memory_timescale=1)
+
+
 @pytest.mark.parametrize("memory", MEMORIES)
 def test_history_beyond_window_reaches_only_through_memory(memory):
     model = micro_model(memory)

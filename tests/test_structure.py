@@ -65,9 +65,10 @@ def test_quick_speed_benchmark_times_after_a_warm_up() -> None:
 def test_memory_experiment_explains_a_missing_revisit_split() -> None:
     from benchmarks.memory_experiment import verdict
 
-    assert verdict({}, ["lstm"], has_positions=False, horizon=96, window=4) == \
-        ["no revisit split: the data has no positions (agent_pos/agent_dir or x/z/yaw extras)"]
-    (line,) = verdict({}, ["lstm"], has_positions=True, horizon=3, window=4)
-    assert "horizon 3 < window 4" in line and "no positions" not in line
-    (line,) = verdict({"beyond window, new place": {}}, ["lstm"], has_positions=True, horizon=8, window=4)
-    assert "revisits" in line and "no positions" not in line
+    lines = verdict([], {}, ["lstm"], None, has_positions=False)
+    assert lines[0] == "no revisit split: the evaluation data has no positions (agent_pos/agent_dir or x/z/yaw extras)"
+    skipped = {"lstm": {"seeds": 0, "skipped": ["seed 0: no evaluation episode has 384 frames"],
+                        "gain on revisits": None}}
+    lines = verdict([], skipped, ["lstm"], None)
+    assert lines[0] == "lstm: memory retrieval skipped (seed 0: no evaluation episode has 384 frames)"
+    assert "not judged" in lines[-1]

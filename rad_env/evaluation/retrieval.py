@@ -76,6 +76,41 @@ def retrieval_dreams(model, frames: np.ndarray, prev_actions: np.ndarray, prefix
     return dreams[0], dreams[1]
 
 
+RETENTION_LAGS = (1, 2, 4, 8, 16, 32, 64, 128)
+
+
+@torch.no_grad()
+def memory_retention(model, frames: np.ndarray, prev_actions: np.ndarray, swap: int = 8,
+                     lags: tuple[int, ...] = RETENTION_LAGS, seed: int = 0) -> dict[str, Any] | None:
+    """How long does the memory keep what it saw? The clips are observed twice, the second time with their
+    first ``swap`` frames (and actions) taken from another clip (another maze); per layer, the relative
+    difference ||h - h'|| / ||h|| of the memory's readable state ``lag`` frames after the last swapped
+    frame. 0: nothing of those frames is left; a memory that helps beyond the window keeps it for tens
+    of frames. None for models without a recurrent memory or fewer than 2 clips."""
+    if not model.config.has_memory or len(frames) < 2:
+        return None
+    lags = tuple(l for l in lags if swap + l <= frames.shape[1])
+    if not lags:
+        return None
+    n = swap + max(lags)
+    real = torch.as_tensor(np.asarray(frames[:, :n]))
+    acts = torch.as_tensor(np.asarray(prev_actions[:, :n]), dtype=torch.long)
+    other, other_acts = real.clone(), acts.clone()
+    other[:, :swap], other_acts[:, :swap] = real.roll(1, 0)[:, :swap], acts.roll(1, 0)[:, :swap]
+    memories = []
+    for fr, ac in ((real, acts), (other, other_acts)):
+        state, hs = model.init_state(len(fr), device=model.device), []
+        for t in range(n):
+            state = model.observe(fr[:, t].to(model.device), ac[:, t].to(model.device), state,
+                                  generators=frame_generators(model, len(fr), t, seed))
+            hs.append(torch.stack([layer[0].float() for layer in state.memory], 1).cpu())  # (B, layers, M, Dm)
+        memories.append(torch.stack(hs, 1))  # (B, T, layers, M, Dm)
+    a, b = memories
+    rel = ((a - b).norm(dim=(-2, -1)) / a.norm(dim=(-2, -1)).clamp_min(1e-12)).mean(0)  # (T, layers)
+    return {"swap": swap, "lags": list(lags),
+            "layers": [[float(rel[swap - 1 + lag, i]) for lag in lags] for i in range(rel.shape[1])]}
+
+
 @dataclass
 class Retrieval:
     """Dreams, real frames and scores of the memory-retrieval protocol; :meth:`summary` for metrics.json."""

@@ -40,6 +40,10 @@ class RADConfig:
     memory: str = "lstm"  # "lstm" | "linear" | "none" | "full"
     memory_slots: int = 4
     memory_dim: int | None = None  # default: dim
+    # Longest initial time constant (frames) of the LSTM memory: its forget/input gate biases start
+    # "chrono"-initialised (Tallec & Ollivier 2018), time constants spread over 1..memory_timescale.
+    # With zero biases an LSTM forgets within a few frames (measured: nothing of a frame left after 8-16).
+    memory_timescale: float = 256.0
     # --- actions / data ---------------------------------------------------------------
     num_actions: int = 6
     seq_len: int = 16  # training sequence length (about 4x window)
@@ -125,6 +129,8 @@ class RADConfig:
             fail(f"noise_features must be even, got {self.noise_features}")
         if not self.mlp_ratio > 0:
             fail(f"mlp_ratio must be > 0, got {self.mlp_ratio}")
+        if not (isinstance(self.memory_timescale, (int, float)) and self.memory_timescale > 2):
+            fail(f"memory_timescale must be > 2 frames, got {self.memory_timescale!r}")
         if not self.rope_base > 1:
             fail(f"rope_base must be > 1, got {self.rope_base}")
         if not 0.0 <= self.action_dropout < 1.0:

@@ -134,6 +134,19 @@ class LSTMMemory(MemoryBlock):
         super().__init__(cfg)
         self.lstm = nn.LSTMCell(self.cell_input_dim, self.memory_dim)
         self.c0 = nn.Parameter(torch.zeros(self.slots, self.memory_dim))
+        self.timescale = float(cfg.memory_timescale)
+        self.reset_gates()
+
+    @torch.no_grad()
+    def reset_gates(self, generator: torch.Generator | None = None) -> None:
+        """Chrono initialisation (Tallec & Ollivier 2018) of the gate biases: forget bias log(u), input
+        bias -log(u), u ~ U(1, timescale - 1) per unit, so the cells start with time constants spread up
+        to ``timescale`` frames (zero biases give about 2 frames)."""
+        dm = self.memory_dim
+        u = torch.rand(dm, generator=generator) * (self.timescale - 2) + 1
+        self.lstm.bias_hh[: 2 * dm].zero_()
+        self.lstm.bias_ih[dm: 2 * dm] = u.log()  # gate order i, f, g, o
+        self.lstm.bias_ih[:dm] = -u.log()
 
     def initial_state(self, batch_size: int) -> list[torch.Tensor]:
         return [self.h0.unsqueeze(0).expand(batch_size, -1, -1),

@@ -153,15 +153,21 @@ def previous_frames(x: torch.Tensor, is_first: torch.Tensor | None, first: torch
 # ----------------------------------------------------------------------------------------
 @dataclass
 class Prefix:
-    """The frames before a training sequence, from a carried :class:`RADState` (truncated backprop
-    through time): their K/V per layer (B, Wc, N, heads, head_dim) and segment ids (B, Wc), 0 for a
-    frame of the episode the sequence continues, -1 for an empty slot or an episode the sequence
-    does not continue (its first frame starts a new one)."""
+    """The frames before a training sequence: a carried :class:`RADState` (truncated backprop through
+    time; its K/V cache per layer (B, Wc, N, heads, head_dim), memory and last frame) and the segment
+    ids (B, Wc) of its cached frames: 0 for a frame of the episode the sequence continues, -1 for an
+    empty slot (the sequence's own segments count from 0, +1 at every episode start)."""
 
-    keys: list[torch.Tensor]
-    values: list[torch.Tensor]
-    seg: torch.Tensor
     state: RADState
+    seg: torch.Tensor
+
+    @property
+    def keys(self) -> list[torch.Tensor]:
+        return self.state.keys
+
+    @property
+    def values(self) -> list[torch.Tensor]:
+        return self.state.values
 
 
 @dataclass
@@ -344,7 +350,7 @@ class RADDiT(nn.Module):
                 seg = torch.zeros(b, l, dtype=torch.long, device=device)
             # carried frames belong to the episode the sequence continues (segment 0), unless it starts a new one
             prefix_seg = torch.where(state.valid.to(device), 0, -1)
-            prefix = Prefix(state.keys, state.values, prefix_seg, state)
+            prefix = Prefix(state, prefix_seg)
         window = cfg.cache_frames + 1 if cfg.cache_frames is not None else None
         return _SeqContext(self.rope, window, cfg.temporal_chunk or cfg.window, seg, is_first, prefix)
 

@@ -135,6 +135,23 @@ def _forever(loader: DataLoader, sampler) -> Iterator[Batch]:
         epoch += 1
 
 
+def training_batches(cfg: TrainConfig, store: EpisodeStore, train_idx: list[int], seq_len: int, ddp: Distributed,
+                     device: torch.device) -> Iterator[Batch]:
+    """Endless training batches: with ``--tbptt`` consecutive chunks of whole episodes (row i of a batch
+    continues row i of the previous one; each rank its own streams), else shuffled windows."""
+    if cfg.tbptt:
+        return EpisodeStreams(store, seq_len, cfg.batch_size, train_idx, seed=cfg.seed + 1009 * ddp.rank)
+    dataset = WindowDataset(store, seq_len, cfg.window_stride or max(1, seq_len // 2), episodes=train_idx)
+    if ddp.enabled:
+        sampler = DistributedSampler(dataset, ddp.world_size, ddp.rank, shuffle=True, seed=cfg.seed)
+    else:
+        sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(cfg.seed))
+    loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,
+                        collate_fn=Batch.collate, drop_last=len(dataset) >= cfg.batch_size * ddp.world_size,
+                        persistent_workers=cfg.num_workers > 0, pin_memory=device.type == "cuda")
+    return _forever(loader, sampler)
+
+
 def _lr_lambda(cfg: TrainConfig):
     def factor(step: int) -> float:
         if step < cfg.warmup:
@@ -266,16 +283,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     if cfg.tbptt and model_cfg.cache_frames is None:
         raise UserError("--tbptt carries a bounded window from chunk to chunk; memory=full keeps every frame",
                         hint="use memory=lstm, linear or none, or train full attention without --tbptt")
-    dataset = WindowDataset(store, model_cfg.seq_len, cfg.window_stride or max(1, model_cfg.seq_len // 2),
-                            episodes=train_idx)
-    if ddp.enabled:
-        sampler = DistributedSampler(dataset, ddp.world_size, ddp.rank, shuffle=True, seed=cfg.seed)
-    else:
-        sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(cfg.seed))
-    loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,
-                        collate_fn=Batch.collate,
-                        drop_last=len(dataset) >= cfg.batch_size * ddp.world_size,
-                        persistent_workers=cfg.num_workers > 0, pin_memory=device.type == "cuda")
+    batches = training_batches(cfg, store, train_idx, model_cfg.seq_len, ddp, device)
 
     model = WorldModel(model_cfg)
     if init_weights is not None:
@@ -332,11 +340,6 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         (out / "config.json").write_text(json.dumps({"train": train_dict, "model": model_cfg.to_dict(),
                                                      "data": {k: v for k, v in description.items()
                                                               if not k.endswith("_episodes")}}, indent=2))
-    if cfg.tbptt:  # each rank its own streams; row i of a batch continues row i of the previous one
-        batches: Iterator[Batch] = EpisodeStreams(store, model_cfg.seq_len, cfg.batch_size, train_idx,
-                                                  seed=cfg.seed + 1009 * ddp.rank)
-    else:
-        batches = _forever(loader, sampler)
     carried = None  # the state the next batch continues (tbptt)
     frames_per_step = cfg.batch_size * model_cfg.seq_len * ddp.world_size
     bar = tqdm(total=cfg.steps, initial=step, disable=not ddp.is_main, desc="train", dynamic_ncols=True)

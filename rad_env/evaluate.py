@@ -349,8 +349,8 @@ def format_report(result: dict[str, Any], markdown: bool = True) -> str:
                   f"frames dreamed from the true actions by a state that observed the whole prefix (full prefix) and "
                   f"by a fresh one that observed only its last {r['window']} frames (window only: all a memory-less "
                   f"model of window {m['window']} sees), with identical noise; a dreamed frame revisits when its cell "
-                  f"and heading match a prefix frame at least {r['window']} frames earlier, and is a new place when "
-                  f"they match no prefix frame. PSNR dB / SSIM:", "",
+                  f"and heading match a prefix frame before the last {r['window']} (one only the full-prefix dream saw), "
+                  f"and is a new place when they match no prefix frame. PSNR dB / SSIM:", "",
                   table(r["table"], ".3f"), "",
                   f"memory gain (full prefix - window only PSNR): {gain(r['gain on revisits'])} on revisits, "
                   f"{gain(r['gain on new places'])} on new places", ""]

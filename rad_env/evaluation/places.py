@@ -44,19 +44,21 @@ def _cells(pos: np.ndarray) -> np.ndarray:
     return np.where(known, np.floor(np.where(known, pos, 0.0)), UNKNOWN_CELL).astype(np.int64)
 
 
+def same_place(cells: np.ndarray, headings: np.ndarray, tolerance: float, queries: slice, keys: slice
+               ) -> np.ndarray:
+    """(..., Q, K) bool: frame ``queries[q]`` and frame ``keys[k]`` of a clip (cells (..., T, 2), headings
+    (..., T) degrees) share a cell and a heading within ``tolerance`` degrees; unknown places match nothing."""
+    known = (cells != UNKNOWN_CELL).all(-1) & np.isfinite(headings)
+    same = (cells[..., queries, None, :] == cells[..., None, keys, :]).all(-1)
+    turn = np.abs((headings[..., queries, None] - headings[..., None, keys] + 180.0) % 360.0 - 180.0)
+    return same & (turn <= tolerance) & known[..., queries, None] & known[..., None, keys]
+
+
 def revisit_mask(cells: np.ndarray, headings: np.ndarray, window: int, tolerance: float) -> np.ndarray:
     """``mask[t]`` for one clip (cells (T, 2), headings (T,) degrees): the cell and heading of frame
     ``t`` (within ``tolerance`` degrees) were seen at some frame ``j <= t - window``."""
-    known = (cells != UNKNOWN_CELL).all(-1) & np.isfinite(headings)
-    mask = np.zeros(len(cells), dtype=bool)
-    for t in range(window, len(cells)):
-        if not known[t]:
-            continue
-        earlier = slice(0, t - window + 1)
-        same_cell = np.all(cells[earlier] == cells[t], axis=-1) & known[earlier]
-        turn = np.abs((headings[earlier] - headings[t] + 180.0) % 360.0 - 180.0)
-        mask[t] = bool(np.any(same_cell & (turn <= tolerance)))
-    return mask
+    match = same_place(cells, headings, tolerance, slice(None), slice(None))  # (T, T)
+    return np.tril(match, -window).any(-1)
 
 
 def revisit_masks(extras: Mapping[str, np.ndarray], window: int) -> np.ndarray | None:
@@ -80,11 +82,6 @@ def prefix_revisit_masks(extras: Mapping[str, np.ndarray], prefix: int, window: 
     if found is None:
         return None
     cells, headings, tolerance = found
-    known = (cells != UNKNOWN_CELL).all(-1) & np.isfinite(headings)  # (N, T)
-    after, before = slice(prefix, None), slice(0, prefix)
-    same = (cells[:, after, None] == cells[:, None, before]).all(-1)  # (N, H, P)
-    turn = np.abs((headings[:, after, None] - headings[:, None, before] + 180.0) % 360.0 - 180.0)
-    match = same & (turn <= tolerance) & known[:, after, None] & known[:, None, before]
-    revisit = match[:, :, :max(prefix - window, 0)].any(-1)
-    new = known[:, after] & ~match.any(-1)
-    return revisit, new
+    match = same_place(cells, headings, tolerance, slice(prefix, None), slice(0, prefix))  # (N, H, P)
+    known = (cells != UNKNOWN_CELL).all(-1) & np.isfinite(headings)
+    return match[:, :, :max(prefix - window, 0)].any(-1), known[:, prefix:] & ~match.any(-1)

@@ -99,10 +99,9 @@ def memory_retention(model, frames: np.ndarray, prev_actions: np.ndarray, swap: 
     other[:, :swap], other_acts[:, :swap] = real.roll(1, 0)[:, :swap], acts.roll(1, 0)[:, :swap]
     memories = []
     for fr, ac in ((real, acts), (other, other_acts)):
-        state, hs = model.init_state(len(fr), device=model.device), []
+        state, hs = None, []
         for t in range(n):
-            state = model.observe(fr[:, t].to(model.device), ac[:, t].to(model.device), state,
-                                  generators=frame_generators(model, len(fr), t, seed))
+            state = observe_seeded(model, fr[:, t:t + 1], ac[:, t:t + 1], t, seed, state)
             hs.append(torch.stack([layer[0].float() for layer in state.memory], 1).cpu())  # (B, layers, M, Dm)
         memories.append(torch.stack(hs, 1))  # (B, T, layers, M, Dm)
     a, b = memories

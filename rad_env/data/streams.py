@@ -36,9 +36,6 @@ class EpisodeStreams:
     def _new_episode(self) -> tuple[int, int]:
         return self.episodes[int(self.rng.integers(len(self.episodes)))], 0
 
-    def chunks_per_episode(self, episode: int) -> int:
-        return self.store.episodes[episode].num_frames // self.length
-
     def __iter__(self) -> Iterator[Batch]:
         return self
 

@@ -18,9 +18,17 @@ Exactly how the shipped files were made (see README "The embedded default"), on 
     # context frames after the first window: 4-5 s per such step, 2.9 s per other step)
     python -m rad_env.train --data data/mix --init runs/default/assets/memory_maze_tiny.pt --rollout-prob 0.5 \
         --steps 500 --lr 3e-4 --warmup 20 --threads 2 --out runs/rollout
-    python tools/build_default_assets.py --checkpoint runs/rollout/model.pt --data data/mix
+    python tools/build_default_assets.py --checkpoint runs/rollout/model.pt --data data/mix \
+        --out runs/rollout/assets
+    # stage 3, 81 min on 2 threads: clean-frame preconditioning (sigma_skip 0.1), chrono-initialised
+    # memory gates and truncated backprop through whole episodes, with retrace walks added (~6 min)
+    python collect/record.py --env memory-maze-9x9 --policy retrace --explore-steps 250 --episodes 24 \
+        --steps 500 --seed 7 --workers 2 --out data/mix/retrace
+    python -m rad_env.train --data data/mix --init runs/rollout/assets/memory_maze_tiny.pt --model sigma_skip=0.1 \
+        --reset-memory-gates --tbptt --rollout-prob 0.5 --steps 900 --lr 3e-4 --warmup 20 --threads 2 --out runs/v2
+    python tools/build_default_assets.py --checkpoint runs/v2/model.pt --data data/mix
     python -m rad_env.evaluate --checkpoint rad_env/assets/memory_maze_tiny.pt --data data/mm9_test \
-        --episodes 12 --threads 2 --out runs/rollout/eval --report
+        --episodes 12 --threads 2 --out runs/v2/eval --report
 
 The checkpoint is stored with half-precision weights (loaded back as float32) to stay a few MB;
 the start frames are the first ``window`` frames of the held-out episodes.

@@ -26,7 +26,7 @@ Exactly how the shipped files were made (see README "The embedded default"), on 
         --steps 500 --seed 7 --workers 2 --out data/mix/retrace
     python -m rad_env.train --data data/mix --init runs/rollout/assets/memory_maze_tiny.pt --model sigma_skip=0.1 \
         --reset-memory-gates --tbptt --rollout-prob 0.5 --steps 900 --lr 3e-4 --warmup 20 --threads 2 --out runs/v2
-    python tools/build_default_assets.py --checkpoint runs/v2/model.pt --data data/mix
+    python tools/build_default_assets.py --checkpoint runs/v2/model.pt --data data/mix --set guidance=1.3
     python -m rad_env.evaluate --checkpoint rad_env/assets/memory_maze_tiny.pt --data data/mm9_test \
         --episodes 12 --threads 2 --out runs/v2/eval --report
 

@@ -44,11 +44,16 @@ def _cells(pos: np.ndarray) -> np.ndarray:
     return np.where(known, np.floor(np.where(known, pos, 0.0)), UNKNOWN_CELL).astype(np.int64)
 
 
+def known_places(cells: np.ndarray, headings: np.ndarray) -> np.ndarray:
+    """(..., T) bool: frames whose cell and heading are known."""
+    return (cells != UNKNOWN_CELL).all(-1) & np.isfinite(headings)
+
+
 def same_place(cells: np.ndarray, headings: np.ndarray, tolerance: float, queries: slice, keys: slice
                ) -> np.ndarray:
     """(..., Q, K) bool: frame ``queries[q]`` and frame ``keys[k]`` of a clip (cells (..., T, 2), headings
     (..., T) degrees) share a cell and a heading within ``tolerance`` degrees; unknown places match nothing."""
-    known = (cells != UNKNOWN_CELL).all(-1) & np.isfinite(headings)
+    known = known_places(cells, headings)
     same = (cells[..., queries, None, :] == cells[..., None, keys, :]).all(-1)
     turn = np.abs((headings[..., queries, None] - headings[..., None, keys] + 180.0) % 360.0 - 180.0)
     return same & (turn <= tolerance) & known[..., queries, None] & known[..., None, keys]
@@ -83,5 +88,5 @@ def prefix_revisit_masks(extras: Mapping[str, np.ndarray], prefix: int, window: 
         return None
     cells, headings, tolerance = found
     match = same_place(cells, headings, tolerance, slice(prefix, None), slice(0, prefix))  # (N, H, P)
-    known = (cells != UNKNOWN_CELL).all(-1) & np.isfinite(headings)
-    return match[:, :, :max(prefix - window, 0)].any(-1), known[:, prefix:] & ~match.any(-1)
+    new_place = known_places(cells, headings)[:, prefix:] & ~match.any(-1)
+    return match[:, :, :max(prefix - window, 0)].any(-1), new_place

@@ -131,6 +131,29 @@ def test_shapes_and_loss(memory):
     assert state.cache_len == (l if memory == "full" else cfg.window - 1)
 
 
+def test_reward_event_weight_weighs_rewarded_frames():
+    """reward_event_weight w: the reward loss is the cross-entropy averaged with weight w on frames
+    that carry a reward and 1 on the rest (the head then pays where a reward is likely)."""
+    losses = {}
+    for w in (1.0, 10.0):
+        model = micro_model(perturb=0.0, reward_event_weight=w).train()
+        last = model.head[-1]
+        with torch.no_grad():  # the head says "no reward" with confidence, whatever the frame
+            last.weight.zero_()
+            last.bias.copy_(torch.tensor([0.0, 4.0, 0.0, 0.0]))
+        batch = make_batch(model.config, b=2, seed=3)
+        losses[w] = model.loss(batch, generator=torch.Generator().manual_seed(0)).metrics["reward_loss"]
+        events = int((batch.rewards != 0).sum())
+        quiet = batch.rewards.numel() - events
+        ce_event = -torch.log_softmax(torch.tensor([0.0, 4.0, 0.0]), 0)[0].item()
+        ce_quiet = -torch.log_softmax(torch.tensor([0.0, 4.0, 0.0]), 0)[1].item()
+        assert 0 < events < batch.rewards.numel()
+        assert losses[w] == pytest.approx((w * events * ce_event + quiet * ce_quiet) / (w * events + quiet), rel=1e-5)
+    assert losses[10.0] > losses[1.0]
+    with pytest.raises(ValueError, match="reward_event_weight"):
+        micro_config(reward_event_weight=0.0)
+
+
 def test_optimisation_reduces_loss():
     model = micro_model("lstm", perturb=0.0).train()
     batch = make_batch(model.config, b=2, l=8)

@@ -79,6 +79,11 @@ class RADConfig:
     reward_classes: int = 3
     diffusion_loss_weight: float = 1.0
     reward_loss_weight: float = 1.0
+    # Cross-entropy weight of frames that carry a reward (class -1 or +1) against 1 for the rest. Rewards
+    # are rare (under 2% of frames even with target-seeking data): with weight w the head reports about
+    # w * p / (w * p + 1 - p) for an event of probability p, so the dream pays where a reward is likely
+    # rather than only where it is certain (false rewards are measured by rad_env.evaluate).
+    reward_event_weight: float = 1.0
     termination_loss_weight: float = 1.0
 
     def __post_init__(self) -> None:
@@ -154,6 +159,8 @@ class RADConfig:
         for name in ("diffusion_loss_weight", "reward_loss_weight", "termination_loss_weight"):
             if getattr(self, name) < 0:
                 fail(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not self.reward_event_weight > 0:
+            fail(f"reward_event_weight must be > 0, got {self.reward_event_weight}")
 
     # ------------------------------------------------------------------------------------
     @property

@@ -159,7 +159,8 @@ class WorldModel(nn.Module):
 
         r_logits, t_logit = self.head_logits(context.features)
         r_class = (torch.sign(rewards) + 1).long()
-        r_loss = F.cross_entropy(r_logits.reshape(-1, 3), r_class.reshape(-1))
+        class_weight = torch.tensor([cfg.reward_event_weight, 1.0, cfg.reward_event_weight], device=dev)
+        r_loss = F.cross_entropy(r_logits.reshape(-1, 3), r_class.reshape(-1), weight=class_weight)
         t_loss = F.binary_cross_entropy_with_logits(t_logit, terminals)
         loss = (cfg.diffusion_loss_weight * diffusion_loss + cfg.reward_loss_weight * r_loss
                 + cfg.termination_loss_weight * t_loss)

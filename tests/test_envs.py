@@ -221,7 +221,8 @@ def test_autoreset_same_step_and_termination(kwargs) -> None:
     assert not (terminated | truncated).any() and "final_obs" not in infos
     obs, _, terminated, truncated, infos = venv.step(np.array([1, 2]))
     assert truncated.all() and not terminated.any()
-    assert infos["_final_obs"].all() and infos["final_obs"][0].shape == (SIZE, SIZE, 3)
+    assert infos["_final_obs"].all() and infos["final_obs"].shape == (2,)  # every env ended at once
+    assert all(f.shape == (SIZE, SIZE, 3) and f.dtype == np.uint8 for f in infos["final_obs"])
     starts = venv.core.starts.frames[:, -1]
     assert all(any(np.array_equal(obs[i], s) for s in starts) for i in range(2))  # already reset
     assert venv.core.steps.tolist() == [0, 0]
@@ -240,8 +241,9 @@ def test_sb3_vec_env_autoreset(kwargs) -> None:
     assert rewards.dtype == np.float32 and not dones.any() and infos == [{}, {}]
     obs, rewards, dones, infos = venv.step(np.array([1, 3]))
     assert dones.all()
-    for info in infos:
+    for info in infos:  # SB3 turns it into a tensor to bootstrap the truncated episode's value
         assert info["terminal_observation"].shape == (SIZE, SIZE, 3) and info["TimeLimit.truncated"] is True
+        assert torch.as_tensor(info["terminal_observation"]).dtype == torch.uint8
     again = DreamSB3VecEnv(2, max_episode_steps=2, **kwargs)
     again.seed(3)
     np.testing.assert_array_equal(again.reset(), first)  # seeds apply to the next reset

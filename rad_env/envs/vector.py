@@ -77,7 +77,11 @@ class DreamVectorEnv(VectorEnv):
         if self.autoreset_mode == AutoresetMode.NEXT_STEP:
             self._needs_reset = done
         elif done.any():
-            infos["final_obs"] = np.array([frames[i].copy() if d else None for i, d in enumerate(done)], dtype=object)
+            # filled element by element: np.array(list_of_frames, dtype=object) would make an (N, H, W, 3)
+            # array of Python ints when every env ends at once (e.g. all truncated at the same step)
+            infos["final_obs"] = np.empty(self.num_envs, dtype=object)
+            for i in np.flatnonzero(done):
+                infos["final_obs"][i] = frames[i].copy()
             infos["_final_obs"] = done.copy()
             infos["final_info"] = {}
             for i in np.flatnonzero(done):

@@ -78,7 +78,7 @@ class DreamVectorEnv(VectorEnv):
             self._needs_reset = done
         elif done.any():
             # filled element by element: np.array(list_of_frames, dtype=object) would make an (N, H, W, 3)
-            # array of Python ints when every env ends at once (e.g. all truncated at the same step)
+            # array of scalars when every env ends at once (e.g. all truncated at the same step)
             infos["final_obs"] = np.empty(self.num_envs, dtype=object)
             for i in np.flatnonzero(done):
                 infos["final_obs"][i] = frames[i].copy()

@@ -80,11 +80,10 @@ class DreamVectorEnv(VectorEnv):
             # filled element by element: np.array(list_of_frames, dtype=object) would make an (N, H, W, 3)
             # array of scalars when every env ends at once (e.g. all truncated at the same step)
             infos["final_obs"] = np.empty(self.num_envs, dtype=object)
-            for i in np.flatnonzero(done):
-                infos["final_obs"][i] = frames[i].copy()
             infos["_final_obs"] = done.copy()
             infos["final_info"] = {}
             for i in np.flatnonzero(done):
+                infos["final_obs"][i] = frames[i].copy()
                 frames[i] = self.core.reset_env(i, self._rngs[i])
         return frames, rewards, terminated, truncated, infos
 

@@ -190,6 +190,25 @@ def prepare_output(cfg: TrainConfig) -> None:
         shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
+def load_init_weights(model: WorldModel, weights: dict[str, torch.Tensor], path: str, verbose: bool) -> list[str]:
+    """Load ``--init`` weights into ``model``. Parts the new config adds (e.g. ``pixel_channels``) keep
+    their fresh initialisation (they start as identity corrections); weights the new model has no
+    place for are a user error. Returns the names left fresh."""
+    try:
+        missing, unexpected = model.load_state_dict(weights, strict=False)
+    except RuntimeError as exc:  # a tensor of another shape
+        raise UserError(f"--init {path} does not fit the model --model describes: {str(exc).splitlines()[-1].strip()}",
+                        hint="--model may change training settings or add parts, not resize the network") from exc
+    if unexpected:
+        raise UserError(f"--init {path} has weights the new model lacks ({', '.join(unexpected[:3])}"
+                        f"{', ...' if len(unexpected) > 3 else ''})",
+                        hint="--model can add parts to a fine-tuned model, not remove them")
+    if missing and verbose:
+        print(f"--init {path}: {len(missing)} new tensors start fresh ({', '.join(missing[:3])}"
+              f"{', ...' if len(missing) > 3 else ''})")
+    return list(missing)
+
+
 def split_without_corrupt(store: EpisodeStore, cfg: TrainConfig, is_main: bool) -> tuple[list[int], list[int]]:
     """Train/held-out episode indices, without episodes whose stored checksums fail."""
     train_idx, held_idx = split_episodes(len(store), cfg.held_out, cfg.seed)
@@ -287,7 +306,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
 
     model = WorldModel(model_cfg)
     if init_weights is not None:
-        model.load_state_dict(init_weights)
+        load_init_weights(model, init_weights, cfg.init, ddp.is_main)
     if cfg.reset_memory_gates:
         if model_cfg.memory != "lstm":
             raise UserError(f"--reset-memory-gates needs memory=lstm, the model has memory={model_cfg.memory}")

@@ -10,6 +10,7 @@ from rad_env.model import PRESETS, RADConfig, RADState, WorldModel
 from rad_env.model.diffusion import EDM, randn_rows
 
 MEMORIES = ["lstm", "linear", "none", "full"]
+STEMS = {"patch": {}, "conv": {"stem": "conv", "stem_channels": [8, 8]}, "patch+pixel": {"pixel_channels": 8}}
 
 
 
@@ -102,6 +103,33 @@ def test_config_validation_errors():
         RADConfig(stem="vae")
     with pytest.raises(ValueError, match="log2"):
         RADConfig(stem="conv", patch_size=8, stem_channels=[16, 32])
+    with pytest.raises(ValueError, match="pixel_channels must be an int >= 0"):
+        RADConfig(pixel_channels=-1)
+    with pytest.raises(ValueError, match="pixel_channels refines the patch stem"):
+        RADConfig(stem="conv", pixel_channels=8)
+
+
+def test_pixel_head_refines_the_patch_read_out_from_the_full_resolution_input():
+    """The pixel head adds a correction computed by convolutions over the network input: a change of one
+    input pixel changes the output most around that pixel (3x3 convs; the group norms add a small global
+    term), not uniformly over a patch as a linear patch map does, and a fresh head (zero output conv) leaves
+    the patch model's output unchanged."""
+    torch.manual_seed(0)
+    model = micro_model("none", pixel_channels=8)
+    stem = model.dit.stem
+    cond = torch.randn(1, model.config.dim)
+    x = torch.randn(1, model.config.stem_in_channels, 16, 16)
+    coarse = torch.randn(1, 3, 16, 16)
+    bumped = x.clone()
+    bumped[0, 0, 5, 6] += 1.0
+    with torch.no_grad():
+        delta = (stem.pixel(bumped, coarse, cond) - stem.pixel(x, coarse, cond)).abs().amax(dim=(0, 1))
+    near = torch.zeros_like(delta, dtype=torch.bool)
+    near[5 - 4: 5 + 5, 6 - 4: 6 + 5] = True  # four 3x3 convs: radius 4
+    assert float(delta[near].max()) > 5 * float(delta[~near].max())
+    fresh = WorldModel(micro_config("none", pixel_channels=8)).dit.stem.pixel
+    with torch.no_grad():
+        torch.testing.assert_close(fresh(x, coarse, cond), coarse)
 
 
 # ----------------------------------------------------------------------------------------
@@ -195,13 +223,13 @@ def _stream_inputs(model: WorldModel, b: int, l: int, seed: int, cut: int | None
     return ctx, ctx_noise, noisy, noise, actions, is_first
 
 
-@pytest.mark.parametrize("stem", ["patch", "conv"])
+@pytest.mark.parametrize("stem", list(STEMS))
 @pytest.mark.parametrize("memory", MEMORIES)
 def test_training_streams_equal_inference_steps(memory, stem):
     """Training computes, for every frame at once, what inference computes frame by frame: the context
     stream == commit_step (features, state), the target stream == denoise_step reading that state,
     also across an episode start inside the sequence (== resetting that env's state)."""
-    model = micro_model(memory, stem=stem, stem_channels=[8, 8])
+    model = micro_model(memory, **STEMS[stem])
     b, l, cut = 2, 10, 6  # l > 3 * window
     ctx, ctx_noise, noisy, noise, actions, is_first = _stream_inputs(model, b, l, 1, cut)
     with torch.no_grad():
@@ -221,14 +249,14 @@ def test_training_streams_equal_inference_steps(memory, stem):
     assert state.time.tolist() == [l, l - cut]
 
 
-@pytest.mark.parametrize("stem", ["patch", "conv"])
+@pytest.mark.parametrize("stem", list(STEMS))
 @pytest.mark.parametrize("memory", ["lstm", "linear", "none"])
 def test_chunks_continuing_a_state_equal_the_whole_sequence(memory, stem):
     """Truncated backprop through time: a sequence cut into chunks, each continuing the state the
     previous chunk left (memory, window K/V, last frame), gives the whole sequence's context stream,
     target stream and final state; also with a chunk shorter than the window, an episode starting at a
     chunk's first frame (the carried state is ignored) and one starting inside a chunk."""
-    model = micro_model(memory, stem=stem, stem_channels=[8, 8])
+    model = micro_model(memory, **STEMS[stem])
     b, l = 2, 12
     ctx, ctx_noise, noisy, noise, actions, is_first = _stream_inputs(model, b, l, 5, cut=5)
     is_first[0, 9] = True

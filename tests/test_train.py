@@ -78,6 +78,30 @@ def test_train_writes_checkpoints_logs_curves_and_resumes(episodes: Path, tmp_pa
     assert model.config.image_size == 16 and model.config.num_actions == 6
 
 
+def test_fine_tune_adds_a_pixel_head_to_a_trained_model(episodes: Path, tmp_path: Path, capsys) -> None:
+    """--init with --model pixel_channels=N keeps every trained weight and starts the new head fresh (its
+    output conv at zero, so the denoiser is the base model's); removing a part the checkpoint has is refused."""
+    base = run_train(episodes, tmp_path / "base", "--steps", "2")
+    common = ["--data", str(episodes), "--steps", "1", "--batch-size", "4", "--held-out", "0.34", "--no-tensorboard"]
+    tuned = train_cli(common + ["--out", str(tmp_path / "tuned"), "--init", base["checkpoint"], "--lr", "1e-12",
+                                "--warmup", "1", "--model", "pixel_channels=4"])
+    assert "new tensors start fresh (dit.stem.pixel." in capsys.readouterr().out
+    first, _ = load_world_model(base["checkpoint"])
+    second, _ = load_world_model(tuned["checkpoint"])
+    assert second.config.pixel_channels == 4 and second.dit.stem.pixel is not None
+    for name, weight in first.state_dict().items():
+        torch.testing.assert_close(second.state_dict()[name], weight, atol=1e-6, rtol=0, msg=name)
+    state = first.init_state(2)
+    x, sigma, actions = torch.randn(2, 3, 16, 16), torch.tensor([0.5, 5.0]), torch.tensor([1, 2])
+    with torch.no_grad():
+        torch.testing.assert_close(second.denoise(x, sigma, actions, state), first.denoise(x, sigma, actions, state),
+                                   atol=1e-5, rtol=0)
+    code = train_main(common + ["--out", str(tmp_path / "bad"), "--init", tuned["checkpoint"],
+                                "--model", "pixel_channels=0"])
+    assert code == 2 and "has weights the new model lacks" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+
+
 def test_fine_tune_from_a_checkpoint_with_rollout_training(episodes: Path, tmp_path: Path, capsys) -> None:
     """--init starts from a checkpoint's weights and config (new schedule); --rollout-prob 1 trains
     every step on the model's own samples as context (logged as own_context)."""

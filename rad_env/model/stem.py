@@ -5,7 +5,9 @@ The transformer sees ``grid x grid`` tokens per frame (``grid = image_size / pat
 ``prev_frame_input``) into tokens and ``decode``s the final tokens into the EDM network output F.
 
 * :class:`PatchStem` (``stem="patch"``): a linear embedding of pixel patches and a linear read-out,
-  as in DiT. Cheapest; every patch is predicted from its own token only.
+  as in DiT. Cheapest; every patch is predicted from its own token only. With ``pixel_channels``
+  a :class:`PixelHead` refines that read-out at full resolution from the network input itself, so
+  pixel-level noise and edges inside a patch are handled by convolutions, not by a linear map.
 * :class:`ConvStem` (``stem="conv"``): a small convolutional U-Net around the transformer: conv
   levels at full, 1/2, 1/4 resolution down to the token grid and back up with skip connections,
   each residual block modulated by the frame's conditioning (noise level + action). The
@@ -31,6 +33,7 @@ class PatchStem(nn.Module):
         self.norm = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
         self.ada = zero_(nn.Linear(d, 2 * d))
         self.out = zero_(nn.Linear(d, cfg.channels * p * p))
+        self.pixel = PixelHead(cfg) if cfg.pixel_channels else None
 
     def patchify(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, N, C*p*p)."""
@@ -44,13 +47,14 @@ class PatchStem(nn.Module):
         p, g, ch = self.cfg.patch_size, self.cfg.grid_size, self.cfg.channels
         return x.reshape(b, g, g, ch, p, p).permute(0, 3, 1, 4, 2, 5).reshape(b, ch, g * p, g * p)
 
-    def encode(self, x: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, None]:
-        """x (B, C_in, H, W), cond (B, D) -> tokens (B, N, D), skips (none)."""
-        return self.embed(self.patchify(x)), None
+    def encode(self, x: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """x (B, C_in, H, W), cond (B, D) -> tokens (B, N, D), skips (the input, for the pixel head)."""
+        return self.embed(self.patchify(x)), (x if self.pixel is not None else None)
 
-    def decode(self, tok: torch.Tensor, skips: None, cond: torch.Tensor) -> torch.Tensor:
+    def decode(self, tok: torch.Tensor, skips: torch.Tensor | None, cond: torch.Tensor) -> torch.Tensor:
         shift, scale = self.ada(F.silu(cond)).unsqueeze(1).chunk(2, dim=-1)
-        return self.unpatchify(self.out(modulate(self.norm(tok), shift, scale)))
+        coarse = self.unpatchify(self.out(modulate(self.norm(tok), shift, scale)))
+        return coarse if self.pixel is None else self.pixel(skips, coarse, cond)
 
 
 class ResBlock(nn.Module):
@@ -72,6 +76,28 @@ class ResBlock(nn.Module):
         shift, scale = self.ada(F.silu(cond))[:, :, None, None].chunk(2, dim=1)
         h = self.conv2(F.silu(self.norm2(h) * (1 + scale) + shift))
         return self.skip(x) + h
+
+
+class PixelHead(nn.Module):
+    """Full-resolution refinement of the patch stem's read-out: convolutions over [network input,
+    coarse output] (one residual block modulated by the conditioning) add a correction to the coarse
+    output. The correction starts at zero, so a trained patch model gains the head without changing
+    what it computes (fine-tune with ``--init``)."""
+
+    def __init__(self, cfg: RADConfig):
+        super().__init__()
+        c = cfg.pixel_channels
+        self.inp = nn.Conv2d(cfg.stem_in_channels + cfg.channels, c, 3, padding=1)
+        self.block = ResBlock(c, c, cfg.dim)
+        self.out_norm = nn.GroupNorm(min(8, c), c)
+        self.out = nn.Conv2d(c, cfg.channels, 3, padding=1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: torch.Tensor, coarse: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """x (B, C_in, H, W) network input, coarse (B, C, H, W), cond (B, D) -> refined (B, C, H, W)."""
+        h = self.block(self.inp(torch.cat([x, coarse.to(x.dtype)], dim=1)), cond)
+        return coarse + self.out(F.silu(self.out_norm(h)))
 
 
 class ConvStem(nn.Module):

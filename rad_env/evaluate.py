@@ -66,6 +66,8 @@ class EvalConfig:
     context: int = option(4, "real frames observed before dreaming")
     horizon: int = option(300, "frames dreamed from the true actions")
     sampling_steps: int = option(0, "sampler steps (0: the checkpoint's)")
+    sampling_sigmas: str = option("", "the sampler's noise levels, highest first, comma-separated (e.g. 80,0.5; "
+                                      "empty: the checkpoint's)")
     sampler: str = option("", "euler or heun (default: the checkpoint's)")
     context_sigma: float = option(0.0, "noise level frames are committed at (0: the checkpoint's)")
     guidance: float = option(-1.0, "classifier-free guidance on the action (negative: the checkpoint's)")
@@ -166,6 +168,16 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
         mcfg.context_sigma = cfg.context_sigma
     if cfg.guidance >= 0:
         mcfg.guidance = cfg.guidance
+    if cfg.sampling_sigmas:
+        if cfg.sampling_steps:
+            raise UserError("give --sampling-sigmas (one level per step) or --sampling-steps, not both")
+        try:
+            levels = [float(v) for v in cfg.sampling_sigmas.split(",")]
+            mcfg.sampling_steps, mcfg.sampling_sigmas = len(levels), levels
+            mcfg.validate()
+        except ValueError as exc:
+            raise UserError(f"--sampling-sigmas {cfg.sampling_sigmas!r}: {exc}",
+                            hint="decreasing positive levels, e.g. 80,0.5") from exc
     data_path = cfg.data or str(ckpt["data"].get("path", ""))
     if not data_path:
         raise UserError(f"{cfg.checkpoint} names no training data", hint="pass --data EPISODES (held-out episodes)")
@@ -191,6 +203,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     result: dict[str, Any] = {
         "config": asdict(cfg), "data": data_path, "provenance": provenance, "episodes": clips.episodes,
         "model": {"memory": mcfg.memory, "window": mcfg.window, "sampling_steps": steps or mcfg.sampling_steps,
+                  "sampling_sigmas": [round(float(v), 4) for v in model.edm.sampling_sigmas(steps)[:-1]],
                   "sampler": sampler or mcfg.sampler, "sigma_max": mcfg.sigma_max,
                   "context_sigma": mcfg.context_sigma, "guidance": mcfg.guidance,
                   "parameters": model.num_parameters(), "trained_steps": ckpt.get("step")},
@@ -331,8 +344,8 @@ def format_report(result: dict[str, Any], markdown: bool = True) -> str:
              "",
              f"- data: {result['data']} ({len(result['episodes'])} clips): {result['provenance']}",
              f"- model: memory={m['memory']}, window={m['window']}, {m['parameters'] / 1e6:.2f}M parameters, "
-             f"{m['trained_steps']} training steps; sampler {m['sampler']} x {m['sampling_steps']} from sigma_max "
-             f"{m['sigma_max']:g}, guidance {m['guidance']:g}, frames committed at sigma {m['context_sigma']:g}",
+             f"{m['trained_steps']} training steps; sampler {m['sampler']} at sigma "
+             f"{'/'.join(f'{v:g}' for v in m.get('sampling_sigmas', [m['sigma_max']]))}, guidance {m['guidance']:g}, frames committed at sigma {m['context_sigma']:g}",
              f"- context {result['config']['context']} real frames, then {result['config']['horizon']} dreamed "
              f"from the true actions ({result['dream_frames_per_s']:.1f} dreamed frames/s in a batch of "
              f"{len(result['episodes'])})", ""]

@@ -560,6 +560,23 @@ def test_edm_schedule_and_preconditioning():
     assert ctx.min() >= cfg.context_sigma_train_min * 0.999 and ctx.max() <= cfg.context_sigma_train_max * 1.001
 
 
+def test_explicit_sampling_levels_are_what_the_sampler_calls_the_denoiser_at():
+    """sampling_sigmas replaces the Karras schedule (one network call per level, then 0); another step
+    count asked for explicitly falls back to Karras; bad level lists are refused."""
+    model = micro_model("lstm", sampling_steps=2, sampling_sigmas=[80, 0.5])
+    torch.testing.assert_close(model.edm.sampling_sigmas(), torch.tensor([80.0, 0.5, 0.0]))
+    torch.testing.assert_close(model.edm.sampling_sigmas(3), model.edm.karras_sigmas(3))
+    called = []
+    real_denoise = model.denoise
+    model.denoise = lambda x, sigma, a, st: called.append(round(float(sigma[0]), 4)) or real_denoise(x, sigma, a, st)
+    with torch.no_grad():
+        model.sample_next(torch.tensor([1, 2]), model.init_state(2))
+    assert called == [80.0, 0.5]
+    for bad, match in (([0.5, 80], "decreasing"), ([80, -1], "decreasing"), ([80], "has 1 levels but sampling_steps is 2")):
+        with pytest.raises(ValueError, match=match):
+            micro_config(sampling_steps=2, sampling_sigmas=bad)
+
+
 @pytest.mark.parametrize("sigma_skip", [None, 0.1])
 def test_preconditioning_targets_have_unit_variance(sigma_skip):
     """For data of std sigma_data, the network's target (y - c_skip x) / c_out has unit variance at every

@@ -15,7 +15,7 @@ import torch
 
 from rad_env.checkpoint import load_checkpoint, load_world_model
 from rad_env.data import Episode, FileMeta, write_episodes
-from rad_env.evaluate import EvalConfig, evaluate, targets
+from rad_env.evaluate import EvalConfig, evaluate, format_report, targets
 from rad_env.evaluate import main as evaluate_main
 from rad_env.evaluation.probes import action_probe_scores, loop_closure_scores
 from rad_env.evaluation.places import revisit_masks
@@ -221,6 +221,26 @@ def test_evaluate_reports_model_beside_baselines(episodes: Path, tmp_path: Path)
     assert "copy-last" in report and "rollout_grid.png" in report and "## Reward replay" in report
     saved = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert saved["rollout"][0]["n"] == rows["h=1"]["n"]
+
+
+def test_evaluate_with_explicit_sampling_levels(episodes: Path, tmp_path: Path, capsys) -> None:
+    """--sampling-sigmas samples at the given levels (dream, report, denoiser diagnostics); a bad list or
+    one given with --sampling-steps is a one-line error."""
+    out = tmp_path / "run"
+    run_train(episodes, out, "--steps", "1")
+    result = evaluate(EvalConfig(checkpoint=str(out / "model.pt"), context=3, horizon=4, sampling_sigmas="8,0.5",
+                                 retrieval=False, probes=False, rewards=False))
+    assert result["model"]["sampling_sigmas"] == [8.0, 0.5] and result["model"]["sampling_steps"] == 2
+    assert "sample from noise, euler at sigma 8/0.5" in {r["method"] for r in result["denoiser"]}
+    assert "sampler euler at sigma 8/0.5" in format_report(result)
+    base = ["--checkpoint", str(out / "model.pt"), "--horizon", "2", "--no-retrieval", "--no-probes", "--no-rewards",
+            "--no-denoiser"]
+    for extra, message in ((["--sampling-sigmas", "0.5,8"], "decreasing positive"),
+                           (["--sampling-sigmas", "8,x"], "--sampling-sigmas '8,x'"),
+                           (["--sampling-sigmas", "8,0.5", "--sampling-steps", "3"], "not both")):
+        assert evaluate_main(base + extra) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and "Traceback" not in err
 
 
 def test_action_probe_and_loop_closure_scores() -> None:

@@ -67,6 +67,11 @@ class RADConfig:
     sigma_max: float = 80.0
     rho: float = 7.0
     sampling_steps: int = 3
+    # The sampler's noise levels, highest first (sampling starts from pure noise at the first), one per
+    # network call; the last step goes to 0. None: the Karras schedule of sampling_steps levels from
+    # sigma_max to sigma_min (rho). A model that only reads a frame below sigma ~1 wastes Karras' levels
+    # between 3 and 80, and its 0.002 level is a call that changes nothing.
+    sampling_sigmas: list[float] | None = None
     sampler: str = "euler"  # "euler" | "heun"
     # Classifier-free guidance on the action: training replaces the action of a frame being denoised
     # by the null action with probability action_dropout; sampling uses D_null + guidance * (D_action
@@ -136,6 +141,16 @@ class RADConfig:
             fail(f"head dim dim/heads = {head_dim} must be even and >= 6 (RoPE over t/y/x)")
         if self.memory not in MEMORY_TYPES:
             fail(f"memory must be one of {MEMORY_TYPES}, got {self.memory!r}")
+        if self.sampling_sigmas is not None:
+            levels = self.sampling_sigmas
+            if (not isinstance(levels, (list, tuple)) or not levels
+                    or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in levels)
+                    or any(a <= b for a, b in zip(levels, levels[1:]))):
+                fail(f"sampling_sigmas must be None or decreasing positive noise levels, got {levels!r}")
+            if len(levels) != self.sampling_steps:
+                fail(f"sampling_sigmas has {len(levels)} levels but sampling_steps is {self.sampling_steps} "
+                     "(one network call per level: set both)")
+            self.sampling_sigmas = [float(v) for v in levels]
         if self.sampler not in SAMPLERS:
             fail(f"sampler must be one of {SAMPLERS}, got {self.sampler!r}")
         if self.noise_features % 2:

@@ -84,6 +84,16 @@ class EDM:
         return torch.cat([sig, sig.new_zeros(1)]).float().to(device)
 
 
+    def sampling_sigmas(self, steps: int | None = None, device: torch.device | str = "cpu") -> torch.Tensor:
+        """The sampler's levels, then 0: the config's ``sampling_sigmas`` when set and ``steps`` is None or
+        their count, else the Karras schedule of ``steps`` (default ``sampling_steps``) levels."""
+        cfg = self.cfg
+        levels = cfg.sampling_sigmas
+        if levels is not None and steps in (None, len(levels)):
+            return torch.tensor(list(levels) + [0.0], dtype=torch.float32, device=device)
+        return self.karras_sigmas(cfg.sampling_steps if steps is None else steps, device)
+
+
 def sample(denoise: Callable[[torch.Tensor, float], torch.Tensor], noise: torch.Tensor,
            sigmas: torch.Tensor, sampler: str = "euler") -> torch.Tensor:
     """Deterministic EDM sampler from ``noise`` (unit variance) along ``sigmas`` (ends at 0).

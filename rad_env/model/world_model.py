@@ -258,7 +258,7 @@ class WorldModel(nn.Module):
         cfg = self.config
         b = state.batch_size
         w = cfg.guidance if guidance is None else guidance
-        sigmas = self.edm.karras_sigmas(cfg.sampling_steps if steps is None else steps, self.device)
+        sigmas = self.edm.sampling_sigmas(steps, self.device)
         noise = randn_rows((cfg.channels, cfg.image_size, cfg.image_size), b, generators, self.device)
         null = torch.full_like(prev_actions, cfg.null_action)
 

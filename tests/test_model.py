@@ -432,6 +432,12 @@ def test_guidance_weighs_the_action():
     assert (sample(1, 1.0) - sample(2, 1.0)).abs().max() > 1e-4
     d1, d2 = sample(1, 1.0) - sample(1, 0.0), sample(1, 3.0) - sample(1, 0.0)
     torch.testing.assert_close(d2, 3.0 * d1, atol=1e-3, rtol=1e-3)  # one Euler step is linear in D
+    # the two denoisers run as one batch: the same as two calls (one Euler step from sigma_max returns D)
+    x = cfg.sigma_max * torch.randn((3, 16, 16), generator=torch.Generator().manual_seed(7))[None]
+    sigma, null = torch.tensor([cfg.sigma_max]), torch.tensor([cfg.null_action])
+    with torch.no_grad():
+        d_act, d_null = model.denoise(x, sigma, torch.tensor([1]), state), model.denoise(x, sigma, null, state)
+    torch.testing.assert_close(sample(1, 2.5), d_null + 2.5 * (d_act - d_null), atol=1e-4, rtol=0)
 
 
 @pytest.mark.parametrize("memory", ["lstm", "none", "full"])

@@ -260,15 +260,17 @@ class WorldModel(nn.Module):
         w = cfg.guidance if guidance is None else guidance
         sigmas = self.edm.sampling_sigmas(steps, self.device)
         noise = randn_rows((cfg.channels, cfg.image_size, cfg.image_size), b, generators, self.device)
-        null = torch.full_like(prev_actions, cfg.null_action)
+        if w != 1.0:  # the conditional and the action-free denoiser in one batch of 2B rows
+            rows = torch.arange(b, device=self.device)
+            pair_state = state.select(torch.cat([rows, rows]))
+            pair_actions = torch.cat([prev_actions, torch.full_like(prev_actions, cfg.null_action)])
 
         def denoise(x: torch.Tensor, s: float) -> torch.Tensor:
-            sigma = torch.full((b,), s, device=x.device)
-            d = self.denoise(x, sigma, prev_actions, state)
-            if w != 1.0:
-                d_null = self.denoise(x, sigma, null, state)
-                d = d_null + w * (d - d_null)
-            return d
+            if w == 1.0:
+                return self.denoise(x, torch.full((b,), s, device=x.device), prev_actions, state)
+            d, d_null = self.denoise(torch.cat([x, x]), torch.full((2 * b,), s, device=x.device), pair_actions,
+                                     pair_state).chunk(2)
+            return d_null + w * (d - d_null)
 
         return sample(denoise, noise, sigmas, sampler or cfg.sampler)
 

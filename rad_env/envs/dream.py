@@ -27,7 +27,7 @@ class DreamEnv(gym.Env):
     Args:
         checkpoint: path to a RAD checkpoint, a ``WorldModel`` in memory, or None for the shipped default.
         device: ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda:0"``, ...
-        sampling_steps: Euler steps per frame (None: the model's default, 3).
+        sampling_steps: Euler steps per frame (None: the model's own levels; another count: a Karras schedule).
         context: start segments: a path to recorded episodes, frames, a StartFrames, or None.
     """
 

@@ -42,7 +42,7 @@ def make_dream_core(checkpoint: str | os.PathLike | WorldModel | None = None, co
             for the shipped start frames. Segments are one attention window long unless given.
         spec: which dream env (action set, shipped defaults).
         device: ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda:0"``, ...
-        sampling_steps: Euler steps per frame (None: the model's default).
+        sampling_steps: Euler steps per frame (None: the model's own levels; another count: a Karras schedule).
     """
     device = resolve_device(device)
     model, _ = load_dream_model(checkpoint, spec, device)

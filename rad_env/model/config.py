@@ -69,8 +69,7 @@ class RADConfig:
     sampling_steps: int = 3
     # The sampler's noise levels, highest first (sampling starts from pure noise at the first), one per
     # network call; the last step goes to 0. None: the Karras schedule of sampling_steps levels from
-    # sigma_max to sigma_min (rho). A model that only reads a frame below sigma ~1 wastes Karras' levels
-    # between 3 and 80, and its 0.002 level is a call that changes nothing.
+    # sigma_max to sigma_min (rho); for 3 steps 80, 2.5 and 0.002 (below one grey level: 2/255 = 0.008).
     sampling_sigmas: list[float] | None = None
     sampler: str = "euler"  # "euler" | "heun"
     # Classifier-free guidance on the action: training replaces the action of a frame being denoised

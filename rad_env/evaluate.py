@@ -345,7 +345,8 @@ def format_report(result: dict[str, Any], markdown: bool = True) -> str:
              f"- data: {result['data']} ({len(result['episodes'])} clips): {result['provenance']}",
              f"- model: memory={m['memory']}, window={m['window']}, {m['parameters'] / 1e6:.2f}M parameters, "
              f"{m['trained_steps']} training steps; sampler {m['sampler']} at sigma "
-             f"{'/'.join(f'{v:g}' for v in m.get('sampling_sigmas', [m['sigma_max']]))}, guidance {m['guidance']:g}, frames committed at sigma {m['context_sigma']:g}",
+             f"{'/'.join(f'{v:g}' for v in m.get('sampling_sigmas', [m['sigma_max']]))}, guidance "
+             f"{m['guidance']:g}, frames committed at sigma {m['context_sigma']:g}",
              f"- context {result['config']['context']} real frames, then {result['config']['horizon']} dreamed "
              f"from the true actions ({result['dream_frames_per_s']:.1f} dreamed frames/s in a batch of "
              f"{len(result['episodes'])})", ""]

@@ -191,9 +191,9 @@ def prepare_output(cfg: TrainConfig) -> None:
 
 
 def load_init_weights(model: WorldModel, weights: dict[str, torch.Tensor], path: str, verbose: bool) -> list[str]:
-    """Load ``--init`` weights into ``model``. Parts the new config adds (e.g. ``pixel_channels``) keep
-    their fresh initialisation (they start as identity corrections); weights the new model has no
-    place for are a user error. Returns the names left fresh."""
+    """Load ``--init`` weights into ``model``. Parts the new config adds keep their fresh initialisation
+    (``pixel_channels``' head starts as a zero correction, so the model computes what it did); weights
+    the new model has no place for are a user error. Returns the names left fresh."""
     try:
         missing, unexpected = model.load_state_dict(weights, strict=False)
     except RuntimeError as exc:  # a tensor of another shape

@@ -60,6 +60,6 @@ def denoiser_diagnostics(model, frames: np.ndarray, prev_actions: np.ndarray, co
     levels = model.config.sampling_sigmas
     if levels is not None:  # the model's own levels (not a Karras schedule)
         x = sample(denoise, noise, model.edm.sampling_sigmas(None, device), model.config.sampler)
-        rows.append({"method": f"sample from noise, {model.config.sampler} at sigma {'/'.join(f'{v:g}' for v in levels)}",
-                     "psnr": float(psnr(float_to_frames(x).cpu().numpy(), real).mean())})
+        method = f"sample from noise, {model.config.sampler} at sigma {'/'.join(f'{v:g}' for v in levels)}"
+        rows.append({"method": method, "psnr": float(psnr(float_to_frames(x).cpu().numpy(), real).mean())})
     return rows

@@ -83,7 +83,6 @@ class EDM:
             sig = (hi + ramp * (lo - hi)) ** cfg.rho
         return torch.cat([sig, sig.new_zeros(1)]).float().to(device)
 
-
     def sampling_sigmas(self, steps: int | None = None, device: torch.device | str = "cpu") -> torch.Tensor:
         """The sampler's levels, then 0: the config's ``sampling_sigmas`` when set and ``steps`` is None or
         their count, else the Karras schedule of ``steps`` (default ``sampling_steps``) levels."""

@@ -199,13 +199,14 @@ def load_init_weights(model: WorldModel, weights: dict[str, torch.Tensor], path:
     except RuntimeError as exc:  # a tensor of another shape
         raise UserError(f"--init {path} does not fit the model --model describes: {str(exc).splitlines()[-1].strip()}",
                         hint="--model may change training settings or add parts, not resize the network") from exc
+    def first_names(keys: list[str]) -> str:
+        return ", ".join(keys[:3]) + (", ..." if len(keys) > 3 else "")
+
     if unexpected:
-        raise UserError(f"--init {path} has weights the new model lacks ({', '.join(unexpected[:3])}"
-                        f"{', ...' if len(unexpected) > 3 else ''})",
+        raise UserError(f"--init {path} has weights the new model lacks ({first_names(unexpected)})",
                         hint="--model can add parts to a fine-tuned model, not remove them")
     if missing and verbose:
-        print(f"--init {path}: {len(missing)} new tensors start fresh ({', '.join(missing[:3])}"
-              f"{', ...' if len(missing) > 3 else ''})")
+        print(f"--init {path}: {len(missing)} new tensors start fresh ({first_names(missing)})")
     return list(missing)
 
 

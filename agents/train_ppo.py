@@ -8,8 +8,11 @@ dream and in the real Memory Maze.
     python -m agents.train_ppo --load runs/ppo/ppo_dream.zip --timesteps 0   # evaluate a saved agent
 
 All dream envs advance in one batched model call per step (DreamSB3VecEnv). Writes to ``--out``:
-the agent (``ppo_<train-env>.zip``), TensorBoard logs (``tb/``), ``eval.json`` and a video of one
-episode, real | dream side by side (``episode_real_vs_dream.mp4``).
+the agent (``ppo_<train-env>.zip``), TensorBoard logs (``tb/``), the training episodes' returns
+(``train_returns.csv``), ``eval.json`` and a video of one episode, real | dream side by side
+(``episode_real_vs_dream.mp4``). ``--time-limit`` stops training after a wall-clock budget.
+``python -m agents.compare`` runs PPO in the dream, PPO in the real maze for the same wall clock and a
+random agent, and compares them in the real maze.
 
 A real Memory Maze 9x9 episode is 1000 steps and the simulator runs at ~30-40 steps/s on a CPU:
 ``--eval-max-steps`` shortens evaluation episodes (dream and real alike) for quick runs.
@@ -30,6 +33,7 @@ from rad_env.defaults import TRAIN_HINT
 from rad_env.envs.factory import (make_dream_core, make_dream_env, make_dream_sb3_vec_env, make_real_env,
                                   make_real_vec_env, share_core)
 
+from .callbacks import EpisodeReturnLog, WallClockLimit
 from .common import (REAL_EPISODE_STEPS, EvalResult, RandomAgent, evaluate, format_results, record_episode,
                      write_comparison_video)
 
@@ -50,6 +54,7 @@ class PPOConfig:
     load: str | None = option(None, "start from a saved PPO agent (.zip) instead of a new one")
     num_envs: int = option(8, "parallel training envs")
     timesteps: int = option(50_000, "training env steps (0: evaluate only)")
+    time_limit: float = option(0.0, "also stop training after this many seconds of wall clock (0: no limit)")
     n_steps: int = option(128, "PPO rollout steps per env per update")
     batch_size: int = option(256, "PPO minibatch size")
     n_epochs: int = option(4, "PPO epochs per update")
@@ -83,7 +88,7 @@ class PPOConfig:
         for name in ("num_envs", "n_steps", "batch_size", "n_epochs", "train_max_steps", "eval_max_steps"):
             if getattr(self, name) < 1:
                 raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
-        for name in ("timesteps", "eval_episodes", "eval_num_envs", "video_max_steps"):
+        for name in ("timesteps", "time_limit", "eval_episodes", "eval_num_envs", "video_max_steps"):
             if getattr(self, name) < 0:
                 raise UserError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
         unknown = sorted(set(self.eval_env_list) - set(EVAL_ENVS))
@@ -176,13 +181,15 @@ def train_agent(cfg: PPOConfig, core, device: str, out: Path, summary: dict[str,
     if cfg.timesteps > 0:
         print(f"training PPO in the {cfg.train_env} for {cfg.timesteps} steps "
               f"({cfg.num_envs} envs x {cfg.n_steps} steps per update, device {device})", flush=True)
+        returns_csv = out / "train_returns.csv"
         start = time.perf_counter()
         agent.learn(total_timesteps=cfg.timesteps, tb_log_name=f"ppo_{cfg.train_env}",
-                    reset_num_timesteps=not cfg.load, progress_bar=False)
+                    reset_num_timesteps=not cfg.load, progress_bar=False,
+                    callback=[WallClockLimit(cfg.time_limit), EpisodeReturnLog(returns_csv)])
         seconds = time.perf_counter() - start
         steps = int(agent.num_timesteps)
         summary["train"] = {"env": cfg.train_env, "timesteps": steps, "seconds": seconds,
-                            "steps_per_s": steps / max(seconds, 1e-9)}
+                            "steps_per_s": steps / max(seconds, 1e-9), "returns_csv": str(returns_csv)}
         print(f"trained {steps} steps in {seconds:.1f} s ({steps / max(seconds, 1e-9):.1f} env steps/s)")
         path = out / f"ppo_{cfg.train_env}.zip"
         agent.save(path)

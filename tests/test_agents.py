@@ -3,50 +3,25 @@ on a tiny randomly initialised checkpoint."""
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
 import pytest
-import torch
 
 import rad_env  # noqa: F401 - registers the env ids
 from agents import play, train_ppo, train_real
 from agents.common import RandomAgent
 from rad_env import demo
-from rad_env.checkpoint import save_checkpoint
-from rad_env.data import Episode, FileMeta, write_episodes
-from rad_env.model import RADConfig, WorldModel
 
 SIZE = 64
 
 
-
 @pytest.fixture(scope="module")
-def files(tmp_path_factory) -> dict[str, str]:
-    """A tiny random checkpoint (never predicts termination) and a few recorded start segments."""
-    root = tmp_path_factory.mktemp("agents")
-    torch.manual_seed(0)
-    cfg = RADConfig.preset("tiny", dim=32, depth=1, heads=2, mlp_ratio=2.0, memory_slots=2, memory_dim=16,
-                           noise_features=16)
-    model = WorldModel(cfg).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
-        model.head[-1].bias[3] = -30.0
-    data = dict(source="test", action_set="memory-maze", num_actions=6, frame_shape=(SIZE, SIZE, 3))
-    ckpt = save_checkpoint(root / "tiny.pt", model, train_config={}, data=data, step=0)
-    rng = np.random.default_rng(0)
-    episodes = []
-    for s in range(2):
-        actions = rng.integers(0, 6, 5)
-        episodes.append(Episode(obs=rng.integers(0, 256, (6, SIZE, SIZE, 3), dtype=np.uint8), action_id=actions,
-                                action=actions.astype(np.int32), reward=np.zeros(5, np.float32),
-                                terminated=np.zeros(5, bool), truncated=np.zeros(5, bool), seed=s))
-    meta = FileMeta(source="test", action_set="memory-maze", num_actions=6, frame_shape=(SIZE, SIZE, 3))
-    context = write_episodes(root / "starts.h5", episodes, meta)
-    return {"checkpoint": str(ckpt), "context": str(context), "root": str(root)}
+def files(dream_files) -> dict[str, str]:
+    return dream_files
 
 
 def dream_args(files) -> list[str]:
@@ -61,7 +36,8 @@ def video_frames(path: str | Path) -> int:
 def trained(files, tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("ppo")
     summary = train_ppo.cli([*dream_args(files), "--num-envs", "2", "--n-steps", "64", "--batch-size", "64",
-                              "--n-epochs", "2", "--timesteps", "256", "--eval-episodes", "2",
+                              "--n-epochs", "2", "--timesteps", "256", "--train-max-steps", "32",
+                              "--eval-episodes", "2",
                               "--eval-max-steps", "10", "--eval-envs", "dream", "--out", str(out), "--verbose", "0"])
     return {"out": out, "summary": summary}
 
@@ -70,6 +46,10 @@ def test_ppo_trains_in_the_dream(trained) -> None:
     out, summary = trained["out"], trained["summary"]
     assert summary["train"]["timesteps"] == 256 and summary["train"]["env"] == "dream"
     assert (out / "ppo_dream.zip").exists()
+    with open(out / "train_returns.csv") as f:  # 2 envs x 128 steps in episodes of 32 steps
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 8 and {int(r["length"]) for r in rows} == {32}
+    assert [int(r["timesteps"]) for r in rows] == sorted(int(r["timesteps"]) for r in rows)
     assert list((out / "tb").rglob("events.out.tfevents.*")), "no TensorBoard logs"
     (result,) = summary["eval"]
     assert result["policy"] == "ppo" and result["env"] == "dream" and result["episodes"] == 2

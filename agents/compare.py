@@ -194,7 +194,7 @@ def plot_curves(path: Path, curves: dict[str, tuple[str, list[dict[str, float]]]
             means.append(r["dream return"])
             stds.append(r["dream std"])
     right.bar(range(len(means)), means, yerr=stds, capsize=4,
-              color=["tab:blue" if "real" in label else "tab:orange" for label in labels])
+              color=["tab:blue" if label.endswith("real") else "tab:orange" for label in labels])
     right.set_xticks(range(len(means)), labels, fontsize=8)
     right.set(ylabel="return per episode (mean +- std)", title="evaluation (real maze in blue)")
     fig.tight_layout()

@@ -174,13 +174,13 @@ def plot_curves(path: Path, curves: dict[str, tuple[str, list[dict[str, float]]]
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     for name, (env, returns) in curves.items():
         if returns:
-            minutes = [r["seconds"] / 60 for r in returns]
-            left.plot(minutes, [r["return"] for r in returns], "o", alpha=0.35, label=f"{name}: episodes ({env})")
-            running, total = [], 0.0
-            for i, r in enumerate(returns):
-                total += r["return"]
-                running.append(total / (i + 1))
-            left.plot(minutes, running, "-", label=f"{name}: running mean")
+            left.plot([r["seconds"] / 60 for r in returns], [r["return"] for r in returns], "o", alpha=0.3,
+                      label=f"{name}: episodes ({env})")
+            ends = sorted({r["seconds"] for r in returns})  # a batch of envs ends its episodes together
+            batches = [[r["return"] for r in returns if r["seconds"] == t] for t in ends]
+            left.errorbar([t / 60 for t in ends], [sum(b) / len(b) for b in batches],
+                          yerr=[(sum((x - sum(b) / len(b)) ** 2 for x in b) / len(b)) ** 0.5 for b in batches],
+                          fmt="s-", capsize=4, label=f"{name}: mean +- std of the episodes ending together")
     left.set(xlabel="training wall clock (min)", ylabel="episode return", title="training returns")
     if left.lines:
         left.legend(fontsize=7)

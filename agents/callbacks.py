@@ -35,7 +35,6 @@ class EpisodeReturnLog(BaseCallback):
         super().__init__()
         self.path = Path(path)
         self.start = 0.0
-        self.rows = 0
 
     def _on_training_start(self) -> None:
         self.start = time.perf_counter()
@@ -49,7 +48,6 @@ class EpisodeReturnLog(BaseCallback):
             seconds = time.perf_counter() - self.start
             for episode in episodes:
                 self.writer.writerow((f"{seconds:.2f}", self.num_timesteps, episode["r"], episode["l"]))
-            self.rows += len(episodes)
             self.file.flush()
         return True
 

@@ -179,7 +179,9 @@ def train_agent(cfg: PPOConfig, core, device: str, out: Path, summary: dict[str,
     train_venv.seed(cfg.seed)
     agent = make_ppo(cfg, train_venv, device, tb)
     if cfg.timesteps > 0:
-        print(f"training PPO in the {cfg.train_env} for {cfg.timesteps} steps "
+        budget = f"{cfg.timesteps} steps" + (
+            f" or {cfg.time_limit:g} s, whichever ends first" if cfg.time_limit else "")
+        print(f"training PPO in the {cfg.train_env} for {budget} "
               f"({cfg.num_envs} envs x {cfg.n_steps} steps per update, device {device})", flush=True)
         returns_csv = out / "train_returns.csv"
         start = time.perf_counter()

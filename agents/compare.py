@@ -30,7 +30,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from rad_env.cli import UserError, add_dataclass_arguments, dataclass_from_args, option, run_cli
+import numpy as np
+
+from rad_env.cli import UserError, add_dataclass_arguments, dataclass_from_args, option, require_at_least, run_cli
 
 PROG = "python -m agents.compare"
 #: The compared agents: name -> (train_ppo flags, where it is evaluated).
@@ -62,9 +64,8 @@ class CompareConfig:
     def validate(self) -> None:
         if not self.minutes > 0:
             raise UserError(f"--minutes must be > 0, got {self.minutes}")
-        for name in ("num_envs", "n_steps", "batch_size", "eval_episodes", "eval_max_steps", "jobs", "threads"):
-            if getattr(self, name) < 1:
-                raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        require_at_least(self, ("num_envs", "n_steps", "batch_size", "eval_episodes", "eval_max_steps", "jobs",
+                                "threads"), 1)
         if self.checkpoint and not Path(self.checkpoint).is_file():
             raise UserError(f"--checkpoint: no file at {self.checkpoint}")
         if Path(self.out).exists() and any(Path(self.out).iterdir()):
@@ -127,12 +128,12 @@ def summarise(runs: dict[str, dict[str, Any]], model_steps: int | None) -> list[
         else:
             used = 0
         per_1000 = real["mean_return"] / used * 1000 if used else None
+        dream = evals.get("dream", {})
         rows.append({"agent": name, "trained in": train.get("env", "-"), "train seconds": train.get("seconds", 0.0),
                      "train env steps": int(train.get("timesteps", 0)), "real steps used": used,
-                     "real return": real["mean_return"], "real std": real["std_return"], "real episodes": real["episodes"],
-                     "dream return": evals["dream"]["mean_return"] if "dream" in evals else None,
-                     "dream std": evals["dream"]["std_return"] if "dream" in evals else None,
-                     "return per 1000 real steps used": per_1000})
+                     "real return": real["mean_return"], "real std": real["std_return"],
+                     "real episodes": real["episodes"], "dream return": dream.get("mean_return"),
+                     "dream std": dream.get("std_return"), "return per 1000 real steps used": per_1000})
     return rows
 
 
@@ -177,9 +178,8 @@ def plot_curves(path: Path, curves: dict[str, tuple[str, list[dict[str, float]]]
             left.plot([r["seconds"] / 60 for r in returns], [r["return"] for r in returns], "o", alpha=0.3,
                       label=f"{name}: episodes ({env})")
             ends = sorted({r["seconds"] for r in returns})  # a batch of envs ends its episodes together
-            batches = [[r["return"] for r in returns if r["seconds"] == t] for t in ends]
-            left.errorbar([t / 60 for t in ends], [sum(b) / len(b) for b in batches],
-                          yerr=[(sum((x - sum(b) / len(b)) ** 2 for x in b) / len(b)) ** 0.5 for b in batches],
+            batches = [np.array([r["return"] for r in returns if r["seconds"] == t]) for t in ends]
+            left.errorbar([t / 60 for t in ends], [b.mean() for b in batches], yerr=[b.std() for b in batches],
                           fmt="s-", capsize=4, label=f"{name}: mean +- std of the episodes ending together")
     left.set(xlabel="training wall clock (min)", ylabel="episode return", title="training returns")
     if left.lines:

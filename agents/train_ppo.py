@@ -28,7 +28,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
-from rad_env.cli import UserError, add_dataclass_arguments, dataclass_from_args, option, removed_if_failed, run_cli
+from rad_env.cli import (UserError, add_dataclass_arguments, dataclass_from_args, option, removed_if_failed,
+                          require_at_least, run_cli)
 from rad_env.defaults import TRAIN_HINT
 from rad_env.envs.factory import (make_dream_core, make_dream_env, make_dream_sb3_vec_env, make_real_env,
                                   make_real_vec_env, share_core)
@@ -85,12 +86,9 @@ class PPOConfig:
 
     def validate(self) -> None:
         """Raise :class:`UserError` naming the first unusable setting."""
-        for name in ("num_envs", "n_steps", "batch_size", "n_epochs", "train_max_steps", "eval_max_steps"):
-            if getattr(self, name) < 1:
-                raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
-        for name in ("timesteps", "time_limit", "eval_episodes", "eval_num_envs", "video_max_steps"):
-            if getattr(self, name) < 0:
-                raise UserError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+        require_at_least(self, ("num_envs", "n_steps", "batch_size", "n_epochs", "train_max_steps",
+                                "eval_max_steps"), 1)
+        require_at_least(self, ("timesteps", "time_limit", "eval_episodes", "eval_num_envs", "video_max_steps"), 0)
         unknown = sorted(set(self.eval_env_list) - set(EVAL_ENVS))
         if unknown:
             raise UserError(f"--eval-envs: unknown env(s) {unknown}; choose from {', '.join(EVAL_ENVS)}")

@@ -191,6 +191,13 @@ def dataclass_from_args(cls: type[T], args: argparse.Namespace | Mapping[str, An
     return cls(**values)
 
 
+def require_at_least(config: Any, names: Sequence[str], minimum: int) -> None:
+    """Raise :class:`UserError` for the first of the flags ``names`` (config fields) below ``minimum``."""
+    for name in names:
+        if getattr(config, name) < minimum:
+            raise UserError(f"--{name.replace('_', '-')} must be >= {minimum}, got {getattr(config, name)}")
+
+
 # -- output folders -----------------------------------------------------------------------------
 def missing_root(path: str | os.PathLike) -> Path | None:
     """The outermost folder of ``path`` (itself included) that does not exist yet."""

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from .checkpoint import load_world_model
-from .cli import UserError, add_dataclass_arguments, dataclass_from_args, option, run_cli
+from .cli import UserError, add_dataclass_arguments, dataclass_from_args, option, require_at_least, run_cli
 from .data import EpisodeStore
 from .evaluation import load_clips
 from .evaluation.denoiser import denoiser_diagnostics
@@ -190,11 +190,8 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
                         "another action set")
     if cfg.sampler not in ("", "euler", "heun"):
         raise UserError(f"--sampler must be euler or heun, got {cfg.sampler!r}")
-    for name in ("context", "horizon", "retrieval_prefix", "retrieval_horizon"):
-        if getattr(cfg, name) < 1:
-            raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(cfg, name)}")
-    if cfg.retrieval_window < 0:
-        raise UserError(f"--retrieval-window must be >= 0, got {cfg.retrieval_window}")
+    require_at_least(cfg, ("context", "horizon", "retrieval_prefix", "retrieval_horizon"), 1)
+    require_at_least(cfg, ("retrieval_window",), 0)
     episodes, provenance = _held_out(ckpt, store, data_path, bool(cfg.data))
     steps = cfg.sampling_steps or None
     sampler = cfg.sampler or None

@@ -68,7 +68,8 @@ def test_compare_user_errors(tmp_path, capsys) -> None:
     (tmp_path / "full" / "x").write_text("")
     for argv, needle in [(["--minutes", "0"], "--minutes must be > 0"),
                          (["--checkpoint", str(tmp_path / "nope.pt")], "no file at"),
-                         (["--out", str(tmp_path / "full")], "is not empty")]:
+                         (["--out", str(tmp_path / "full")], "is not empty"),
+                         (["--jobs", "0"], "--jobs must be >= 1, got 0")]:
         assert compare.main(argv) == 2
         err = capsys.readouterr().err.strip()
         assert needle in err and len(err.splitlines()) == 1 and err.startswith(compare.PROG)

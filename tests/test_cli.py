@@ -12,11 +12,26 @@ import torch
 
 from rad_env.checkpoint import CheckpointError, load_checkpoint
 from rad_env.cli import (UserError, add_dataclass_arguments, dataclass_from_args, option, remove_empty_dirs,
-                         removed_if_failed, run_cli)
+                         removed_if_failed, require_at_least, run_cli)
 from rad_env.data import SchemaError
 
 
 # ------------------------------------------------------------------------------------------ run_cli
+
+
+def test_require_at_least_names_the_first_flag_below_its_minimum() -> None:
+    @dataclass
+    class Flags:
+        num_envs: int = 2
+        eval_max_steps: int = 0
+        time_limit: float = -1.0
+
+    require_at_least(Flags(), ("num_envs",), 1)
+    require_at_least(Flags(), ("eval_max_steps",), 0)
+    with pytest.raises(UserError, match=r"^--eval-max-steps must be >= 1, got 0$"):
+        require_at_least(Flags(), ("num_envs", "eval_max_steps", "time_limit"), 1)
+    with pytest.raises(UserError, match=r"^--time-limit must be >= 0, got -1.0$"):
+        require_at_least(Flags(), ("eval_max_steps", "time_limit"), 0)
 
 
 def test_success_returns_0_or_the_chosen_status(capsys) -> None:

@@ -34,7 +34,8 @@ from tqdm.auto import tqdm
 from .checkpoint import load_checkpoint, load_world_model, save_checkpoint
 from .cli import UserError, add_dataclass_arguments, dataclass_from_args, option, removed_if_failed, run_cli
 from .data import Batch, EpisodeStore, EpisodeStreams, WindowDataset, split_episodes
-from .model import RADConfig, WorldModel
+from .model import RADConfig, WorldModel, frames_to_float
+from .model.layers import zero_
 from .runtime import autocast_context, resolve_device, set_cpu_threads
 
 PROG = "rad-train"
@@ -118,11 +119,17 @@ def setup_distributed(device: torch.device) -> Distributed:
 
 def ema_with_warmup(decay: float):
     """EMA update for ``AveragedModel(multi_avg_fn=...)`` whose decay ramps up as (1 + n) / (10 + n) to
-    ``decay``: a constant 0.999 would still hold 30% of the random initial weights after 1200 steps."""
+    ``decay``: a constant 0.999 would still hold 30% of the random initial weights after 1200 steps.
+    Tensors that are not floating point (flags such as a motion prior's ``fitted``) are copied."""
     def update(ema_params: list[torch.Tensor], params: list[torch.Tensor], num_averaged) -> None:
         n = float(num_averaged)
         d = min(decay, (1.0 + n) / (10.0 + n))
-        torch._foreach_lerp_(ema_params, params, 1.0 - d)
+        floats = [i for i, p in enumerate(params) if p.is_floating_point()]
+        if floats:
+            torch._foreach_lerp_([ema_params[i] for i in floats], [params[i] for i in floats], 1.0 - d)
+        for e, p in zip(ema_params, params):
+            if not p.is_floating_point():
+                e.copy_(p)
     return update
 
 
@@ -150,6 +157,29 @@ def training_batches(cfg: TrainConfig, store: EpisodeStore, train_idx: list[int]
                         collate_fn=Batch.collate, drop_last=len(dataset) >= cfg.batch_size * ddp.world_size,
                         persistent_workers=cfg.num_workers > 0, pin_memory=device.type == "cuda")
     return _forever(loader, sampler)
+
+
+def frame_pairs(batches: Iterator[Batch], device: torch.device
+                ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """(previous frame, next frame, action between them) of every consecutive pair within an episode of
+    each batch, as float frames in [-1, 1] (what :meth:`MotionPrior.fit` takes)."""
+    for batch in batches:
+        y = frames_to_float(batch.frames, device)
+        keep = ~batch.is_first[:, 1:].to(device).bool()
+        yield y[:, :-1][keep], y[:, 1:][keep], batch.prev_actions[:, 1:].to(device)[keep]
+
+
+def fit_motion_prior(model: WorldModel, batches: Iterator[Batch], device: torch.device, verbose: bool) -> None:
+    """Fit a fresh motion prior's flow fields to the training data (seconds; training refines them)."""
+    motion = model.dit.motion
+    start = time.perf_counter()
+    errors = motion.fit(frame_pairs(batches, device))
+    if verbose:
+        db = lambda mse: 10 * math.log10(4 / max(mse, 1e-12))  # noqa: E731
+        shifts = ", ".join(f"{dx:+.1f}" for dx in motion.shift_pixels()[:, 0].tolist())
+        print(f"motion prior fit in {time.perf_counter() - start:.0f} s: next frame {db(errors['warp_mse']):.2f} dB "
+              f"(copy the last frame: {db(errors['copy_mse']):.2f} dB); mean horizontal shift per action (px): "
+              f"{shifts}")
 
 
 def _lr_lambda(cfg: TrainConfig):
@@ -207,6 +237,13 @@ def load_init_weights(model: WorldModel, weights: dict[str, torch.Tensor], path:
                         hint="--model can add parts to a fine-tuned model, not remove them")
     if missing and verbose:
         print(f"--init {path}: {len(missing)} new tensors start fresh ({first_names(missing)})")
+    if any(name.startswith("dit.motion.") for name in missing):
+        # The network predicted the frame; with a motion prior it predicts the correction to the warped
+        # previous frame. Its read-out starts at zero (the model dreams the warp alone, then learns the rest)
+        # rather than adding the whole frame to the warp.
+        zero_(model.dit.stem.out)
+        if verbose:
+            print(f"--init {path}: motion prior added; the stem's read-out starts at zero")
     return list(missing)
 
 
@@ -315,12 +352,16 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         for blk in model.dit.blocks:
             blk.memory.reset_gates(gen)
     model = model.to(device)
+    last_path = out / "last.pt"
+    resuming = cfg.resume and last_path.exists()
+    if model.dit.motion is not None and not bool(model.dit.motion.fitted) and not resuming:
+        fit_motion_prior(model, training_batches(cfg, store, train_idx, model_cfg.seq_len, ddp, device), device,
+                         ddp.is_main)
     ema = AveragedModel(model, multi_avg_fn=ema_with_warmup(cfg.ema_decay), use_buffers=True)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg))
     step = 0
-    last_path = out / "last.pt"
-    if cfg.resume and last_path.exists():
+    if resuming:
         ckpt = load_checkpoint(last_path)
         if "model_online" not in ckpt or "optimizer" not in ckpt:
             raise UserError(f"{last_path} holds no training state to resume from")

@@ -8,9 +8,13 @@ import torch
 from rad_env.data import Batch
 from rad_env.model import PRESETS, RADConfig, RADState, WorldModel
 from rad_env.model.diffusion import EDM, randn_rows
+from rad_env.model.layers import zero_
+from rad_env.model.motion import MotionPrior
+from rad_env.model.world_model import frames_to_float
 
 MEMORIES = ["lstm", "linear", "none", "full"]
-STEMS = {"patch": {}, "conv": {"stem": "conv", "stem_channels": [8, 8]}, "patch+pixel": {"pixel_channels": 8}}
+STEMS = {"patch": {}, "conv": {"stem": "conv", "stem_channels": [8, 8]}, "patch+pixel": {"pixel_channels": 8},
+         "patch+motion": {"motion_prior": True, "motion_grid": 4}}
 
 
 
@@ -154,7 +158,7 @@ def test_shapes_and_loss(memory):
     assert out.shape == (b, l, 3, s, s)
     extra = cfg.memory_slots * cfg.memory_dim if memory in ("lstm", "linear") else 0
     assert context.features.shape == (b, l, cfg.dim + extra)
-    state = model.dit.state_after(context)
+    state = model.dit.state_after(context, x[:, -1])
     assert state.batch_size == b
     assert state.cache_len == (l if memory == "full" else cfg.window - 1)
 
@@ -241,11 +245,11 @@ def test_training_streams_equal_inference_steps(memory, stem):
             if t == cut:
                 state.index_copy_([1], model.init_state(1))
             outs.append(model.dit.denoise_step(noisy[:, t], noise[:, t], actions[:, t], state))
-            f, state = model.dit.commit_step(ctx[:, t], ctx_noise[:, t], actions[:, t], state)
+            f, state = model.dit.commit_step(ctx[:, t], ctx_noise[:, t], actions[:, t], state, ctx[:, t])
             feats.append(f)
     torch.testing.assert_close(torch.stack(outs, 1), out, atol=1e-4, rtol=0)
     torch.testing.assert_close(torch.stack(feats, 1), context.features, atol=1e-4, rtol=0)
-    assert_states_close(model.dit.state_after(context), state, atol=1e-4)
+    assert_states_close(model.dit.state_after(context, ctx[:, -1]), state, atol=1e-4)
     assert state.time.tolist() == [l, l - cut]
 
 
@@ -269,10 +273,10 @@ def test_chunks_continuing_a_state_equal_the_whole_sequence(memory, stem):
             part = model.dit.forward_context(ctx[:, a:z], ctx_noise[:, a:z], actions[:, a:z], is_first[:, a:z], state)
             outs.append(model.dit.forward_targets(noisy[:, a:z], noise[:, a:z], actions[:, a:z], part))
             feats.append(part.features)
-            state = model.dit.state_after(part)
+            state = model.dit.state_after(part, ctx[:, z - 1])
     torch.testing.assert_close(torch.cat(outs, 1), out, atol=1e-4, rtol=0)
     torch.testing.assert_close(torch.cat(feats, 1), whole.features, atol=1e-4, rtol=0)
-    assert_states_close(state, model.dit.state_after(whole), atol=1e-4)
+    assert_states_close(state, model.dit.state_after(whole, ctx[:, -1]), atol=1e-4)
     assert state.time.tolist() == [l - 9, l - 5]
 
 
@@ -289,14 +293,14 @@ def test_carried_state_brings_earlier_chunks_through_memory_only():
             outs = []
             for first in (ctx, other):
                 state = model.dit.state_after(model.dit.forward_context(first[:, :5], ctx_noise[:, :5], actions[:, :5],
-                                                                        is_first[:, :5]))
+                                                                        is_first[:, :5]), first[:, 4])
                 part = model.dit.forward_context(ctx[:, 5:], ctx_noise[:, 5:], actions[:, 5:], is_first[:, 5:], state)
                 outs.append(model.dit.forward_targets(noisy[:, 5:], noise[:, 5:], actions[:, 5:], part)[:, -1])
         assert (not torch.allclose(outs[0], outs[1], atol=1e-6)) == changes, memory
     with pytest.raises(ValueError, match="bounded window"):
         full = micro_model("full")
         c = full.dit.forward_context(ctx[:, :5], ctx_noise[:, :5], actions[:, :5], is_first[:, :5])
-        full.dit.forward_context(ctx[:, 5:], ctx_noise[:, 5:], actions[:, 5:], is_first[:, 5:], full.dit.state_after(c))
+        full.dit.forward_context(ctx[:, 5:], ctx_noise[:, 5:], actions[:, 5:], is_first[:, 5:], full.dit.state_after(c, ctx[:, 4]))
 
 
 def test_lstm_memory_starts_with_long_time_constants():
@@ -415,6 +419,60 @@ def test_rollout_frames_are_own_samples_after_start():
         model.rollout_frames(batch, start=6)
     with pytest.raises(ValueError, match="context_frames must have the shape"):
         model.loss(batch, context_frames=frames[:, :3])
+
+
+def test_motion_prior_fit_recovers_each_actions_camera_shift():
+    """Frame pairs whose next frame is the previous one seen k pixels further right (action 1: k = 2,
+    action 2: k = -3, action 3: still): the fit finds each action's shift and its warp predicts the next
+    frame far better than copying the previous one."""
+    cfg = micro_config(motion_prior=True, motion_grid=4)
+    motion = MotionPrior(cfg)
+    gen = torch.Generator().manual_seed(0)
+    shifts = {1: 2, 2: -3, 3: 0}
+
+    def pairs():
+        while True:
+            scenes = torch.nn.functional.interpolate(torch.rand(12, 3, 6, 8, generator=gen) * 2 - 1, size=(16, 24),
+                                                     mode="bilinear", align_corners=True)  # smooth, wider than a frame
+            actions = torch.tensor([1, 2, 3] * 4)
+            k = torch.tensor([shifts[int(a)] for a in actions])
+            prev = scenes[:, :, :, 4:20]
+            nxt = torch.stack([s[:, :, 4 + int(d):20 + int(d)] for s, d in zip(scenes, k)])
+            yield prev, nxt, actions
+
+    assert not bool(motion.fitted)
+    errors = motion.fit(pairs(), steps=200, lr=1e-2)
+    assert bool(motion.fitted) and errors["warp_mse"] < errors["copy_mse"] / 10
+    found = motion.shift_pixels()
+    for action, k in shifts.items():
+        assert abs(float(found[action, 0]) - k) < 0.3 and abs(float(found[action, 1])) < 0.3, (action, found)
+    with pytest.raises(ValueError, match="needs 5 batches"):
+        MotionPrior(cfg).fit(iter([next(pairs())]), steps=5)
+
+
+def test_motion_prior_denoiser_predicts_relative_to_the_warped_previous_frame():
+    """D = w + c_skip (x - w) + c_out F with w the committed previous frame warped by the action's flow:
+    with the network's read-out at zero, denoising from pure noise returns that warp, and it follows
+    the state's previous frame and the action; at the first frame of an episode (no previous frame) it
+    is EDM's plain denoiser."""
+    model = micro_model("lstm", motion_prior=True, motion_grid=4)
+    cfg = model.config
+    zero_(model.dit.stem.out)
+    frame = random_frames(cfg, 1, 3)
+    state = model.observe(frame, torch.tensor([cfg.null_action]), model.init_state(1))
+    clean = frames_to_float(frame)
+    torch.testing.assert_close(state.prev_frame, clean)
+    sigma = torch.tensor([1e4])
+    x = sigma * torch.randn(1, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        for action in (1, 2):
+            warped = model.dit.motion(clean, torch.tensor([action]))
+            torch.testing.assert_close(model.denoise(x, sigma, torch.tensor([action]), state), warped,
+                                       atol=2e-3, rtol=0)
+        left, right = (model.dit.motion(clean, torch.tensor([a])) for a in (1, 2))
+        assert (left - right).abs().max() > 1e-3
+        fresh = model.denoise(x, sigma, torch.tensor([1]), model.init_state(1))
+    assert fresh.abs().max() < 2e-3
 
 
 def test_guidance_weighs_the_action():

@@ -102,6 +102,33 @@ def test_fine_tune_adds_a_pixel_head_to_a_trained_model(episodes: Path, tmp_path
     assert not (tmp_path / "bad").exists()
 
 
+def test_fine_tune_adds_a_motion_prior_fit_to_the_data(episodes: Path, tmp_path: Path, capsys) -> None:
+    """--init with --model motion_prior=true fits the flow of each action to the training data first
+    (the synthetic square moves right with action 1, left with action 2), zeroes the stem's read-out (the
+    network now predicts the correction to the warp) and keeps every other weight; a resumed run does not
+    fit again."""
+    base = run_train(episodes, tmp_path / "base", "--steps", "2")
+    common = ["--data", str(episodes), "--batch-size", "4", "--held-out", "0.34", "--no-tensorboard", "--lr", "1e-12",
+              "--warmup", "1", "--ckpt-every", "1"]
+    tuned = train_cli(common + ["--out", str(tmp_path / "tuned"), "--init", base["checkpoint"], "--steps", "1",
+                                "--model", "motion_prior=true", "motion_grid=4"])
+    out = capsys.readouterr().out
+    assert "motion prior added; the stem's read-out starts at zero" in out and "motion prior fit in" in out
+    first, _ = load_world_model(base["checkpoint"])
+    second, _ = load_world_model(tuned["checkpoint"])
+    assert second.config.motion_prior and bool(second.dit.motion.fitted)
+    shift = second.dit.motion.shift_pixels()[:, 0]
+    # forward moves the square right (the next frame samples the previous one further left), turn left moves it left
+    assert shift[1] < -0.3 and shift[2] > 0.3, shift
+    assert second.dit.stem.out.weight.abs().max() < 1e-6
+    kept = {k: v for k, v in first.state_dict().items() if not k.startswith("dit.stem.out.")}
+    for name, weight in kept.items():
+        torch.testing.assert_close(second.state_dict()[name], weight, atol=1e-6, rtol=0, msg=name)
+    train_cli(common + ["--out", str(tmp_path / "tuned"), "--init", base["checkpoint"], "--steps", "2",
+                        "--model", "motion_prior=true", "motion_grid=4", "--resume"])
+    assert "motion prior fit in" not in capsys.readouterr().out
+
+
 def test_fine_tune_from_a_checkpoint_with_rollout_training(episodes: Path, tmp_path: Path, capsys) -> None:
     """--init starts from a checkpoint's weights and config (new schedule); --rollout-prob 1 trains
     every step on the model's own samples as context (logged as own_context)."""

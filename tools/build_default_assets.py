@@ -32,12 +32,16 @@ Exactly how the shipped files were made (see README "The embedded default"), on 
         --workers 2 --out data/mix/target
     python -m rad_env.train --data data/mix --init runs/v2/model.pt --model guidance=1.0 reward_event_weight=10 \
         --tbptt --rollout-prob 0.5 --steps 800 --lr 3e-4 --warmup 20 --threads 2 --out runs/v3
-    # shipped with 2 Euler steps at sigma 80 and 0.8 (2 network calls per frame instead of 3; the Karras
-    # schedule's 3 levels were 80, 2.5 and 0.002, below one grey level) and classifier-free guidance 1.3
-    python tools/build_default_assets.py --checkpoint runs/v3/model.pt --data data/mix \
-        --set guidance=1.3 sampling_steps=2 "sampling_sigmas=[80,0.8]"
+    # stage 5, 60 min on 2 threads: a motion prior added (each action's flow fit to the data in 22 s, the
+    # stem's read-out reset to zero: the denoiser predicts relative to the warped previous frame), the same
+    # fine-tuning with rollouts sampled as shipped: 2 Euler steps at sigma 80 and 0.8, guidance 1 (one
+    # network call per step)
+    python -m rad_env.train --data data/mix --init runs/v3/model.pt --model motion_prior=true guidance=1.0 \
+        sampling_steps=2 "sampling_sigmas=[80,0.8]" reward_event_weight=10 --tbptt --rollout-prob 0.5 \
+        --steps 700 --lr 3e-4 --warmup 20 --threads 2 --ckpt-every 100 --out runs/v6
+    python tools/build_default_assets.py --checkpoint runs/v6/model.pt --data data/mix
     python -m rad_env.evaluate --checkpoint rad_env/assets/memory_maze_tiny.pt --data data/mm9_test \
-        --episodes 12 --threads 2 --out runs/v3s_full --report
+        --episodes 12 --threads 2 --out runs/v6_full --report
 
 The checkpoint is stored with half-precision weights (loaded back as float32) to stay a few MB;
 the start frames are the first ``window`` frames of the held-out episodes.

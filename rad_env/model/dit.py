@@ -32,6 +32,7 @@ from torch import nn
 from .config import RADConfig
 from .layers import Mlp, NoiseEmbedding, QKNorm, RoPE, apply_rope, attend, modulate, zero_
 from .memory import make_memory
+from .motion import MotionPrior
 from .state import RADState
 from .stem import make_stem
 
@@ -289,6 +290,7 @@ class RADDiT(nn.Module):
         self.cfg = cfg
         d = cfg.dim
         self.stem = make_stem(cfg)
+        self.motion = MotionPrior(cfg) if cfg.motion_prior else None
         self.pos_embed = nn.Parameter(torch.randn(cfg.tokens_per_frame, d) * 0.02)
         self.noise_embed = NoiseEmbedding(d, cfg.noise_features)
         self.action_embed = nn.Embedding(cfg.num_actions + 1, d)  # + NULL_ACTION
@@ -317,11 +319,15 @@ class RADDiT(nn.Module):
         act_e = self.action_embed(actions.long())
         return noise_e, act_e, noise_e + act_e
 
-    def _tokens(self, x: torch.Tensor, prev: torch.Tensor, cond: torch.Tensor):
-        """Network inputs (B', C, H, W) of frames and of their previous frames -> tokens (B', N, D), skips."""
+    def _tokens(self, x: torch.Tensor, prev: torch.Tensor, cond: torch.Tensor, actions: torch.Tensor):
+        """Network inputs (B', C, H, W) of frames and of their previous frames, and the actions (B') that
+        led to the frames -> tokens (B', N, D), skips. With a motion prior the stem reads the previous
+        frame warped by the action's flow (aligned with the frame it predicts)."""
         if x.shape[1:] != (self.cfg.channels, self.cfg.image_size, self.cfg.image_size):
             raise ValueError(f"expected frames ({self.cfg.channels}, {self.cfg.image_size}, "
                              f"{self.cfg.image_size}), got {tuple(x.shape[1:])}")
+        if self.motion is not None:
+            prev = self.motion(prev.to(x.dtype), actions)
         inp = torch.cat([x, prev.to(x.dtype)], dim=1) if self.cfg.prev_frame_input else x
         tok, skips = self.stem.encode(inp, cond)
         return tok + self.pos_embed, skips
@@ -366,7 +372,7 @@ class RADDiT(nn.Module):
         ctx = self._seq_context(b, l, is_first, x.device, state)
         noise_e, act_e, cond = self._conditions(c_noise, actions)
         prev = previous_frames(x, ctx.is_first, state.prev_input if state is not None else None)
-        tok, _ = self._tokens(x.flatten(0, 1), prev.flatten(0, 1), cond.flatten(0, 1))
+        tok, _ = self._tokens(x.flatten(0, 1), prev.flatten(0, 1), cond.flatten(0, 1), actions.flatten(0, 1))
         tok = tok.view(b, l, cfg.tokens_per_frame, cfg.dim)
         keys, values, reads, finals = [], [], [], []
         h_new = None
@@ -394,7 +400,7 @@ class RADDiT(nn.Module):
         pre = context.prefix
         prev = previous_frames(context.inputs, context.is_first, pre.state.prev_input if pre is not None else None)
         noise_e, act_e, cond = flat(noise_e)[:, None], flat(act_e)[:, None], flat(cond)[:, None]
-        tok, skips = self._tokens(flat(x), flat(prev), cond[:, 0])
+        tok, skips = self._tokens(flat(x), flat(prev), cond[:, 0], flat(actions))
         tok = tok[:, None]
         valid = flat(context_valid(context.seg, b, l, wc, x.device, pre.seg if pre is not None else None))
         valid_all = torch.cat([valid, valid.new_ones(b * l, 1)], dim=1)
@@ -406,9 +412,10 @@ class RADDiT(nn.Module):
                                              None if h_read is None else flat(h_read))
         return self.stem.decode(tok[:, 0], skips, cond[:, 0]).view_as(x)
 
-    def state_after(self, context: ContextPass) -> RADState:
+    def state_after(self, context: ContextPass, last_frame: torch.Tensor) -> RADState:
         """The inference state after committing the sequence's frames (equals stepping through them,
-        from the carried state if the sequence continued one)."""
+        from the carried state if the sequence continued one); ``last_frame`` (B, C, H, W) is the clean
+        last committed frame."""
         cfg = self.cfg
         b, l = context.inputs.shape[:2]
         dev = context.inputs.device
@@ -442,16 +449,18 @@ class RADDiT(nn.Module):
             valid=valid,
             time=time,
             prev_input=context.inputs[:, -1].float().clone(),
+            prev_frame=last_frame.float().clone(),
         )
 
     # -- inference: one frame ------------------------------------------------------------------
     def _step(self, x: torch.Tensor, c_noise: torch.Tensor, actions: torch.Tensor, state: RADState,
-              commit: bool):
+              frame: torch.Tensor | None):
         b = x.shape[0]
+        commit = frame is not None
         if state.batch_size != b:
             raise ValueError(f"state has batch {state.batch_size}, input has {b}")
         noise_e, act_e, cond = self._conditions(c_noise.reshape(b), actions.reshape(b))
-        tok, skips = self._tokens(x, state.prev_input, cond)
+        tok, skips = self._tokens(x, state.prev_input, cond, actions.reshape(b))
         tok, noise_e, act_e, cond = tok[:, None], noise_e[:, None], act_e[:, None], cond[:, None]
         valid_all = torch.cat([state.valid, state.valid.new_ones(b, 1)], dim=1)
         new_mem, new_k, new_v = [], [], []
@@ -470,18 +479,19 @@ class RADDiT(nn.Module):
         h_last = self.blocks[-1].memory.hidden(new_mem[-1]) if self.cfg.has_memory else None
         new_state = RADState(memory=new_mem, keys=new_k, values=new_v,
                              valid=valid_all if self.cfg.memory == "full" else valid_all[:, 1:],
-                             time=state.time + 1, prev_input=x.float())
+                             time=state.time + 1, prev_input=x.float(), prev_frame=frame.float())
         return self._features(tok[:, 0], h_last), new_state
 
     def denoise_step(self, x: torch.Tensor, c_noise: torch.Tensor, actions: torch.Tensor,
                      state: RADState) -> torch.Tensor:
         """F for the next frame: x (B, C, H, W) network input, c_noise (B,), actions (B,); reads the state."""
-        return self._step(x, c_noise, actions, state, commit=False)
+        return self._step(x, c_noise, actions, state, frame=None)
 
     def commit_step(self, x: torch.Tensor, c_noise: torch.Tensor, actions: torch.Tensor,
-                    state: RADState) -> tuple[torch.Tensor, RADState]:
-        """Commit a frame (network input x at context level c_noise): (head features (B, F), new state)."""
-        return self._step(x, c_noise, actions, state, commit=True)
+                    state: RADState, frame: torch.Tensor) -> tuple[torch.Tensor, RADState]:
+        """Commit a frame (network input x at context level c_noise; ``frame`` (B, C, H, W) the clean
+        frame): (head features (B, F), new state)."""
+        return self._step(x, c_noise, actions, state, frame=frame)
 
     def init_state(self, batch_size: int, device: torch.device | str | None = None,
                    cache_dtype: torch.dtype = torch.float32) -> RADState:
@@ -505,4 +515,5 @@ class RADDiT(nn.Module):
             valid=torch.zeros(batch_size, wc, dtype=torch.bool, device=device),
             time=torch.zeros(batch_size, dtype=torch.long, device=device),
             prev_input=torch.zeros(batch_size, cfg.channels, cfg.image_size, cfg.image_size, device=device),
+            prev_frame=torch.zeros(batch_size, cfg.channels, cfg.image_size, cfg.image_size, device=device),
         )

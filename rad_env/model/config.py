@@ -247,15 +247,17 @@ class RADConfig:
         return cls.from_dict(d)
 
 
+# Every preset predicts relative to the motion prior (measured on the embedded default, a fine-tune; README
+# "Motion prior"); checkpoints without the key load with motion_prior=False, the dataclass default.
 PRESETS: dict[str, dict[str, Any]] = {
     # ~4M parameters: trains on a CPU. dim >= the 8x8x3 = 192 pixel values of a patch: a narrower
     # token cannot carry a patch's detail, and the denoiser then cannot remove mid-level noise.
     "tiny": dict(image_size=64, patch_size=8, dim=192, depth=3, heads=4, mlp_ratio=3.0,
-                 window=4, seq_len=16, memory_slots=4, memory_dim=64),
+                 window=4, seq_len=16, memory_slots=4, memory_dim=64, motion_prior=True),
     # ~20M parameters: a single consumer GPU.
     "small": dict(image_size=64, patch_size=8, dim=256, depth=8, heads=8, mlp_ratio=4.0,
-                  window=4, seq_len=16, memory_slots=8, memory_dim=256),
+                  window=4, seq_len=16, memory_slots=8, memory_dim=256, motion_prior=True),
     # GPU-sized (A100/H100), close to the paper's scale.
     "paper": dict(image_size=64, patch_size=4, dim=768, depth=12, heads=12, mlp_ratio=4.0,
-                  window=8, seq_len=32, memory_slots=16, memory_dim=512),
+                  window=8, seq_len=32, memory_slots=16, memory_dim=512, motion_prior=True),
 }

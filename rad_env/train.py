@@ -339,7 +339,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                         f"{model_cfg.num_actions} actions; {cfg.data} has {meta.frame_shape[0]}px and "
                         f"{meta.num_actions}", hint="fine-tune on data of the same environment")
     if model_cfg.motion_prior and model_cfg.seq_len < 2:
-        raise UserError(f"motion_prior=true is fit to consecutive frames: seq_len must be >= 2, got {model_cfg.seq_len}")
+        raise UserError(f"motion_prior=true is fit to consecutive frames: seq_len must be >= 2, "
+                        f"got {model_cfg.seq_len}")
     if cfg.tbptt and model_cfg.cache_frames is None:
         raise UserError("--tbptt carries a bounded window from chunk to chunk; memory=full keeps every frame",
                         hint="use memory=lstm, linear or none, or train full attention without --tbptt")

@@ -23,12 +23,13 @@ import torch
 from benchmarks._common import format_table
 from rad_env.data import EpisodeStore
 from rad_env.evaluation.rollout import horizon_masks
-from rad_env.model import RADConfig, frames_to_float
+from rad_env.metrics import frame_psnr
+from rad_env.model import RADConfig, float_to_frames, frames_to_float
 from rad_env.model.motion import MotionPrior
 from rad_env.runtime import set_cpu_threads
 
 
-def load_pairs(path: str, episodes: int, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+def load_episodes(path: str, episodes: int, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Frames (N, T + 1, C, H, W) in [-1, 1] and actions (N, T) of the first ``episodes`` episodes, cut to
     their first ``steps`` steps (the shortest episode's length if shorter)."""
     store = EpisodeStore(path)
@@ -40,8 +41,8 @@ def load_pairs(path: str, episodes: int, steps: int) -> tuple[torch.Tensor, torc
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Per-frame PSNR (dB) of frames in [-1, 1] (peak-to-peak 2)."""
-    return 10 * torch.log10(4.0 / ((a - b) ** 2).mean(dim=(-3, -2, -1)).clamp_min(1e-10))
+    """Per-frame PSNR (dB) of float frames (N, C, H, W) in [-1, 1], as the evaluation scores uint8 frames."""
+    return frame_psnr(float_to_frames(a), float_to_frames(b))
 
 
 def batches(frames: torch.Tensor, actions: torch.Tensor, size: int, seed: int) -> Iterator[tuple[torch.Tensor, ...]]:
@@ -67,8 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.episodes, args.steps, args.fit_steps, args.horizon = 4, 60, 50, 16
     set_cpu_threads(args.threads)
     try:
-        train_frames, train_actions = load_pairs(args.train, args.episodes, args.steps)
-        test_frames, test_actions = load_pairs(args.test, args.episodes, args.steps)
+        train_frames, train_actions = load_episodes(args.train, args.episodes, args.steps)
+        test_frames, test_actions = load_episodes(args.test, args.episodes, args.steps)
     except (FileNotFoundError, ValueError) as exc:
         print(f"motion_prior: {exc}", file=sys.stderr)
         return 2

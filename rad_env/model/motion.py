@@ -2,7 +2,7 @@
 
 In a first-person maze an action moves the camera the same way whatever the scene: a turn shifts the
 view sideways by a fixed angle, a step forward zooms it. Warping the previous frame by the action's mean
-flow predicts the next frame far better than copying it (held-out Memory Maze, one step: 26.3 dB vs
+flow predicts the next frame far better than copying it (held-out Memory Maze, one step: 26.2 dB vs
 22.2 dB) and keeps its texture sharp, which a network that regresses the frame through 8x8 patch tokens
 does not (its conditional mean is blurred). With ``RADConfig.motion_prior`` the denoiser predicts the
 next frame relative to this warp (:meth:`rad_env.model.world_model.WorldModel.denoise`) and the stem

@@ -72,6 +72,8 @@ class PPOConfig:
     video: bool = option(True, "record one episode as a video (real | dream side by side)")
     video_max_steps: int = option(0, "video episode cap (0: --eval-max-steps)")
     sampling_steps: int | None = option(None, "dream Euler steps per frame (default: the model's)")
+    compile: bool = option(True, "compile the dream model's frame pass (torch.compile: ~1.6x faster dream "
+                                 "steps on a CPU after ~25 s)")
     subprocess: bool = option(False, "real training envs in subprocesses (--train-env real)")
     out: str = option("runs/ppo", "output folder: agent, TensorBoard logs, eval.json, video")
     seed: int = option(0, "seed of the agent, the envs and the evaluation")
@@ -128,7 +130,7 @@ def load_core(cfg: PPOConfig, device: str, need_dream: bool):
         return None
     try:
         return make_dream_core(cfg.checkpoint, cfg.context, cfg.num_envs, device=device,
-                               sampling_steps=cfg.sampling_steps)
+                               sampling_steps=cfg.sampling_steps, compile=cfg.compile and need_dream)
     except UserError as exc:
         if cfg.checkpoint is None and exc.hint is None:
             exc.hint = TRAIN_HINT

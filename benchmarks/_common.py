@@ -85,7 +85,7 @@ def random_start_frames(model, segments: int = 4, seed: int = 0):
 
 def benchmark_core(num_envs: int, *, checkpoint: str | None = None, context: str | None = None,
                    device: str = "cpu", sampling_steps: int | None = None, memory: str = "lstm",
-                   seed: int = 0):
+                   seed: int = 0, compile: bool = False):
     """A :class:`rad_env.envs.core.DreamCore` from ``checkpoint`` (with ``context`` start frames,
     default: the shipped ones), or from a random tiny model with random start frames.
 
@@ -94,11 +94,12 @@ def benchmark_core(num_envs: int, *, checkpoint: str | None = None, context: str
     from rad_env.runtime import resolve_device
 
     if checkpoint:
-        core = make_dream_core(checkpoint, context, num_envs, device=device, sampling_steps=sampling_steps)
+        core = make_dream_core(checkpoint, context, num_envs, device=device, sampling_steps=sampling_steps,
+                               compile=compile)
         return core, f"checkpoint {checkpoint} (memory={core.model.config.memory})"
     model = random_model(memory, seed=seed, device=resolve_device(device))
     core = make_dream_core(model, random_start_frames(model, seed=seed), num_envs, device=device,
-                           sampling_steps=sampling_steps)
+                           sampling_steps=sampling_steps, compile=compile)
     return core, (f"randomly initialised tiny model (memory={memory}, "
                   f"{model.num_parameters() / 1e6:.2f}M parameters, random start frames)")
 

@@ -49,14 +49,15 @@ def bench_dream(args) -> dict[str, Any]:
     rows, results, model_used = [], [], ""
     for n in args.envs:
         core, model_used = benchmark_core(n, checkpoint=args.checkpoint, context=args.context, device=args.device,
-                                           sampling_steps=args.sampling_steps or None)
+                                           sampling_steps=args.sampling_steps or None, compile=args.compile)
         env = make_dream_vector_env(core)
         rng = np.random.default_rng(0)
         start = time.perf_counter()
         env.reset(seed=0)
         reset_s = time.perf_counter() - start
-        for _ in range(WARMUP_CALLS):
+        for _ in range(WARMUP_CALLS):  # with --compile these calls compile the frame pass
             env.step(rng.integers(0, env.single_action_space.n, n))
+        warmup_s = time.perf_counter() - start
         start = time.perf_counter()
         for _ in range(args.dream_steps):
             env.step(rng.integers(0, env.single_action_space.n, n))
@@ -64,13 +65,14 @@ def bench_dream(args) -> dict[str, Any]:
         env.close()
         result = {"num_envs": n, "batch_steps": args.dream_steps, "seconds": seconds,
                   "env_steps_per_s": n * args.dream_steps / seconds,
-                  "ms_per_batch_step": 1000 * seconds / args.dream_steps, "reset_all_s": reset_s}
+                  "ms_per_batch_step": 1000 * seconds / args.dream_steps, "reset_all_s": reset_s,
+                  "reset_and_warmup_s": warmup_s}
         results.append(result)
         rows.append([f"dream x{n}", result["env_steps_per_s"], result["ms_per_batch_step"], n * args.dream_steps])
     real = bench_real_env(args.real_steps)
     rows.append(["real Memory Maze 9x9 x1", real["env_steps_per_s"], real["ms_per_step"], real["steps"]])
     table = format_table(["env", "env steps/s", "ms/step call", "steps timed"], rows)
-    return {"model": model_used, "sampling_steps": args.sampling_steps or "model default",
+    return {"model": model_used, "sampling_steps": args.sampling_steps or "model default", "compile": args.compile,
             "dream": results, "real": real, "table": table}
 
 
@@ -270,6 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0,
                    help="torch intra-op threads (0: torch's default, 1 with --quick)")
     p.add_argument("--sampling-steps", type=int, default=0, help="Euler steps per dream frame (0: model default)")
+    p.add_argument("--compile", action="store_true",
+                   help="dream part: compile the model's frame pass (torch.compile; the warm-up calls compile)")
     p.add_argument("--envs", type=int_list, default=[1, 4, 16], help="dream env counts (%(default)s)")
     p.add_argument("--dream-steps", type=int, default=30, help="timed batch steps per env count (%(default)s)")
     p.add_argument("--real-steps", type=int, default=200, help="timed real Memory Maze steps (%(default)s)")
@@ -323,7 +327,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     if "dream" in args.parts:
         r = results["dream"] = timed(bench_dream, args)
-        print(f"(a) dream env vs real env; dream model: {r['model']}, sampling steps: {r['sampling_steps']} "
+        print(f"(a) dream env vs real env; dream model: {r['model']}, sampling steps: {r['sampling_steps']}, "
+              f"compiled: {r['compile']} "
               f"({r['part_seconds']:.0f} s)")
         print(r["table"] + "\n")
     if "memory" in args.parts:

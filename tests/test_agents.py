@@ -45,6 +45,7 @@ def trained(files, tmp_path_factory) -> dict:
 def test_ppo_trains_in_the_dream(trained) -> None:
     out, summary = trained["out"], trained["summary"]
     assert summary["train"]["timesteps"] == 256 and summary["train"]["env"] == "dream"
+    assert summary["config"]["compile"] is True  # the default: the dream's frame pass compiled
     assert (out / "ppo_dream.zip").exists()
     with open(out / "train_returns.csv") as f:  # 2 envs x 128 steps in episodes of 32 steps
         rows = list(csv.DictReader(f))
@@ -64,7 +65,7 @@ def test_saved_agent_loads_and_evaluates(trained, files, tmp_path) -> None:
 
     agent = PPO.load(trained["out"] / "ppo_dream.zip", device="cpu")
     assert agent.observation_space.shape == (3, SIZE, SIZE)  # SB3 trains on channels-first images
-    summary = train_ppo.cli([*dream_args(files), "--load", str(trained["out"] / "ppo_dream.zip"),
+    summary = train_ppo.cli([*dream_args(files), "--no-compile", "--load", str(trained["out"] / "ppo_dream.zip"),
                              "--timesteps", "0", "--num-envs", "2", "--eval-episodes", "3", "--eval-max-steps", "5",
                               "--eval-envs", "dream", "--no-video", "--out", str(tmp_path), "--deterministic"])
     assert "train" not in summary and summary["eval"][0]["episodes"] == 3
@@ -72,8 +73,9 @@ def test_saved_agent_loads_and_evaluates(trained, files, tmp_path) -> None:
 
 
 def test_random_policy_baseline(files, tmp_path, capsys) -> None:
-    summary = train_ppo.cli([*dream_args(files), "--policy", "random", "--num-envs", "2", "--eval-episodes", "2",
-                              "--eval-max-steps", "8", "--eval-envs", "dream", "--out", str(tmp_path)])
+    summary = train_ppo.cli([*dream_args(files), "--no-compile", "--policy", "random", "--num-envs", "2",
+                             "--eval-episodes", "2", "--eval-max-steps", "8", "--eval-envs", "dream",
+                             "--out", str(tmp_path)])
     (result,) = summary["eval"]
     assert result["policy"] == "random" and result["lengths"] == [8, 8]
     printed = capsys.readouterr().out
@@ -84,7 +86,7 @@ def test_random_policy_baseline(files, tmp_path, capsys) -> None:
 
 
 def test_real_memory_maze_evaluation(trained, files, tmp_path) -> None:
-    summary = train_ppo.cli([*dream_args(files), "--load", str(trained["out"] / "ppo_dream.zip"),
+    summary = train_ppo.cli([*dream_args(files), "--no-compile", "--load", str(trained["out"] / "ppo_dream.zip"),
                              "--timesteps", "0", "--num-envs", "1", "--eval-episodes", "1",
                               "--eval-max-steps", "20", "--eval-envs", "dream,real", "--out", str(tmp_path)])
     dream, real = summary["eval"]

@@ -48,7 +48,7 @@ def test_compare_runs_three_agents_on_the_same_budget(dream_files, tmp_path) -> 
     start = time.perf_counter()
     summary = compare.cli(["--checkpoint", dream_files["checkpoint"], "--context", dream_files["context"],
                            "--minutes", "0.05", "--num-envs", "2", "--n-steps", "16", "--batch-size", "16", "--eval-episodes", "1",
-                           "--eval-max-steps", "6", "--out", str(out)])
+                           "--eval-max-steps", "6", "--dream-horizon", "5", "--no-compile", "--out", str(out)])
     rows = {r["agent"]: r for r in summary["rows"]}
     assert set(rows) == {"ppo-dream", "ppo-real", "random"}
     for name in ("ppo-dream", "ppo-real"):  # stopped by the 3 s budget, not by the 1e9 timesteps
@@ -60,6 +60,8 @@ def test_compare_runs_three_agents_on_the_same_budget(dream_files, tmp_path) -> 
     assert all(r["real episodes"] == 1 for r in rows.values()) and rows["ppo-dream"]["dream return"] is not None
     assert (out / "curves.png").exists() and (out / "results.md").read_text().count("\n| ") == 3  # a row per agent
     assert json.loads((out / "results.json").read_text())["config"]["minutes"] == 0.05
+    dream_run = json.loads((out / "ppo-dream" / "eval.json").read_text())["config"]
+    assert dream_run["train_max_steps"] == 5 and dream_run["compile"] is False  # the dream agent's own flags
     assert time.perf_counter() - start < 180
 
 

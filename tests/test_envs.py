@@ -179,6 +179,26 @@ def test_vector_env_matches_single_envs(kwargs) -> None:
     env.close()
 
 
+def test_compiled_frame_pass_dreams_the_same_frames(kwargs) -> None:
+    """compile=True (torch.compile of the blocks' frame pass) changes speed, not the dream."""
+    n, seed, steps = 1, 5, 3  # batch 1: two graphs to compile (denoise, commit)
+    actions = np.random.default_rng(1).integers(0, 6, (steps, n))
+    runs = {}
+    for compiled in (False, True):
+        venv = DreamVectorEnv(n, MEMORY_MAZE_SPEC, compile=compiled, **kwargs)
+        blocks = venv.core.model.dit.blocks
+        assert all(getattr(blk, "frame_pass_compiled", False) == compiled for blk in blocks)
+        obs, _ = venv.reset(seed=seed)
+        frames = [obs]
+        for a in actions:
+            obs, *_ = venv.step(a)
+            frames.append(obs)
+        runs[compiled] = np.stack(frames)
+        venv.close()
+    diff = np.abs(runs[True].astype(int) - runs[False].astype(int))
+    assert diff.mean() < 0.05 and diff.max() <= 2, (diff.mean(), diff.max())  # float rounding only
+
+
 def test_make_vec_vector_entry_point(kwargs) -> None:
     venv = gym.make_vec(ENV_ID, num_envs=2, vectorization_mode="vector_entry_point", **kwargs)
     assert isinstance(venv.unwrapped, DreamVectorEnv)

@@ -77,17 +77,30 @@ def export_checkpoint(ckpt: dict[str, Any], src: Path, dst: Path, overrides: dic
                                   "inference_overrides": overrides})
 
 
-def export_start_frames(data: Path, episodes: list[int], frames: int, dst: Path, max_segments: int) -> Path:
+def start_segments(store: EpisodeStore, episodes: list[int], frames: int, count: int, anywhere: bool,
+                   seed: int = 0) -> list[tuple[int, int]]:
+    """(episode, first frame) of ``count`` segments: the first frames of ``episodes``, or (``anywhere``)
+    random positions in episodes drawn at random, so that dreams start in every kind of scene."""
+    if not anywhere:
+        return [(e, 0) for e in episodes[:count]]
+    rng = np.random.default_rng(seed)
+    long_enough = [e for e in episodes if store.episodes[e].num_frames >= frames]
+    picks = rng.choice(long_enough, count, replace=count > len(long_enough))
+    return [(int(e), int(rng.integers(0, store.episodes[e].num_frames - frames + 1))) for e in picks]
+
+
+def export_start_frames(data: Path, segments: list[tuple[int, int]], frames: int, dst: Path) -> Path:
+    """Each segment as a short episode (the first frame's previous action is lost: the dream sees the
+    null action for it, as after a reset)."""
     store = EpisodeStore(data)
     assert store.meta is not None
     out = []
-    for e in episodes[:max_segments]:
-        ref = store.episodes[e]
-        ep = store.read_episode(ref, ("obs", "action_id", "action", "reward", "terminated", "truncated"))
+    for e, s in segments:
+        ep = store.read_episode(store.episodes[e], ("obs", "action_id", "action", "reward", "terminated"))
         steps = frames - 1
-        out.append(Episode(obs=ep["obs"][:frames], action_id=ep["action_id"][:steps], action=ep["action"][:steps],
-                           reward=ep["reward"][:steps], terminated=ep["terminated"][:steps],
-                           truncated=np.zeros(steps, bool)))
+        out.append(Episode(obs=ep["obs"][s:s + frames], action_id=ep["action_id"][s:s + steps],
+                           action=ep["action"][s:s + steps], reward=ep["reward"][s:s + steps],
+                           terminated=ep["terminated"][s:s + steps], truncated=np.zeros(steps, bool)))
     return write_episodes(dst, out, store.meta)
 
 
@@ -96,15 +109,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--checkpoint", required=True, type=Path)
     parser.add_argument("--data", required=True, type=Path)
     parser.add_argument("--out", type=Path, default=default_assets_dir())
-    parser.add_argument("--segments", type=int, default=16)
+    parser.add_argument("--segments", type=int, default=16, help="start segments shipped")
+    parser.add_argument("--anywhere", action="store_true",
+                        help="start segments at random positions of all episodes (default: the held-out "
+                             "episodes' first frames)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="inference settings of the shipped model, e.g. sampling_steps=3 context_sigma=0.1")
     args = parser.parse_args(argv)
     ckpt = load_checkpoint(args.checkpoint)
     window = int(ckpt["model_config"]["window"])
-    held = ckpt["data"].get("held_out_episodes") or list(range(len(EpisodeStore(args.data))))
+    store = EpisodeStore(args.data)
+    held = ckpt["data"].get("held_out_episodes") or list(range(len(store)))
     path = export_checkpoint(ckpt, args.checkpoint, args.out / "memory_maze_tiny.pt", parse_overrides(args.set, "--set"))
-    starts = export_start_frames(args.data, held, window, args.out / "memory_maze_starts.h5", args.segments)
+    segments = start_segments(store, list(range(len(store))) if args.anywhere else held, window, args.segments,
+                              args.anywhere)
+    starts = export_start_frames(args.data, segments, window, args.out / "memory_maze_starts.h5")
     for p in (path, starts):
         print(f"{p}: {p.stat().st_size / 1e6:.2f} MB")
 

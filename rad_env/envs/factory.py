@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # SB3 and the env classes load only when an env is built
 
 def make_dream_core(checkpoint: str | os.PathLike | WorldModel | None = None, context: Any = None,
                     num_envs: int = 1, *, spec: DreamSpec = MEMORY_MAZE_SPEC, device: str | Any = "auto",
-                    sampling_steps: int | None = None) -> DreamCore:
+                    sampling_steps: int | None = None, compile: bool = False) -> DreamCore:
     """A batch of ``num_envs`` dream episodes over one world model.
 
     Args:
@@ -43,9 +43,13 @@ def make_dream_core(checkpoint: str | os.PathLike | WorldModel | None = None, co
         spec: which dream env (action set, shipped defaults).
         device: ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda:0"``, ...
         sampling_steps: Euler steps per frame (None: the model's own levels; another count: a Karras schedule).
+        compile: compile the model's frame pass with ``torch.compile`` (~1.6x faster steps on a CPU after
+            ~25 s of compilation in the first steps; worth it for long runs such as PPO training).
     """
     device = resolve_device(device)
     model, _ = load_dream_model(checkpoint, spec, device)
+    if compile:
+        model.dit.compile_frame_pass()
     starts = resolve_start_frames(context, model.config.window, spec.default_context)
     return DreamCore(model, starts, num_envs, sampling_steps=sampling_steps, device=device)
 

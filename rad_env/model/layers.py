@@ -41,22 +41,27 @@ class RoPE(nn.Module):
         """Tables for the tokens of frames at times ``start..start+count-1``:
         (count*N, head_dim/2) each. Token order is frame-major (all N tokens of a frame, then
         the next frame's)."""
+        if torch.compiler.is_compiling():  # traced into the graph: no Python-side cache
+            return self._make_tables(start, count)
         key = (start, count, str(self.freq.device))
         hit = self._tables.get(key)
         if hit is not None:
             return hit
-        n_tok = self.grid.shape[0]
-        t = torch.arange(start, start + count, device=self.freq.device, dtype=torch.float32)
-        pos = torch.cat([t.repeat_interleave(n_tok)[:, None], self.grid.repeat(count, 1)], dim=1)
-        with torch.autocast(self.freq.device.type, enabled=False):
-            ang = pos.float() @ self.freq.float()  # (count*N, head_dim/2)
-        out = (ang.cos(), ang.sin())
+        out = self._make_tables(start, count)
         # Cache unless made under inference_mode (such tensors cannot be saved for backward).
         if not torch.is_inference_mode_enabled():
             if len(self._tables) > 256:
                 self._tables.clear()
             self._tables[key] = out
         return out
+
+    def _make_tables(self, start: int, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+        n_tok = self.grid.shape[0]
+        t = torch.arange(start, start + count, device=self.freq.device, dtype=torch.float32)
+        pos = torch.cat([t.repeat_interleave(n_tok)[:, None], self.grid.repeat(count, 1)], dim=1)
+        with torch.autocast(self.freq.device.type, enabled=False):
+            ang = pos.float() @ self.freq.float()  # (count*N, head_dim/2)
+        return ang.cos(), ang.sin()
 
     def _apply(self, fn, recurse=True):  # .to()/.cuda()/.half(): drop cached tables
         self._tables = {}

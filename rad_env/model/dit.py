@@ -459,7 +459,6 @@ class RADDiT(nn.Module):
         commit = frame is not None
         if state.batch_size != b:
             raise ValueError(f"state has batch {state.batch_size}, input has {b}")
-        x = x.contiguous()  # one memory layout for every caller (a compiled step guards on strides)
         noise_e, act_e, cond = self._conditions(c_noise.reshape(b), actions.reshape(b))
         tok, skips = self._tokens(x, state.prev_input, cond, actions.reshape(b))
         tok, noise_e, act_e, cond = tok[:, None], noise_e[:, None], act_e[:, None], cond[:, None]
@@ -479,7 +478,7 @@ class RADDiT(nn.Module):
             return self.stem.decode(tok[:, 0], skips, cond[:, 0])
         h_last = self.blocks[-1].memory.hidden(new_mem[-1]) if self.cfg.has_memory else None
         new_state = RADState(memory=new_mem, keys=new_k, values=new_v,
-                             valid=valid_all if self.cfg.memory == "full" else valid_all[:, 1:].contiguous(),
+                             valid=valid_all if self.cfg.memory == "full" else valid_all[:, 1:],
                              time=state.time + 1, prev_input=x.float(), prev_frame=frame.float())
         return self._features(tok[:, 0], h_last), new_state
 

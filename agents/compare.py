@@ -52,8 +52,8 @@ class CompareConfig:
     minutes: float = option(10.0, "wall-clock training budget of each PPO agent, in minutes")
     num_envs: int = option(8, "parallel training envs of each PPO agent (dream batch / real envs)")
     n_steps: int = option(128, "PPO rollout steps per env per update")
-    dream_horizon: int = option(48, "dream training episodes end (truncated, value bootstrapped) after this many "
-                                    "steps from a real start: the agent learns where the dream is still accurate")
+    dream_horizon: int = option(1000, "dream training episodes end (truncated, value bootstrapped) after this many "
+                                      "steps from a real start (1000: the real task's length)")
     batch_size: int = option(256, "PPO minibatch size")
     eval_episodes: int = option(10, "real evaluation episodes per agent")
     eval_max_steps: int = option(1000, "evaluation episode cap (the real task: 1000)")

@@ -1,0 +1,51 @@
+"""tools/build_default_assets.py: the shipped start segments (from episode starts or from anywhere)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+
+from rad_env.data import Episode, EpisodeStore, FileMeta, write_episodes
+from rad_env.envs.context import StartFrames
+
+TOOL = Path(__file__).resolve().parents[1] / "tools" / "build_default_assets.py"
+
+
+def load_tool():
+    spec = importlib.util.spec_from_file_location("build_default_assets", TOOL)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_store(path: Path, lengths: list[int]) -> Path:
+    rng = np.random.default_rng(0)
+    eps = []
+    for seed, steps in enumerate(lengths):
+        actions = rng.integers(0, 6, steps)
+        eps.append(Episode(obs=rng.integers(0, 256, (steps + 1, 64, 64, 3), dtype=np.uint8), action_id=actions,
+                           action=actions.astype(np.int32), reward=np.zeros(steps, np.float32),
+                           terminated=np.zeros(steps, bool), truncated=np.zeros(steps, bool), seed=seed))
+    meta = FileMeta(source="test", action_set="memory-maze", num_actions=6, frame_shape=(64, 64, 3))
+    return write_episodes(path, eps, meta)
+
+
+def test_start_segments_from_anywhere_are_the_recorded_frames(tmp_path) -> None:
+    tool = load_tool()
+    store = EpisodeStore(write_store(tmp_path / "data.h5", [30, 2, 40]))  # episode 1 is too short for 4 frames
+    firsts = tool.start_segments(store, [0, 1, 2], 4, 2, anywhere=False)
+    assert firsts == [(0, 0), (1, 0)]
+    picks = tool.start_segments(store, [0, 1, 2], 4, 12, anywhere=True)
+    assert picks == tool.start_segments(store, [0, 1, 2], 4, 12, anywhere=True)  # seeded
+    assert len(picks) == 12 and {e for e, _ in picks} <= {0, 2}
+    assert all(0 <= s <= store.episodes[e].num_frames - 4 for e, s in picks)
+    assert len({s for _, s in picks}) > 1  # not all at the episode start
+    starts = StartFrames.from_episodes(tool.export_start_frames(tmp_path / "data.h5", picks, 4,
+                                                                tmp_path / "starts.h5"), 4, max_segments=100)
+    assert len(starts) == 12
+    exported = {starts.frames[i].tobytes() for i in range(12)}
+    for e, s in picks:
+        real = store.read_episode(store.episodes[e], ("obs",))["obs"][s:s + 4]
+        assert real.tobytes() in exported

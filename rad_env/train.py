@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from .checkpoint import load_checkpoint, load_world_model, save_checkpoint
 from .cli import UserError, add_dataclass_arguments, dataclass_from_args, option, removed_if_failed, run_cli
 from .data import Batch, EpisodeStore, EpisodeStreams, WindowDataset, split_episodes
-from .model import RADConfig, WorldModel, frames_to_float
+from .model import RADConfig, RADState, WorldModel, frames_to_float
 from .model.layers import zero_
 from .runtime import autocast_context, resolve_device, set_cpu_threads
 
@@ -61,6 +61,9 @@ class TrainConfig:
     init: str = option("", "start from this checkpoint's weights and model config (fine-tuning; new schedule)")
     rollout_prob: float = option(0.0, "fraction of steps whose context frames after the first window are the "
                                       "model's own samples (teaches recovery from its own errors)")
+    rollout_chunks: int = option(1, "with --tbptt: a rollout step right after a rollout step continues the "
+                                    "previous chunk's dream (no real window first), up to this many chunks in a "
+                                    "row, so the model learns to recover from dreams longer than one chunk")
     reset_memory_gates: bool = option(False, "with --init: chrono-initialise the LSTM memory's gate biases again (long "
                                              "time constants) before fine-tuning a model whose memory forgets fast")
     tbptt: bool = option(False, "truncated backprop through time: each batch row walks through whole episodes in "
@@ -181,6 +184,13 @@ def fit_motion_prior(model: WorldModel, batches: Iterator[Batch], device: torch.
         print(f"motion prior fit in {time.perf_counter() - start:.0f} s: next frame {db(errors['warp_mse']):.2f} dB "
               f"(copy the last frame: {db(errors['copy_mse']):.2f} dB); mean horizontal shift per action (px): "
               f"{shifts}")
+
+
+def continues_dream(batch: Batch, carried: RADState | None, dreamed_chunks: int, max_chunks: int) -> bool:
+    """Whether a rollout step may dream its whole chunk on from the carried (dreamed) state: the previous
+    step dreamed, the chain is shorter than ``max_chunks`` and no row starts a new episode here."""
+    return (carried is not None and 1 <= dreamed_chunks < max_chunks
+            and not bool(batch.is_first[:, 0].any()))
 
 
 def _lr_lambda(cfg: TrainConfig):
@@ -323,6 +333,10 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         raise UserError(f"{cfg.data}: frames must be square, the data has {meta.frame_shape}")
     if not 0.0 <= cfg.rollout_prob <= 1.0:
         raise UserError(f"--rollout-prob must be in [0, 1], got {cfg.rollout_prob}")
+    if cfg.rollout_chunks < 1:
+        raise UserError(f"--rollout-chunks must be >= 1, got {cfg.rollout_chunks}")
+    if cfg.rollout_chunks > 1 and not (cfg.tbptt and cfg.rollout_prob):
+        raise UserError("--rollout-chunks > 1 continues dreams across chunks: it needs --tbptt and --rollout-prob > 0")
     init_weights = None
     try:
         if cfg.init:
@@ -412,19 +426,27 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     start_step, loss_value, metrics, fps = step, float("nan"), {}, 0.0
     amp = autocast_context(device, cfg.amp)
     rollout_rng = torch.Generator().manual_seed(cfg.seed + 7919 * ddp.rank)
+    dreamed_chunks = 0  # consecutive chunks the carried state has dreamed (--rollout-chunks)
     model.train()
     while step < cfg.steps:
         batch = next(batches).to(device, non_blocking=True)
         context_frames = None
         if cfg.rollout_prob and float(torch.rand((), generator=rollout_rng)) < cfg.rollout_prob:
+            start = min(model_cfg.window, model_cfg.seq_len - 1)
+            if continues_dream(batch, carried, dreamed_chunks, cfg.rollout_chunks):
+                start, dreamed_chunks = 0, dreamed_chunks + 1
+            else:
+                dreamed_chunks = 1
             with amp:
-                context_frames = model.rollout_frames(batch, start=min(model_cfg.window, model_cfg.seq_len - 1),
-                                                      state=carried)
+                context_frames = model.rollout_frames(batch, start=start, state=carried)
+        else:
+            dreamed_chunks = 0
         with amp:
             loss, metrics, after = train_model(batch, context_frames=context_frames, state=carried)
         if cfg.tbptt:
             carried = after
         metrics["own_context"] = float(context_frames is not None)
+        metrics["dreamed_chunks"] = float(dreamed_chunks)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)

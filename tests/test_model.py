@@ -421,6 +421,31 @@ def test_rollout_frames_are_own_samples_after_start():
         model.loss(batch, context_frames=frames[:, :3])
 
 
+def test_rollout_from_frame_zero_continues_the_carried_dream():
+    """start=0 with a carried state dreams every frame on from that state (frame by frame, as imagine);
+    without a state, or with a row starting an episode at frame 0, it is refused."""
+    model = micro_model("lstm")
+    cfg = model.config
+    batch = make_batch(cfg, b=2, l=5)
+    batch.is_first[:] = False  # both rows continue their episodes
+    carried = model.init_state(2)
+    for t in range(3):
+        carried = model.observe(batch.frames[:, t], batch.prev_actions[:, t], carried)
+    torch.manual_seed(3)
+    frames = model.rollout_frames(batch, start=0, steps=2, state=carried)
+    torch.manual_seed(3)
+    state = carried
+    for t in range(5):
+        step = model.imagine(batch.prev_actions[:, t], state, steps=2)
+        assert torch.equal(step.frames, frames[:, t])  # no real frame observed first
+        state = step.state
+    with pytest.raises(ValueError, match=r"rollout start must be in \[1"):
+        model.rollout_frames(batch, start=0)
+    batch.is_first[1, 0] = True
+    with pytest.raises(ValueError, match="rows that start an episode need start >= 1"):
+        model.rollout_frames(batch, start=0, state=carried)
+
+
 def test_motion_prior_fit_recovers_each_actions_camera_shift():
     """Frame pairs whose next frame is the previous one seen k pixels further right (action 1: k = 2,
     action 2: k = -3, action 3: still): the fit finds each action's shift and its warp predicts the next

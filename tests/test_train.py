@@ -3,6 +3,7 @@ synthetic episodes."""
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 import subprocess
@@ -142,8 +143,9 @@ def test_fine_tune_from_a_checkpoint_with_rollout_training(episodes: Path, tmp_p
     assert ckpt["model_config"] == first.config.to_dict()  # MICRO config from the checkpoint, not the preset
     for (name, a), b in zip(first.state_dict().items(), second.state_dict().values()):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=0, msg=name)  # lr 1e-12: the weights it started from
-    rows = (tmp_path / "tuned" / "metrics.csv").read_text().strip().splitlines()
-    assert rows[0].split(",")[-1] == "own_context" and all(r.endswith(",1.0") for r in rows[1:])
+    with open(tmp_path / "tuned" / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert rows and all(float(r["own_context"]) == 1.0 and float(r["dreamed_chunks"]) == 1.0 for r in rows)
     capsys.readouterr()
     assert train_main(["--data", str(episodes), "--out", str(tmp_path / "bad"), "--rollout-prob", "2"]) == 2
     assert "--rollout-prob must be in [0, 1]" in capsys.readouterr().err
@@ -160,6 +162,21 @@ def test_truncated_backprop_through_time_carries_the_state(episodes: Path, tmp_p
                        "--no-tensorboard", "--model", *MICRO, "memory=full"]) == 2
     err = capsys.readouterr().err
     assert "--tbptt carries a bounded window" in err and "Traceback" not in err
+
+
+def test_rollouts_chained_across_chunks(episodes: Path, tmp_path: Path, capsys) -> None:
+    """--rollout-chunks N: consecutive rollout steps dream on from the carried dream (up to N chunks in a
+    row, restarting at episode starts); it needs --tbptt and rollouts."""
+    run_train(episodes, tmp_path / "chain", "--steps", "8", "--tbptt", "--rollout-prob", "1",
+              "--rollout-chunks", "2", "--log-every", "1")
+    with open(tmp_path / "chain" / "metrics.csv") as f:
+        chained = [int(float(row["dreamed_chunks"])) for row in csv.DictReader(f)]
+    assert set(chained) == {1, 2} and all(c == 1 for c, prev in zip(chained[1:], chained) if prev == 2)
+    capsys.readouterr()
+    assert train_main(["--data", str(episodes), "--out", str(tmp_path / "bad"), "--rollout-chunks", "2",
+                       "--steps", "1", "--no-tensorboard", "--model", *MICRO]) == 2
+    err = capsys.readouterr().err
+    assert "--rollout-chunks > 1 continues dreams across chunks" in err and "Traceback" not in err
 
 
 def test_existing_run_is_refused_unless_resume_or_overwrite(episodes: Path, tmp_path: Path, capsys) -> None:

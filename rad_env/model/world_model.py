@@ -196,13 +196,18 @@ class WorldModel(nn.Module):
         real frames as targets (``loss(batch, context_frames=...)``), teaches the model to recover
         from its own errors instead of compounding them. Rows that cross an episode start keep
         their real frames. ``state``: the carried state the batch continues (rows starting an episode
-        start from an empty one)."""
+        start from an empty one); with it, ``start`` 0 dreams every frame on from that state (a dream
+        longer than one chunk), if no row starts an episode at frame 0."""
         l = batch.frames.shape[1]
-        if not 1 <= start < l:
-            raise ValueError(f"rollout start must be in [1, {l - 1}], got {start}")
+        lowest = 0 if state is not None else 1
+        if not lowest <= start < l:
+            raise ValueError(f"rollout start must be in [{lowest}, {l - 1}], got {start}")
         frames = batch.frames.to(self.device).clone()
         actions = batch.prev_actions.to(self.device).long()
         is_first = batch.is_first.to(self.device).bool()
+        if start == 0 and is_first[:, 0].any():
+            raise ValueError("a rollout from frame 0 continues the carried state; rows that start an episode "
+                             "need start >= 1")
         dreamed = ~is_first[:, 1:].any(1)
         b = frames.shape[0]
         if state is None:

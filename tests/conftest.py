@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Sequence
+
 import numpy as np
 import pytest
 import torch
@@ -17,11 +20,33 @@ def one_torch_thread():
     torch.set_num_threads(threads)
 
 
+def write_random_episodes(path: Path, lengths: Sequence[int], seed: int = 0, size: int = 64) -> Path:
+    """One episode of random ``size`` x ``size`` frames and random Memory Maze actions per entry of
+    ``lengths`` (its steps), written to ``path``."""
+    from rad_env.data import Episode, FileMeta, write_episodes
+
+    rng = np.random.default_rng(seed)
+    episodes = []
+    for s, steps in enumerate(lengths):
+        actions = rng.integers(0, 6, steps)
+        episodes.append(Episode(obs=rng.integers(0, 256, (steps + 1, size, size, 3), dtype=np.uint8),
+                                action_id=actions, action=actions.astype(np.int32),
+                                reward=np.zeros(steps, np.float32), terminated=np.zeros(steps, bool),
+                                truncated=np.zeros(steps, bool), seed=s))
+    meta = FileMeta(source="test", action_set="memory-maze", num_actions=6, frame_shape=(size, size, 3))
+    return write_episodes(path, episodes, meta)
+
+
+@pytest.fixture(scope="session")
+def random_episodes():
+    """:func:`write_random_episodes`, for test modules."""
+    return write_random_episodes
+
+
 @pytest.fixture(scope="session")
 def dream_files(tmp_path_factory) -> dict[str, str]:
     """A tiny random checkpoint (never predicts termination) and a few recorded start segments."""
     from rad_env.checkpoint import save_checkpoint
-    from rad_env.data import Episode, FileMeta, write_episodes
     from rad_env.model import RADConfig, WorldModel
 
     root = tmp_path_factory.mktemp("agents")
@@ -35,13 +60,5 @@ def dream_files(tmp_path_factory) -> dict[str, str]:
         model.head[-1].bias[3] = -30.0
     data = dict(source="test", action_set="memory-maze", num_actions=6, frame_shape=(64, 64, 3))
     ckpt = save_checkpoint(root / "tiny.pt", model, train_config={}, data=data, step=0)
-    rng = np.random.default_rng(0)
-    episodes = []
-    for s in range(2):
-        actions = rng.integers(0, 6, 5)
-        episodes.append(Episode(obs=rng.integers(0, 256, (6, 64, 64, 3), dtype=np.uint8), action_id=actions,
-                                action=actions.astype(np.int32), reward=np.zeros(5, np.float32),
-                                terminated=np.zeros(5, bool), truncated=np.zeros(5, bool), seed=s))
-    meta = FileMeta(source="test", action_set="memory-maze", num_actions=6, frame_shape=(64, 64, 3))
-    context = write_episodes(root / "starts.h5", episodes, meta)
+    context = write_random_episodes(root / "starts.h5", [5, 5])
     return {"checkpoint": str(ckpt), "context": str(context), "root": str(root)}

@@ -5,9 +5,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-import numpy as np
-
-from rad_env.data import Episode, EpisodeStore, FileMeta, write_episodes
+from rad_env.data import EpisodeStore
 from rad_env.envs.context import StartFrames
 
 TOOL = Path(__file__).resolve().parents[1] / "tools" / "build_default_assets.py"
@@ -20,21 +18,9 @@ def load_tool():
     return module
 
 
-def write_store(path: Path, lengths: list[int]) -> Path:
-    rng = np.random.default_rng(0)
-    eps = []
-    for seed, steps in enumerate(lengths):
-        actions = rng.integers(0, 6, steps)
-        eps.append(Episode(obs=rng.integers(0, 256, (steps + 1, 64, 64, 3), dtype=np.uint8), action_id=actions,
-                           action=actions.astype(np.int32), reward=np.zeros(steps, np.float32),
-                           terminated=np.zeros(steps, bool), truncated=np.zeros(steps, bool), seed=seed))
-    meta = FileMeta(source="test", action_set="memory-maze", num_actions=6, frame_shape=(64, 64, 3))
-    return write_episodes(path, eps, meta)
-
-
-def test_start_segments_from_anywhere_are_the_recorded_frames(tmp_path) -> None:
+def test_start_segments_from_anywhere_are_the_recorded_frames(tmp_path, random_episodes) -> None:
     tool = load_tool()
-    store = EpisodeStore(write_store(tmp_path / "data.h5", [30, 2, 40]))  # episode 1 is too short for 4 frames
+    store = EpisodeStore(random_episodes(tmp_path / "data.h5", [30, 2, 40]))  # episode 1 is too short for 4 frames
     firsts = tool.start_segments(store, [0, 1, 2], 4, 2, anywhere=False)
     assert firsts == [(0, 0), (1, 0)]
     picks = tool.start_segments(store, [0, 1, 2], 4, 12, anywhere=True)

@@ -14,7 +14,6 @@ from gymnasium.vector import AutoresetMode
 
 import rad_env  # noqa: F401 - registers the env ids
 from rad_env.checkpoint import CheckpointError, save_checkpoint
-from rad_env.data import Episode, FileMeta, write_episodes
 from rad_env.envs.context import StartFrames
 from rad_env.envs.dream import DreamEnv
 from rad_env.envs.sb3 import DreamSB3VecEnv
@@ -46,22 +45,10 @@ def save_tiny(path: Path, action_set: str = "memory-maze", num_actions: int = 6)
     return save_checkpoint(path, tiny_model(num_actions), train_config={}, data=data, step=0)
 
 
-def write_starts(path: Path, episodes: int = 3, steps: int = 6, seed: int = 0) -> Path:
-    rng = np.random.default_rng(seed)
-    eps = []
-    for s in range(episodes):
-        actions = rng.integers(0, 6, steps)
-        eps.append(Episode(obs=rng.integers(0, 256, (steps + 1, SIZE, SIZE, 3), dtype=np.uint8), action_id=actions,
-                           action=actions.astype(np.int32), reward=np.zeros(steps, np.float32),
-                           terminated=np.zeros(steps, bool), truncated=np.zeros(steps, bool), seed=s))
-    meta = FileMeta(source="test", action_set="memory-maze", num_actions=6, frame_shape=(SIZE, SIZE, 3))
-    return write_episodes(path, eps, meta)
-
-
 @pytest.fixture(scope="session")
-def dream_files(tmp_path_factory) -> dict[str, Path]:
+def dream_files(tmp_path_factory, random_episodes) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("dream")
-    return {"checkpoint": save_tiny(root / "tiny.pt"), "context": write_starts(root / "starts.h5"),
+    return {"checkpoint": save_tiny(root / "tiny.pt"), "context": random_episodes(root / "starts.h5", [6, 6, 6]),
             "minecraft": save_tiny(root / "minecraft.pt", "minecraft", 4), "root": root}
 
 

@@ -64,6 +64,9 @@ class TrainConfig:
     rollout_chunks: int = option(1, "with --tbptt: a rollout step right after a rollout step continues the "
                                     "previous chunk's dream (no real window first), up to this many chunks in a "
                                     "row, so the model learns to recover from dreams longer than one chunk")
+    heads_only: bool = option(False, "with --init: train only the reward and termination heads, the rest frozen and "
+                                     "no denoising pass (with --rollout-prob / --rollout-chunks: heads that judge "
+                                     "the model's own long dreams, e.g. so a dream that lost the scene pays no reward)")
     reset_memory_gates: bool = option(False, "with --init: chrono-initialise the LSTM memory's gate biases again (long "
                                              "time constants) before fine-tuning a model whose memory forgets fast")
     tbptt: bool = option(False, "truncated backprop through time: each batch row walks through whole episodes in "
@@ -337,6 +340,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         raise UserError(f"--rollout-chunks must be >= 1, got {cfg.rollout_chunks}")
     if cfg.rollout_chunks > 1 and not (cfg.tbptt and cfg.rollout_prob):
         raise UserError("--rollout-chunks > 1 continues dreams across chunks: it needs --tbptt and --rollout-prob > 0")
+    if cfg.heads_only and not cfg.init:
+        raise UserError("--heads-only trains the heads of a trained model: pass its checkpoint with --init")
     init_weights = None
     try:
         if cfg.init:
@@ -375,8 +380,12 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     if model.dit.motion is not None and not bool(model.dit.motion.fitted) and not resuming:
         fit_motion_prior(model, training_batches(cfg, store, train_idx, model_cfg.seq_len, ddp, device), device,
                          ddp.is_main)
+    if cfg.heads_only:
+        model.requires_grad_(False)
+        model.head.requires_grad_(True)
+    trained = [p for p in model.parameters() if p.requires_grad]
     ema = AveragedModel(model, multi_avg_fn=ema_with_warmup(cfg.ema_decay), use_buffers=True)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
+    optimizer = torch.optim.AdamW(trained, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg))
     step = 0
     if resuming:
@@ -432,24 +441,25 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         batch = next(batches).to(device, non_blocking=True)
         context_frames = None
         if cfg.rollout_prob and float(torch.rand((), generator=rollout_rng)) < cfg.rollout_prob:
-            start = min(model_cfg.window, model_cfg.seq_len - 1)
+            first_dreamed = min(model_cfg.window, model_cfg.seq_len - 1)
             if continues_dream(batch, carried, dreamed_chunks, cfg.rollout_chunks):
-                start, dreamed_chunks = 0, dreamed_chunks + 1
+                first_dreamed, dreamed_chunks = 0, dreamed_chunks + 1
             else:
                 dreamed_chunks = 1
             with amp:
-                context_frames = model.rollout_frames(batch, start=start, state=carried)
+                context_frames = model.rollout_frames(batch, start=first_dreamed, state=carried)
         else:
             dreamed_chunks = 0
         with amp:
-            loss, metrics, after = train_model(batch, context_frames=context_frames, state=carried)
+            loss, metrics, after = train_model(batch, context_frames=context_frames, state=carried,
+                                               heads_only=cfg.heads_only)
         if cfg.tbptt:
             carried = after
         metrics["own_context"] = float(context_frames is not None)
         metrics["dreamed_chunks"] = float(dreamed_chunks)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        grad_norm = torch.nn.utils.clip_grad_norm_(trained, cfg.grad_clip)
         optimizer.step()
         scheduler.step()
         ema.update_parameters(model)

@@ -179,6 +179,40 @@ def test_rollouts_chained_across_chunks(episodes: Path, tmp_path: Path, capsys) 
     assert "--rollout-chunks > 1 continues dreams across chunks" in err and "Traceback" not in err
 
 
+def test_heads_only_fine_tune_changes_only_the_heads(episodes: Path, tmp_path: Path, capsys) -> None:
+    """--heads-only (with --init) trains the reward/termination heads on the model's own dreams and leaves
+    every other weight as it was; without --init it is a one-line error."""
+    base = run_train(episodes, tmp_path / "base", "--steps", "2")
+    tuned = train_cli(["--data", str(episodes), "--out", str(tmp_path / "heads"), "--init", base["checkpoint"],
+                       "--heads-only", "--tbptt", "--rollout-prob", "1", "--rollout-chunks", "2", "--steps", "3",
+                       "--batch-size", "4", "--log-every", "1", "--lr", "1e-2", "--warmup", "1", "--held-out", "0.34",
+                       "--no-tensorboard"])
+    first, _ = load_world_model(base["checkpoint"])
+    second, _ = load_world_model(tuned["checkpoint"])
+    changed = {name for (name, a), b in zip(first.state_dict().items(), second.state_dict().values())
+               if not torch.equal(a, b)}
+    assert changed and all(name.startswith("head.") for name in changed)
+    with open(tmp_path / "heads" / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert all(np.isnan(float(r["diffusion_loss"])) and float(r["reward_loss"]) > 0 for r in rows)
+    capsys.readouterr()
+    assert train_main(["--data", str(episodes), "--out", str(tmp_path / "bad"), "--heads-only", "--steps", "1",
+                       "--no-tensorboard", "--model", *MICRO]) == 2
+    err = capsys.readouterr().err
+    assert "--heads-only trains the heads of a trained model" in err and "Traceback" not in err
+
+
+def test_rollout_steps_keep_the_clock(episodes: Path, tmp_path: Path) -> None:
+    """Rollout steps do not disturb the run's clock: its time, throughput and --time-limit stay true."""
+    import time
+
+    began = time.perf_counter()
+    summary = run_train(episodes, tmp_path / "clock", "--steps", "3", "--rollout-prob", "1", "--time-limit", "600")
+    wall = time.perf_counter() - began
+    assert summary["step"] == 3 and 0 < summary["seconds"] <= wall
+    assert summary["frames_per_s"] >= 3 * 4 * 6 / wall
+
+
 def test_existing_run_is_refused_unless_resume_or_overwrite(episodes: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "run"
     run_train(episodes, out, "--steps", "2")

@@ -105,7 +105,8 @@ class WorldModel(nn.Module):
     # training
     # ------------------------------------------------------------------------------------
     def loss(self, batch: Batch, generator: torch.Generator | None = None,
-             context_frames: torch.Tensor | None = None, state: RADState | None = None) -> LossOutput:
+             context_frames: torch.Tensor | None = None, state: RADState | None = None,
+             heads_only: bool = False) -> LossOutput:
         """Teacher-forced diffusion loss over a batch of sequences, plus the heads' losses.
 
         Every frame is (1) committed as context at a small noise level (what :meth:`observe` does),
@@ -116,6 +117,8 @@ class WorldModel(nn.Module):
         model's own samples (:meth:`rollout_frames`); the targets stay ``batch.frames``.
         ``state`` (truncated backprop through time): the batch continues the sequences that left this
         state (its memory, window and last frame); rows whose first frame starts an episode ignore it.
+        ``heads_only``: only the reward and termination losses, on features computed without gradient and
+        without the denoising pass (recalibrates a trained model's heads, e.g. on its own long dreams).
         Returns the loss, metrics and the (detached) state after the batch's committed frames."""
         cfg, dev = self.config, self.device
         if not isinstance(batch, Batch):
@@ -141,9 +144,49 @@ class WorldModel(nn.Module):
         ctx_sigma = self.edm.sample_context_sigma((b, l), dev, generator)
         ctx_noise = torch.randn(y.shape, generator=generator, device=dev)
         _, _, c_in, c_noise = self._precondition(ctx_sigma)
-        context = self.dit.forward_context(c_in * (committed + ctx_sigma[..., None, None, None] * ctx_noise),
-                                           c_noise, actions, is_first, state)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not heads_only):
+            context = self.dit.forward_context(c_in * (committed + ctx_sigma[..., None, None, None] * ctx_noise),
+                                               c_noise, actions, is_first, state)
+        if heads_only:
+            diffusion_loss = per_frame = sigma = None
+        else:
+            diffusion_loss, per_frame, sigma = self._diffusion_loss(y, committed, actions, is_first, context, state,
+                                                                    generator)
 
+        r_logits, t_logit = self.head_logits(context.features)
+        r_class = (torch.sign(rewards) + 1).long()
+        class_weight = torch.tensor([cfg.reward_event_weight, 1.0, cfg.reward_event_weight], device=dev)
+        r_loss = F.cross_entropy(r_logits.reshape(-1, 3), r_class.reshape(-1), weight=class_weight)
+        t_loss = F.binary_cross_entropy_with_logits(t_logit, terminals)
+        loss = cfg.reward_loss_weight * r_loss + cfg.termination_loss_weight * t_loss
+        if diffusion_loss is not None:
+            loss = loss + cfg.diffusion_loss_weight * diffusion_loss
+
+        with torch.no_grad():
+            nan = float("nan")
+            high = sigma >= 1.0 if sigma is not None else None
+            metrics = {
+                "loss": float(loss.detach()),
+                "diffusion_loss": float(diffusion_loss.detach()) if diffusion_loss is not None else nan,
+                "diffusion_loss_high_sigma": float(per_frame[high].mean()) if high is not None and high.any() else nan,
+                "diffusion_loss_low_sigma": (float(per_frame[~high].mean()) if high is not None and (~high).any()
+                                             else nan),
+                "reward_loss": float(r_loss.detach()),
+                "termination_loss": float(t_loss.detach()),
+                "reward_acc": float((r_logits.argmax(-1) == r_class).float().mean()),
+                "termination_acc": float(((t_logit > 0) == (terminals > 0.5)).float().mean()),
+            }
+        with torch.no_grad():
+            final = self.dit.state_after(context, committed[:, -1]).detach()
+        return LossOutput(loss, metrics, final)
+
+    def _diffusion_loss(self, y: torch.Tensor, committed: torch.Tensor, actions: torch.Tensor,
+                        is_first: torch.Tensor, context, state: RADState | None,
+                        generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The target stream of :meth:`loss`: every frame denoised from its own training noise level against
+        the context pass; returns (EDM loss, per-frame loss (B, L), the noise levels (B, L))."""
+        cfg, dev = self.config, self.device
+        b, l = y.shape[:2]
         sigma = self.edm.sample_training_sigma((b, l), dev, generator)
         noise = torch.randn(y.shape, generator=generator, device=dev)
         x = y + sigma[..., None, None, None] * noise
@@ -157,36 +200,13 @@ class WorldModel(nn.Module):
         prev_frames = previous_frames(committed, is_first, state.prev_frame if state is not None else None)
         prior = self.motion_prior(prev_frames, target_actions)
         per_frame = ((out.float() - (y - c_skip * x - (1 - c_skip) * prior) / c_out) ** 2).mean(dim=(2, 3, 4))
-        diffusion_loss = per_frame.mean()
-
-        r_logits, t_logit = self.head_logits(context.features)
-        r_class = (torch.sign(rewards) + 1).long()
-        class_weight = torch.tensor([cfg.reward_event_weight, 1.0, cfg.reward_event_weight], device=dev)
-        r_loss = F.cross_entropy(r_logits.reshape(-1, 3), r_class.reshape(-1), weight=class_weight)
-        t_loss = F.binary_cross_entropy_with_logits(t_logit, terminals)
-        loss = (cfg.diffusion_loss_weight * diffusion_loss + cfg.reward_loss_weight * r_loss
-                + cfg.termination_loss_weight * t_loss)
-
-        with torch.no_grad():
-            high = sigma >= 1.0
-            metrics = {
-                "loss": float(loss.detach()),
-                "diffusion_loss": float(diffusion_loss.detach()),
-                "diffusion_loss_high_sigma": float(per_frame[high].mean()) if high.any() else float("nan"),
-                "diffusion_loss_low_sigma": float(per_frame[~high].mean()) if (~high).any() else float("nan"),
-                "reward_loss": float(r_loss.detach()),
-                "termination_loss": float(t_loss.detach()),
-                "reward_acc": float((r_logits.argmax(-1) == r_class).float().mean()),
-                "termination_acc": float(((t_logit > 0) == (terminals > 0.5)).float().mean()),
-            }
-        with torch.no_grad():
-            final = self.dit.state_after(context, committed[:, -1]).detach()
-        return LossOutput(loss, metrics, final)
+        return per_frame.mean(), per_frame, sigma
 
     def forward(self, batch: Batch, generator: torch.Generator | None = None,
-                context_frames: torch.Tensor | None = None, state: RADState | None = None) -> LossOutput:
+                context_frames: torch.Tensor | None = None, state: RADState | None = None,
+                heads_only: bool = False) -> LossOutput:
         """Same as :meth:`loss` (so DDP / torch.compile wrappers can call the module)."""
-        return self.loss(batch, generator, context_frames, state)
+        return self.loss(batch, generator, context_frames, state, heads_only)
 
     @torch.no_grad()
     def rollout_frames(self, batch: Batch, start: int, steps: int | None = None,

@@ -49,6 +49,16 @@ the bounded memories so the memory learns over whole episodes)::
         --preset small --memories lstm,linear,none,full --seeds 0,1,2 --time-limit 1200 --steps 20000 \\
         --tbptt --retrieval-prefix 256 --retrieval-horizon 128 --episodes 16 --out runs/memory_experiment_gpu
 
+From a trained model (CPU hours are too few to train four models to quality from scratch): ``--init CKPT``
+starts every memory type from that checkpoint's transformer, stem and motion prior, with its own memory
+(cells and read branch) fresh and the read closed, and fresh reward/termination heads, so all start as
+the same window-only model and differ only in what their memory learns in the same fine-tuning::
+
+    python -m benchmarks.memory_experiment --data data/mix --eval-data data/mm9_retrace \\
+        --init rad_env/assets/memory_maze_tiny.pt --memories lstm,linear,none,full --seeds 0,1 \\
+        --time-limit 600 --steps 300 --lr 3e-4 --warmup 20 --rollout-prob 0.5 --tbptt --threads 1 \\
+        --out runs/memory_experiment_init
+
     python -m benchmarks.memory_experiment --quick    # pipeline check, numbers meaningless (~1.5 min on
                                                       # 2 busy CPU cores for 4 memories x 2 seeds)
 
@@ -85,7 +95,7 @@ BOUNDED = ("lstm", "linear", "none")  # what --tbptt applies to
 LABELS = {"lstm": "lstm (RAD)", "linear": "linear memory", "none": "none (window only)", "full": "full attention"}
 #: TrainConfig fields that must match for --reuse to take an existing run.
 REUSE_KEYS = ("data", "preset", "model", "steps", "time_limit", "batch_size", "seed", "held_out", "lr", "warmup",
-              "tbptt")
+              "tbptt", "init", "rollout_prob")
 #: lstm "close to full attention" on revisits: at most this many dB below it.
 CLOSE_DB = 1.0
 #: "constant cost": per-frame time at the far frame at most this multiple of the near frame's.
@@ -153,6 +163,44 @@ def describe_store(path: Path) -> dict[str, Any]:
 
 
 # -- train / evaluate ---------------------------------------------------------------------------
+def backbone_checkpoint(source: str, memory: str, overrides: dict[str, Any], dest: Path) -> Path:
+    """Write ``dest``: a ``memory`` model holding ``source``'s weights (transformer, stem, motion prior)
+    except its memory, whose cells start fresh and whose read starts closed (the AdaLN rows of the read
+    branch zeroed), and its reward/termination heads, which start fresh (their input depends on the
+    memory). Every memory type made from one source computes the same window-only dream at first."""
+    import torch
+
+    from rad_env.checkpoint import CheckpointError, load_world_model, save_checkpoint
+    from rad_env.model import RADConfig, WorldModel
+
+    try:
+        trained, ckpt = load_world_model(source)
+    except CheckpointError as exc:
+        raise UserError(f"--init: {exc}") from None
+    cfg = RADConfig.from_dict({**trained.config.to_dict(), **overrides, "memory": memory})
+    model = WorldModel(cfg)
+    weights = trained.state_dict()
+    fresh = model.state_dict()
+    d = cfg.dim
+    for name, value in fresh.items():
+        if name.startswith("head.") or ".memory." in name or name not in weights:
+            continue
+        if name.endswith((".ada.weight", ".ada.bias")):
+            value.zero_()
+            value[:9 * d] = weights[name][:9 * d]  # spatial, temporal, MLP modulation; the read stays closed
+        elif weights[name].shape == value.shape:
+            value.copy_(weights[name])
+        else:
+            raise UserError(f"--init {source}: {name} has shape {tuple(weights[name].shape)}, a {memory} model "
+                            f"needs {tuple(value.shape)}", hint="--model may not resize the network with --init")
+    model.load_state_dict(fresh)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with torch.no_grad():
+        save_checkpoint(dest, model, train_config={"init_from": str(source), "memory": memory},
+                        data=ckpt["data"], step=0)
+    return dest
+
+
 def train_config(args, data: Path, memory: str, seed: int):
     from rad_env.train import TRAIN_PRESETS, TrainConfig
 
@@ -161,9 +209,16 @@ def train_config(args, data: Path, memory: str, seed: int):
                   model={**args.model_overrides, "memory": memory}, steps=args.steps,
                   time_limit=float(args.time_limit), seed=seed, held_out=args.held_out, device=args.device,
                   tensorboard=False, log_every=max(1, min(50, args.steps)), ckpt_every=max(args.steps, 1),
-                  tbptt=bool(args.tbptt and memory in BOUNDED), threads=-1, overwrite=True)
+                  tbptt=bool(args.tbptt and memory in BOUNDED), threads=-1, overwrite=True,
+                  rollout_prob=args.rollout_prob)
     if args.batch_size:
         values["batch_size"] = args.batch_size
+    if args.lr:
+        values["lr"] = args.lr
+    if args.warmup >= 0:
+        values["warmup"] = args.warmup
+    if args.init:
+        values["init"] = str(Path(args.out) / "init" / f"{memory}.pt")
     return TrainConfig(**values)
 
 
@@ -180,7 +235,8 @@ def reusable(cfg, args) -> dict[str, Any] | None:
         print(f"  not reusing {run}: {exc}")
         return None
     wanted = asdict(cfg)
-    differ = [k for k in REUSE_KEYS if saved.get(k, False if k == "tbptt" else None) != wanted[k]]
+    defaults = asdict(type(cfg)())  # runs saved before a setting existed had its default
+    differ = [k for k in REUSE_KEYS if saved.get(k, defaults[k]) != wanted[k]]
     if differ:
         changes = ", ".join(f"{k}: {saved.get(k)!r} -> {wanted[k]!r}" for k in differ)
         print(f"  not reusing {run}: settings differ ({changes})")
@@ -507,6 +563,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tbptt", action="store_true",
                    help="truncated backprop through time for lstm/linear/none (full attention: plain windows)")
     p.add_argument("--batch-size", type=int, default=0, help="0: the preset's")
+    p.add_argument("--lr", type=float, default=0.0, help="peak learning rate (0: the preset's)")
+    p.add_argument("--warmup", type=int, default=-1, help="learning-rate warm-up steps (-1: the preset's)")
+    p.add_argument("--rollout-prob", type=float, default=0.0,
+                   help="fraction of training steps on the model's own dreamed context (rad_env.train)")
+    p.add_argument("--init", default="", help="start every memory type from this trained checkpoint (its own memory "
+                                              "and heads fresh, the read closed): see above")
     p.add_argument("--held-out", type=int, default=-1,
                    help="episodes held out of training (-1: --episodes without --eval-data, 0 with it)")
     p.add_argument("--episodes", type=int, default=8, help="evaluation clips, one per episode (%(default)s)")
@@ -617,6 +679,12 @@ def experiment(argv: Sequence[str] | None = None) -> int:
                 "out": str(out)}
     print("settings: " + ", ".join(f"{k}={v}" for k, v in settings.items()), flush=True)
 
+    if args.init:
+        for memory in memories:
+            path = backbone_checkpoint(args.init, memory, args.model_overrides, out / "init" / f"{memory}.pt")
+            start = {"none": "no memory", "full": "attention over every earlier frame"}.get(
+                memory, f"{memory} memory fresh, its read closed")
+            print(f"--init: {path} ({start}; reward/termination heads fresh)", flush=True)
     runs = [run_one(args, data, memory, seed) for seed in seeds for memory in memories]
     cost = None if args.no_cost else measure_cost(args, memories)
 
@@ -638,7 +706,9 @@ def experiment(argv: Sequence[str] | None = None) -> int:
                       if "full" in memories else "") if args.tbptt else ", plain windows"))
     provenance = "; ".join(sorted({f"seed {r['seed']}: {r['provenance']}, episodes {r['episodes']}" for r in runs
                                    if r["memory"] == memories[0]}))
-    setting_line = (f"preset {args.preset}{' ' + ' '.join(args.model) if args.model else ''}, {training}; "
+    setting_line = (f"preset {args.preset}{' ' + ' '.join(args.model) if args.model else ''}"
+                    + (f", every model from {args.init} (own memory and heads fresh)" if args.init else "")
+                    + f", {training}; "
                     f"seeds {seeds}; training data {n_episodes} episodes ({args.held_out} held out); "
                     f"evaluation: {provenance}; attention window {window}")
     captions = {

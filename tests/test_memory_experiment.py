@@ -113,3 +113,56 @@ def test_verdict_says_plainly_whether_the_ordering_holds() -> None:
     far_from_full = [run(r["memory"], r["seed"], 20.0) if r["memory"] == "full" else r for r in good]
     assert "NOT within 1 dB" in memory_experiment.ordering(far_from_full, memories, cost(1.1))
     assert "not judged, full not trained" in memory_experiment.ordering(good, ["lstm", "none"], cost(1.1))
+
+
+def test_init_gives_every_memory_type_the_same_window_only_start(tmp_path: Path) -> None:
+    """--init: each memory type starts from the trained model's weights with its own memory fresh and its
+    read closed: lstm and linear dream exactly what the memory-less model dreams, full attention (the same
+    weights over every earlier frame) only while the frames fit the window."""
+    import torch
+
+    from rad_env.checkpoint import load_world_model, save_checkpoint
+    from rad_env.model import RADConfig, WorldModel
+
+    torch.manual_seed(0)
+    cfg = RADConfig(image_size=16, patch_size=4, dim=32, depth=2, heads=2, memory="lstm", memory_slots=2,
+                    memory_dim=16, window=2, seq_len=6, num_actions=6, sampling_steps=2)
+    trained = WorldModel(cfg).eval()
+    with torch.no_grad():
+        for p in trained.parameters():  # every branch, the memory read included, contributes
+            p.add_(torch.randn_like(p) * 0.05)
+    source = save_checkpoint(tmp_path / "trained.pt", trained, train_config={},
+                             data={"source": "synthetic", "action_set": "memory-maze", "num_actions": 6,
+                                   "frame_shape": (16, 16, 3)}, step=1)
+    frames = torch.randint(0, 256, (2, 3, 16, 16, 3), generator=torch.Generator().manual_seed(1), dtype=torch.uint8)
+
+    def dream(model: WorldModel, observed: int = 3) -> torch.Tensor:
+        torch.manual_seed(2)  # committing draws its context noise from the global generator
+        state = model.init_state(2)
+        for t in range(observed):
+            state = model.observe(frames[:, t], torch.full((2,), 1 if t else cfg.null_action), state)
+        out = []
+        gens = [torch.Generator().manual_seed(i) for i in range(2)]
+        for t in range(4):
+            imagined = model.imagine(torch.tensor([2, 5]), state, generators=gens)
+            state = imagined.state
+            out.append(imagined.frames)
+        return torch.stack(out)
+
+    dreams = {}
+    for memory in ("lstm", "linear", "none", "full"):
+        path = memory_experiment.backbone_checkpoint(str(source), memory, {}, tmp_path / "init" / f"{memory}.pt")
+        model, _ = load_world_model(path)
+        assert model.config.memory == memory
+        weights = model.state_dict()
+        assert torch.equal(weights["dit.blocks.0.spatial_qkv.weight"], trained.state_dict()["dit.blocks.0.spatial_qkv.weight"])
+        if memory in ("lstm", "linear"):
+            assert not weights["dit.blocks.0.ada.weight"][9 * cfg.dim:].any()  # the read starts closed
+        dreams[memory] = dream(model.eval())
+        dreams[memory, 1] = dream(model, observed=1)
+    for memory in ("lstm", "linear"):
+        torch.testing.assert_close(dreams[memory].float(), dreams["none"].float(), atol=1, rtol=0, msg=memory)
+    # full attention reads every earlier frame with the same weights: the same frame while all fit in the window
+    torch.testing.assert_close(dreams["full", 1][0].float(), dreams["none", 1][0].float(), atol=1, rtol=0)
+    assert not torch.equal(dreams["full"], dreams["none"])
+    assert not torch.equal(dream(trained), dreams["none"])  # the trained model read its memory

@@ -48,7 +48,7 @@ from .evaluation.report import markdown_table, rollout_grid, sequence_grid, text
 from .evaluation.places import revisit_masks
 from .evaluation.retrieval import memory_retention, memory_retrieval, memoryless_frames, retrieval_grid
 from .evaluation.rewards import reward_replay
-from .evaluation.rollout import (dream_rollout, horizon_masks, mean_image, rollout_table,
+from .evaluation.rollout import (dream_rollout, horizon_masks, mean_image, reward_rate_table, rollout_table,
                                  score_rollout, stability_table)
 from .metrics import LPIPS_UNAVAILABLE
 from .runtime import resolve_device, set_cpu_threads
@@ -210,7 +210,8 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
 
     # -- open-loop rollout -------------------------------------------------------------------------
     t0 = time.perf_counter()
-    dream = dream_rollout(model, clips.frames, clips.prev_actions, cfg.context, steps, cfg.seed, sampler).frames
+    dreamed = dream_rollout(model, clips.frames, clips.prev_actions, cfg.context, steps, cfg.seed, sampler)
+    dream = dreamed.frames
     result["seconds"]["rollout"] = time.perf_counter() - t0
     result["dream_frames_per_s"] = dream.shape[0] * dream.shape[1] / result["seconds"]["rollout"]
     real = clips.frames[:, cfg.context:]
@@ -225,6 +226,9 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
         masks["beyond window, new place"] = beyond & ~revisit
     result["rollout"] = rollout_table(scores, masks)
     result["stability"] = stability_table(dream, real, last_context, horizon_masks(len(clips), cfg.horizon))
+    if clips.rewards is not None:
+        result["rollout_rewards"] = reward_rate_table(dreamed.rewards, clips.rewards[:, cfg.context:],
+                                                      horizon_masks(len(clips), cfg.horizon, starts=(1, 9)))
     if out:
         shown = list(range(min(4, len(clips))))
         result["pictures"].append(str(rollout_grid(out / "rollout_grid.png", real, dream, last_context, shown)))
@@ -352,6 +356,11 @@ def format_report(result: dict[str, Any], markdown: bool = True) -> str:
     lines += ["## Rollout vs baselines (PSNR dB / SSIM)" if markdown else "rollout vs baselines", "",
               table(result["rollout"], ".3f"), "",
               "## Stability (grey levels / dB)" if markdown else "stability", "", table(result["stability"]), ""]
+    if result.get("rollout_rewards"):
+        lines += ["## Rewards in the open-loop dreams" if markdown else "rewards in the open-loop dreams", "",
+                  "Rewards the dream pays (expected reward >= 0.5, as the env pays) beside the real rewards of the "
+                  "same frames; a dream that lost the scene should pay no more than the walk it follows.", "",
+                  table(result["rollout_rewards"]), ""]
     if "retrieval" in result:
         r = result["retrieval"]
         gain = lambda v: "n/a (no such frames)" if v is None else f"{v:+.2f} dB"  # noqa: E731

@@ -295,6 +295,9 @@ def test_evaluate_reports_model_beside_baselines(episodes: Path, tmp_path: Path)
     replay = result["reward_replay"]  # the synthetic episodes pay for action 1
     assert replay["events"] > 0 and 0 <= replay["paid"] <= replay["events"] and replay["lead"] == 6
     assert "reward events paid" in {t["target"] for t in result["targets"]}
+    paid = {r["frames"]: r for r in result["rollout_rewards"]}  # open-loop dreams vs the real rewards
+    assert set(paid) == {"h=1-8", "h=9-17", "all"} and paid["all"]["n"] == 2 * 17
+    assert paid["all"]["real rewards"] == paid["h=1-8"]["real rewards"] + paid["h=9-17"]["real rewards"] > 0
     grid = tmp_path / "eval" / "rollout_grid.png"
     assert grid.read_bytes()[:4] == b"\x89PNG" and str(grid) in result["pictures"]
     report = (tmp_path / "eval" / "report.md").read_text()
@@ -321,6 +324,17 @@ def test_evaluate_with_explicit_sampling_levels(episodes: Path, tmp_path: Path, 
         assert evaluate_main(base + extra) == 2
         err = capsys.readouterr().err.strip()
         assert message in err and "Traceback" not in err
+
+
+def test_reward_rate_table_counts_paid_rewards_as_the_env_pays() -> None:
+    from rad_env.evaluation.rollout import horizon_masks, reward_rate_table
+
+    dreamed = np.array([[0.9, 0.4, -0.6, 0.0], [0.0, 0.0, 0.5, 0.1]])  # expected rewards; paid: |r| >= 0.5
+    real = np.array([[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
+    rows = {r["frames"]: r for r in reward_rate_table(dreamed, real, horizon_masks(2, 4, starts=(1, 3)))}
+    assert (rows["h=1-2"]["dream rewards"], rows["h=1-2"]["real rewards"]) == (1, 1)
+    assert (rows["h=3-4"]["dream rewards"], rows["h=3-4"]["real rewards"]) == (2, 1)
+    assert rows["all"]["dream per 1000"] == 1000 * 3 / 8 and rows["all"]["real per 1000"] == 1000 * 2 / 8
 
 
 def test_action_probe_and_loop_closure_scores() -> None:

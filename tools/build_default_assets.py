@@ -39,7 +39,12 @@ Exactly how the shipped files were made (see README "The embedded default"), on 
     python -m rad_env.train --data data/mix --init runs/v3/model.pt --model motion_prior=true guidance=1.0 \
         sampling_steps=2 "sampling_sigmas=[80,0.8]" reward_event_weight=10 --tbptt --rollout-prob 0.5 \
         --steps 700 --lr 3e-4 --warmup 20 --threads 2 --ckpt-every 100 --out runs/v6
-    python tools/build_default_assets.py --checkpoint runs/v6/model.pt --data data/mix
+    # stage 6, 19 min on 1 thread: only the reward/termination heads (the rest frozen, no denoising pass), on
+    # the model's own dreams of up to 8 chunks (124 frames) with the real rewards as labels, so a dream that
+    # has lost the scene pays no reward (frames identical to stage 5)
+    python -m rad_env.train --data data/mix --init runs/v6/model.pt --heads-only --tbptt --rollout-prob 0.75 \
+        --rollout-chunks 8 --steps 300 --lr 1e-3 --warmup 20 --threads 1 --ckpt-every 100 --out runs/heads/h1
+    python tools/build_default_assets.py --checkpoint runs/heads/h1/model.pt --data data/mix
     python -m rad_env.evaluate --checkpoint rad_env/assets/memory_maze_tiny.pt --data data/mm9_test \
         --episodes 12 --threads 2 --out runs/v6_full --report
 

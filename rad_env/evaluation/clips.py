@@ -29,6 +29,7 @@ class Clips:
     env_seeds: list[int]
     episode_actions: list[np.ndarray]  # every action of each clip's episode (for replays)
     extras: dict[str, np.ndarray] = field(default_factory=dict)  # (N, T, ...)
+    rewards: np.ndarray | None = None  # float32 (N, T): the reward that arrived with each frame
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -40,7 +41,8 @@ class Clips:
     def head(self, length: int) -> "Clips":
         """The same clips cut to their first ``length`` frames."""
         return replace(self, frames=self.frames[:, :length], prev_actions=self.prev_actions[:, :length],
-                       extras={k: v[:, :length] for k, v in self.extras.items()})
+                       extras={k: v[:, :length] for k, v in self.extras.items()},
+                       rewards=None if self.rewards is None else self.rewards[:, :length])
 
 
 def load_clips(store: EpisodeStore, episodes: list[int], length: int, start: int = 0) -> Clips:
@@ -62,4 +64,5 @@ def load_clips(store: EpisodeStore, episodes: list[int], length: int, start: int
     return Clips(frames=np.stack([s.frames for s in segments]),
                  prev_actions=np.stack([s.prev_actions for s in segments]),
                  episodes=chosen, starts=[start] * len(chosen), env_seeds=seeds, episode_actions=actions,
-                 extras={k: np.stack([s.extras[k] for s in segments]) for k in sorted(common)})
+                 extras={k: np.stack([s.extras[k] for s in segments]) for k in sorted(common)},
+                 rewards=np.stack([s.rewards for s in segments]).astype(np.float32))

@@ -141,6 +141,24 @@ def rollout_table(scores: RolloutScores, masks: dict[str, np.ndarray]) -> list[d
     return rows
 
 
+def reward_rate_table(dreamed: np.ndarray, real: np.ndarray, masks: dict[str, np.ndarray],
+                      threshold: float = 0.5) -> list[dict[str, float | str | int]]:
+    """Rewards per 1000 frames of the open-loop dreams (the head's expected reward paid as the dream env
+    pays it: its sign where at least ``threshold`` in size) beside the real rewards of the same frames, per
+    mask: a dream that lost the scene should pay no more than the real walk it follows."""
+    paid = np.sign(dreamed) * (np.abs(dreamed) >= threshold)
+    rows = []
+    for name, mask in masks.items():
+        if not mask.any():
+            continue
+        n = int(mask.sum())
+        rows.append({"frames": name, "n": n, "dream rewards": int(np.abs(paid[mask]).sum()),
+                     "real rewards": int(np.abs(np.sign(real[mask])).sum()),
+                     "dream per 1000": 1000.0 * float(np.abs(paid[mask]).sum()) / n,
+                     "real per 1000": 1000.0 * float(np.abs(np.sign(real[mask])).sum()) / n})
+    return rows
+
+
 def stability_table(dream: np.ndarray, real: np.ndarray, last_context: np.ndarray, masks: dict[str, np.ndarray]
                     ) -> list[dict]:
     """Does the dream keep changing like the real video, and stay different across clips?

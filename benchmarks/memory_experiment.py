@@ -34,7 +34,7 @@ at least prefix + horizon frames long::
 Without ``--eval-data`` the training data's held-out episodes are used. A recording still in
 progress is fine: the complete episode files present at the start are hard-linked into
 ``<out>/data`` (``<out>/eval_data``) and every model uses that frozen snapshot (``--reuse`` keeps it and
-any finished run with equal settings).
+any finished run with equal settings, and that run's evaluation if it was made with equal settings).
 
 CPU (hours; 2 seeds x 4 memories, 30 min of training each, one thread per process)::
 
@@ -255,6 +255,18 @@ def eval_config(args, checkpoint: str, memory: str, seed: int):
                       out=str(Path(args.out) / "eval" / f"{memory}_seed{seed}"))
 
 
+def earlier_evaluation(ecfg) -> dict[str, Any] | None:
+    """The result an evaluation with exactly these settings left in its folder (a reused run's), if any."""
+    path = Path(ecfg.out) / "metrics.json"
+    if not path.exists():
+        return None
+    try:
+        result = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return result if result.get("config") == json.loads(json.dumps(asdict(ecfg))) else None
+
+
 def run_one(args, data: Path, memory: str, seed: int) -> dict[str, Any]:
     """Train (or reuse) and evaluate one model; the parts of evaluate()'s result the tables need."""
     from rad_env.evaluate import evaluate
@@ -275,10 +287,15 @@ def run_one(args, data: Path, memory: str, seed: int) -> dict[str, Any]:
         print(f"{tag} training {args.steps} steps{limit}{mode} -> {cfg.out}", flush=True)
         summary = train(cfg)
         reused = False
-    print(f"{tag} evaluating: rollout context {args.context} + horizon {args.horizon}, retrieval prefix "
-          f"{args.retrieval_prefix} + horizon {args.retrieval_horizon}", flush=True)
+    ecfg = eval_config(args, summary["checkpoint"], memory, seed)
     start = time.perf_counter()
-    result = evaluate(eval_config(args, summary["checkpoint"], memory, seed))
+    result = earlier_evaluation(ecfg) if reused else None
+    if result is not None:
+        print(f"{tag} reusing its evaluation in {ecfg.out}", flush=True)
+    else:
+        print(f"{tag} evaluating: rollout context {args.context} + horizon {args.horizon}, retrieval prefix "
+              f"{args.retrieval_prefix} + horizon {args.retrieval_horizon}", flush=True)
+        result = evaluate(ecfg)
     run = {"memory": memory, "seed": seed, "reused": reused, "train": summary, "batch_size": cfg.batch_size,
            "tbptt": cfg.tbptt, "eval_seconds": time.perf_counter() - start, "episodes": result["episodes"],
            "provenance": result["provenance"], "window": result["model"]["window"],

@@ -166,3 +166,22 @@ def test_init_gives_every_memory_type_the_same_window_only_start(tmp_path: Path)
     torch.testing.assert_close(dreams["full", 1][0].float(), dreams["none", 1][0].float(), atol=1, rtol=0)
     assert not torch.equal(dreams["full"], dreams["none"])
     assert not torch.equal(dream(trained), dreams["none"])  # the trained model read its memory
+
+
+def test_reuse_keeps_finished_runs_and_their_evaluations(episodes: Path, tmp_path: Path, capsys) -> None:
+    """--reuse takes a finished run with equal settings and the evaluation it left, if made with equal
+    settings; other evaluation settings evaluate it again."""
+    out = tmp_path / "exp"
+    argv = ["--quick", "--data", str(episodes), "--out", str(out), "--memories", "none", "--seeds", "0",
+            "--device", "cpu", "--threads", "1", "--no-cost", "--reuse"]
+    assert memory_experiment.main(argv) == 0
+    first = json.loads((out / "results.json").read_text())["runs"][0]
+    capsys.readouterr()
+    assert memory_experiment.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "[none seed 0] reusing" in printed and "reusing its evaluation" in printed
+    again = json.loads((out / "results.json").read_text())["runs"][0]
+    assert again["reused"] and again["rollout"] == first["rollout"] and again["retrieval"] == first["retrieval"]
+    assert memory_experiment.main(argv + ["--sampling-steps", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "reusing its evaluation" not in printed and "[none seed 0] evaluating" in printed

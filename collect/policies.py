@@ -11,6 +11,9 @@ generator so an episode is reproducible) and ``__call__(obs, info) -> int`` (an 
   the maze with action noise (like the Memory Maze offline dataset), so places get revisited.
 - :class:`RetracePolicy`: Memory Maze only. Explores, then walks the explored cells again in the same
   order (same places, same heading): held-out sets for memory evaluation.
+- :class:`AgentPolicy`: a trained Stable-Baselines3 agent (``agents.train_ppo``'s ``.zip``) acting on the
+  frames: data of the agent's own behaviour, so a world model (or its reward head) retrained on it learns
+  what the real env does where the agent goes, e.g. where it exploited the dream.
 
 Memory Maze geometry (checked by experiment against the real env, see tests/test_collect_policies.py):
 ``info["agent_pos"] = (x, y)`` in grid units, cell ``(x, y)`` spans ``[x, x+1) x [y, y+1)`` with
@@ -386,9 +389,35 @@ class RetracePolicy(ExplorePolicy):
         return super().__call__(obs, info)
 
 
+class AgentPolicy:
+    """The actions of a saved Stable-Baselines3 PPO agent, sampled from its policy (``deterministic``: the
+    greedy action) given the frame; ``reset(seed=...)`` seeds the sampling, so an episode is reproducible."""
+
+    def __init__(self, agent: str, num_actions: int, *, deterministic: bool = False, seed: int | None = None) -> None:
+        from stable_baselines3 import PPO
+
+        try:
+            self.model = PPO.load(agent, device="cpu")
+        except (OSError, ValueError, KeyError) as exc:  # missing file, not an SB3 zip
+            raise ValueError(f"--agent {agent}: cannot load a Stable-Baselines3 PPO agent ({exc})") from None
+        n = getattr(self.model.action_space, "n", None)
+        if n != num_actions:
+            raise ValueError(f"--agent {agent} acts in {self.model.action_space}, the env has {num_actions} actions")
+        self.deterministic = deterministic
+        self.reset(seed=seed)
+
+    def reset(self, info: dict[str, Any] | None = None, seed: int | None = None) -> None:
+        if seed is not None:
+            self.model.set_random_seed(seed)
+
+    def __call__(self, obs: Any, info: dict[str, Any] | None = None) -> int:
+        action, _ = self.model.predict(obs, deterministic=self.deterministic)
+        return int(action)
+
+
 def make_policy(kind: str, num_actions: int, *, seed: int | None = None, **kwargs: Any):
-    """``kind`` is ``random``, ``explore``, ``target``, ``retrace`` or ``walker``; ``kwargs`` go to the
-    policy's constructor."""
+    """``kind`` is ``random``, ``explore``, ``target``, ``retrace``, ``walker`` or ``agent``; ``kwargs`` go
+    to the policy's constructor."""
     if kind == "random":
         return RandomPolicy(num_actions, seed=seed, **kwargs)
     if kind == "explore":
@@ -399,4 +428,6 @@ def make_policy(kind: str, num_actions: int, *, seed: int | None = None, **kwarg
         return RetracePolicy(seed=seed, **kwargs)
     if kind == "walker":
         return WalkerPolicy(seed=seed, **kwargs)
-    raise ValueError(f"unknown policy {kind!r}; choose 'random', 'explore', 'target', 'retrace' or 'walker'")
+    if kind == "agent":
+        return AgentPolicy(num_actions=num_actions, seed=seed, **kwargs)
+    raise ValueError(f"unknown policy {kind!r}; choose 'random', 'explore', 'target', 'retrace', 'walker' or 'agent'")

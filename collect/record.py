@@ -72,8 +72,9 @@ class RecordConfig:
                                    "Memory Maze only); retrace: explore for --explore-steps, then walk the "
                                    "explored cells again in the same order and direction (held-out sets for "
                                    "memory evaluation; Memory Maze only); walker: the RAD authors' Minecraft walker "
-                                   "(minerl-navigate with --minerl-actions minecraft-walk)",
-                         choices=("random", "explore", "target", "retrace", "walker"))
+                                   "(minerl-navigate with --minerl-actions minecraft-walk); agent: a trained "
+                                   "PPO agent's actions (--agent; Memory Maze only)",
+                         choices=("random", "explore", "target", "retrace", "walker", "agent"))
     policy_kwargs: dict[str, Any] = field(default_factory=dict)  # from PolicyOptions on the command line
     workers: int = option(1, "parallel worker processes, shards <out>/w<k>/")
     seed: int = option(0, "base seed; episode seeds derive from (seed, worker, index)")
@@ -104,6 +105,9 @@ class PolicyOptions:
                                         "look-arounds then)")
     action_repeat: int = option(1, "random: hold each action this many steps")
     sticky: float = option(0.0, "random: probability of repeating the last action")
+    agent: str = option("", "agent: the saved Stable-Baselines3 PPO agent (.zip, e.g. from agents.train_ppo) "
+                            "whose sampled actions are recorded")
+    greedy: bool = option(False, "agent: record its greedy actions instead of sampled ones")
 
     def kwargs_for(self, policy: str) -> dict[str, Any]:
         if policy in ("explore", "target", "retrace"):
@@ -117,6 +121,8 @@ class PolicyOptions:
             return kwargs
         if policy == "walker":  # the RAD authors' settings (collect_mc's SimpleAgent)
             return {}
+        if policy == "agent":
+            return {"agent": self.agent, "deterministic": self.greedy}
         return {"repeat": self.action_repeat, "sticky": self.sticky}
 
 
@@ -281,7 +287,16 @@ def record(cfg: RecordConfig, *, env_factory: Callable[[], Any] | None = None) -
         raise RecordError(f"policy {cfg.policy!r} is not available for {cfg.env}"
                           + (f" with --minerl-actions {cfg.minerl_actions}" if cfg.env == "minerl-navigate" else "")
                           + f"; choose {', '.join(source.policies)}")
-    steps = cfg.steps if cfg.steps is not None else source.default_steps
+    if cfg.policy == "agent":
+        agent = cfg.policy_kwargs.get("agent", "")
+        if not agent or not Path(agent).is_file():
+            raise RecordError(f"--policy agent records a trained agent's actions: --agent {agent or '(not given)'} "
+                              "is not a file; pass the .zip that agents.train_ppo saved")
+        try:  # load it once here: a bad file is a one-line error before any worker starts
+            source.make_policy("agent", **cfg.policy_kwargs)
+        except ValueError as exc:
+            raise RecordError(str(exc)) from None
+        steps = cfg.steps if cfg.steps is not None else source.default_steps
     if steps < 1:
         raise RecordError(f"--steps must be >= 1, got {steps}")
     explore_steps = cfg.policy_kwargs.get("explore_steps", 0) if cfg.policy == "retrace" else 0

@@ -52,7 +52,7 @@ class MemoryMazeSource:
     """Memory Maze ``size x size`` episodes recorded with a discrete-action policy."""
 
     action_set = MEMORY_MAZE
-    policies = ("random", "explore", "target", "retrace")
+    policies = ("random", "explore", "target", "retrace", "agent")
 
     def __init__(self, size: int = 9, frame_size: int | None = None) -> None:
         from rad_env.envs.memory_maze import MAZE_SIZES

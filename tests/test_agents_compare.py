@@ -51,8 +51,9 @@ def test_compare_runs_three_agents_on_the_same_budget(dream_files, tmp_path) -> 
                            "--eval-max-steps", "6", "--dream-horizon", "5", "--no-compile", "--out", str(out)])
     rows = {r["agent"]: r for r in summary["rows"]}
     assert set(rows) == {"ppo-dream", "ppo-real", "random"}
-    for name in ("ppo-dream", "ppo-real"):  # stopped by the 3 s budget, not by the 1e9 timesteps
-        assert 2.5 < rows[name]["train seconds"] < 30 and 0 < rows[name]["train env steps"] < 10_000
+    for name in ("ppo-dream", "ppo-real"):  # stopped by the 3 s budget (checked between rollouts, so later on a
+        # busy machine), not by the 1e9 timesteps
+        assert 2.5 < rows[name]["train seconds"] < 90 and 0 < rows[name]["train env steps"] < 10_000
         assert (out / name / f"ppo_{name.split('-')[1]}.zip").exists()
     assert rows["ppo-dream"]["trained in"] == "dream" and rows["ppo-real"]["trained in"] == "real"
     assert rows["ppo-dream"]["real steps used"] is None  # the test checkpoint records no data size

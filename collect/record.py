@@ -296,7 +296,7 @@ def record(cfg: RecordConfig, *, env_factory: Callable[[], Any] | None = None) -
             source.make_policy("agent", **cfg.policy_kwargs)
         except ValueError as exc:
             raise RecordError(str(exc)) from None
-        steps = cfg.steps if cfg.steps is not None else source.default_steps
+    steps = cfg.steps if cfg.steps is not None else source.default_steps
     if steps < 1:
         raise RecordError(f"--steps must be >= 1, got {steps}")
     explore_steps = cfg.policy_kwargs.get("explore_steps", 0) if cfg.policy == "retrace" else 0

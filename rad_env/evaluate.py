@@ -15,7 +15,8 @@ Sections (each can be switched off):
              pure noise (Euler/Heun, 1-10 steps): is the network or the sampler at fault?
   probes     (Memory Maze with recorded seeds) from real states, 8 steps of left / right / forward in the
              real env (replayed) and in the dream: is each dream closest to its own real continuation?
-             Loop closure: N left then N right, last frame vs first.
+             Loop closure: N left then N right, last frame vs first. Standing still: 2N noop steps (the
+             real view stays put), last dreamed frame vs the real one.
   rewards    every real reward event of the evaluation episodes replayed into the model (real frames until
              6 frames before it, then the true actions): paid within 2 frames? False rewards in quiet
              stretches? (:mod:`rad_env.evaluation.rewards`)
@@ -41,7 +42,7 @@ from .cli import UserError, add_dataclass_arguments, dataclass_from_args, option
 from .data import EpisodeStore
 from .evaluation import load_clips
 from .evaluation.denoiser import denoiser_diagnostics
-from .evaluation.probes import (PROBE_ACTIONS, TURN_LEFT, TURN_RIGHT, MemoryMazeReplay, ReplayError,
+from .evaluation.probes import (NOOP, PROBE_ACTIONS, TURN_LEFT, TURN_RIGHT, MemoryMazeReplay, ReplayError,
                                 action_probe_scores, dream_continuations, loop_closure_scores, probe_states,
                                 real_continuations, unrelated_first_frames_psnr)
 from .evaluation.report import markdown_table, rollout_grid, sequence_grid, text_table
@@ -78,7 +79,7 @@ class EvalConfig:
                                       "revisit must reach back (0: all a memory-less state sees, depth x "
                                       "(window - 1) + 1)")
     denoiser: bool = option(True, "one-shot denoising vs sampling diagnostics")
-    probes: bool = option(True, "action probe and loop closure against the real env (Memory Maze)")
+    probes: bool = option(True, "action probe, loop closure and standing still against the real env (Memory Maze)")
     rewards: bool = option(True, "reward replay: real reward events of all evaluation episodes replayed into the "
                                  "model (paid within 2 frames?) and quiet stretches (false rewards?)")
     probe_states: int = option(2, "probe states per clip")
@@ -310,6 +311,7 @@ def _probes(model, clips, cfg: EvalConfig, steps, out: Path | None, pictures: li
     names = list(PROBE_ACTIONS)
     probe_seqs = [[PROBE_ACTIONS[n]] * cfg.probe_steps for n in names]
     loop_seq = [[TURN_LEFT] * cfg.loop_turns + [TURN_RIGHT] * cfg.loop_turns]
+    hold_seq = [[NOOP] * (2 * cfg.loop_turns)]
     try:
         replay = MemoryMazeReplay()
     except Exception as exc:  # the real env is an optional capability of this evaluation
@@ -317,14 +319,18 @@ def _probes(model, clips, cfg: EvalConfig, steps, out: Path | None, pictures: li
     try:
         real = real_continuations(replay, clips, states, probe_seqs)
         loop_real = real_continuations(replay, clips, states, loop_seq)[:, 0]
+        hold_real = real_continuations(replay, clips, states, hold_seq)[:, 0]
     except ReplayError as exc:
         return {"probes_skipped": str(exc)}
     finally:
         replay.close()
     dream = dream_continuations(model, clips, states, probe_seqs, cfg.context, steps, cfg.seed)
     loop_dream = dream_continuations(model, clips, states, loop_seq, cfg.context, steps, cfg.seed)
+    hold_dream = dream_continuations(model, clips, states, hold_seq, cfg.context, steps, cfg.seed)
+    unrelated = unrelated_first_frames_psnr(clips)
     result = {"action_probe": action_probe_scores(dream, real, names),
-              "loop_closure": loop_closure_scores(loop_dream[:, 0], loop_real, unrelated_first_frames_psnr(clips))}
+              "loop_closure": loop_closure_scores(loop_dream[:, 0], loop_real, unrelated),
+              "standing_still": loop_closure_scores(hold_dream[:, 0], hold_real, unrelated)}
     if out:
         pairs = [(n, real[0, i], dream[0, i]) for i, n in enumerate(names)]
         if len(states) > 1:
@@ -398,6 +404,9 @@ def format_report(result: dict[str, Any], markdown: bool = True) -> str:
                   "confusion (dream -> closest real): " + ", ".join(f"{k} {v}" for k, v in p["confusion"].items()), ""]
         lc = result["loop_closure"]
         lines += ["## Loop closure" if markdown else "loop closure", "", table([lc]), ""]
+        if "standing_still" in result:
+            lines += ["## Standing still (noop steps, as many as the loop's)" if markdown else "standing still", "",
+                      table([result["standing_still"]]), ""]
     elif "probes_skipped" in result:
         lines += [f"probes skipped: {result['probes_skipped']}", ""]
     if "reward_replay" in result:

@@ -223,3 +223,26 @@ def test_agent_policy_records_a_trained_agents_actions(tmp_path, capsys):
     assert main(argv[:-5] + ["--agent", str(four), "--out", str(tmp_path / "d")]) == 2
     err = capsys.readouterr().err
     assert "Discrete(4)" in err and "Traceback" not in err and not (tmp_path / "d").exists()
+
+
+def test_evaluate_probes_replay_recorded_episodes_in_the_real_maze(collect_mm_dataset, tmp_path):
+    """The evaluation's real-env probes (action probe, loop closure, standing still) replay the recorded
+    seeds and actions: each real continuation starts at exactly the recorded frame (a mismatch would skip
+    the probes), and standing still keeps the real view where it was."""
+    from rad_env.evaluate import EvalConfig, evaluate
+    from rad_env.train import cli as train_cli
+
+    out = tmp_path / "model"
+    train_cli(["--data", str(collect_mm_dataset), "--out", str(out), "--steps", "1", "--batch-size", "2",
+               "--held-out", "0.5", "--no-tensorboard", "--model", "dim=32", "depth=1", "heads=2", "memory_slots=2",
+               "memory_dim=16", "window=2", "seq_len=6"])
+    result = evaluate(EvalConfig(checkpoint=str(out / "model.pt"), data=str(collect_mm_dataset), episodes=2,
+                                 context=2, horizon=4, probe_states=1, probe_steps=2, loop_turns=2, retrieval=False,
+                                 denoiser=False, rewards=False))
+    assert "probes_skipped" not in result, result.get("probes_skipped")
+    states = result["loop_closure"]["cases"]
+    assert states >= 1 and result["action_probe"]["cases"] == 3 * states
+    still = result["standing_still"]
+    # 4 noop steps: the real view stays (about where momentum left it; unrelated mazes score ~15 dB)
+    assert still["cases"] == states and still["real psnr(last, first)"] > 20
+    assert 0 < still["dream psnr(last, real last)"] <= 100

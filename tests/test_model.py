@@ -14,7 +14,8 @@ from rad_env.model.world_model import frames_to_float
 
 MEMORIES = ["lstm", "linear", "none", "full"]
 STEMS = {"patch": {}, "conv": {"stem": "conv", "stem_channels": [8, 8]}, "patch+pixel": {"pixel_channels": 8},
-         "patch+motion": {"motion_prior": True, "motion_grid": 4}}
+         "patch+motion": {"motion_prior": True, "motion_grid": 4},
+         "patch+motion+flow": {"motion_prior": True, "motion_grid": 8, "flow_correction": True}}
 
 
 
@@ -498,6 +499,41 @@ def test_motion_prior_denoiser_predicts_relative_to_the_warped_previous_frame():
         assert (left - right).abs().max() > 1e-3
         fresh = model.denoise(x, sigma, torch.tensor([1]), model.init_state(1))
     assert fresh.abs().max() < 2e-3
+
+
+def test_flow_correction_moves_the_warp_and_learns():
+    """With ``flow_correction`` the network's two extra output channels shift the motion prior's warp:
+    a read-out of +1 pixel in x everywhere warps the previous frame as the action's flow plus one pixel.
+    At initialisation the correction is zero (an added head changes nothing), and the diffusion loss
+    trains it through the warp."""
+    model = micro_model("lstm", motion_prior=True, motion_grid=8, flow_correction=True, perturb=0.0)
+    cfg = model.config
+    assert cfg.output_channels == 5
+    zero_(model.dit.stem.out)
+    frame = random_frames(cfg, 1, 3)
+    state = model.observe(frame, torch.tensor([cfg.null_action]), model.init_state(1))
+    clean, action = frames_to_float(frame), torch.tensor([2])
+    sigma = torch.tensor([1e4])
+    x = sigma * torch.randn(1, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    pixel = 2.0 / (cfg.image_size - 1)
+    with torch.no_grad():
+        torch.testing.assert_close(model.denoise(x, sigma, action, state), model.dit.motion(clean, action),
+                                   atol=2e-3, rtol=0)
+        model.dit.flow.out.bias.view(-1, 2, 2, 2)[:, 0] = 1.0  # per token: (x, y) x 2 x 2 cells; x = +1 px
+        shifted = model.dit.motion(clean, action, torch.full((1, 2, 16, 16), pixel) * torch.tensor([1.0, 0.0]).view(1, 2, 1, 1))
+        torch.testing.assert_close(model.denoise(x, sigma, action, state), shifted, atol=2e-3, rtol=0)
+        assert (shifted - model.dit.motion(clean, action)).abs().max() > 0.05
+    model.train()
+    loss = model.loss(make_batch(cfg, b=2, l=6)).loss
+    loss.backward()
+    assert model.dit.flow.out.weight.grad.abs().sum() > 0
+
+
+def test_flow_correction_needs_the_motion_prior():
+    with pytest.raises(ValueError, match="needs motion_prior=true"):
+        micro_config(flow_correction=True)
+    with pytest.raises(ValueError, match="multiple of the token grid"):
+        micro_config(motion_prior=True, motion_grid=6, flow_correction=True)
 
 
 def test_guidance_weighs_the_action():

@@ -79,17 +79,21 @@ def test_train_writes_checkpoints_logs_curves_and_resumes(episodes: Path, tmp_pa
     assert model.config.image_size == 16 and model.config.num_actions == 6
 
 
-def test_fine_tune_adds_a_pixel_head_to_a_trained_model(episodes: Path, tmp_path: Path, capsys) -> None:
-    """--init with --model pixel_channels=N keeps every trained weight and starts the new head fresh (its
-    output conv at zero, so the denoiser is the base model's); removing a part the checkpoint has is refused."""
+@pytest.mark.parametrize("part, added, removed", [("dit.stem.pixel.", "pixel_channels=4", "pixel_channels=0"),
+                                                   ("dit.flow.", "flow_correction=true", "flow_correction=false")])
+def test_fine_tune_adds_a_part_to_a_trained_model(episodes: Path, tmp_path: Path, capsys, part: str, added: str,
+                                                  removed: str) -> None:
+    """--init with --model pixel_channels=N (a pixel head) or flow_correction=true keeps every trained weight
+    and starts the new part fresh (its read-out at zero, so the denoiser is the base model's); removing a
+    part the checkpoint has is refused."""
     base = run_train(episodes, tmp_path / "base", "--steps", "2")
     common = ["--data", str(episodes), "--steps", "1", "--batch-size", "4", "--held-out", "0.34", "--no-tensorboard"]
     tuned = train_cli(common + ["--out", str(tmp_path / "tuned"), "--init", base["checkpoint"], "--lr", "1e-12",
-                                "--warmup", "1", "--model", "pixel_channels=4"])
-    assert "new tensors start fresh (dit.stem.pixel." in capsys.readouterr().out
+                                "--warmup", "1", "--model", added])
+    assert f"new tensors start fresh ({part}" in capsys.readouterr().out
     first, _ = load_world_model(base["checkpoint"])
     second, _ = load_world_model(tuned["checkpoint"])
-    assert second.config.pixel_channels == 4 and second.dit.stem.pixel is not None
+    assert any(name.startswith(part) for name in second.state_dict())
     for name, weight in first.state_dict().items():
         torch.testing.assert_close(second.state_dict()[name], weight, atol=1e-6, rtol=0, msg=name)
     state = first.init_state(2)
@@ -97,8 +101,7 @@ def test_fine_tune_adds_a_pixel_head_to_a_trained_model(episodes: Path, tmp_path
     with torch.no_grad():
         torch.testing.assert_close(second.denoise(x, sigma, actions, state), first.denoise(x, sigma, actions, state),
                                    atol=1e-5, rtol=0)
-    code = train_main(common + ["--out", str(tmp_path / "bad"), "--init", tuned["checkpoint"],
-                                "--model", "pixel_channels=0"])
+    code = train_main(common + ["--out", str(tmp_path / "bad"), "--init", tuned["checkpoint"], "--model", removed])
     assert code == 2 and "has weights the new model lacks" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
 
@@ -335,6 +338,25 @@ def test_reward_rate_table_counts_paid_rewards_as_the_env_pays() -> None:
     assert (rows["h=1-2"]["dream rewards"], rows["h=1-2"]["real rewards"]) == (1, 1)
     assert (rows["h=3-4"]["dream rewards"], rows["h=3-4"]["real rewards"]) == (2, 1)
     assert rows["all"]["dream per 1000"] == 1000 * 3 / 8 and rows["all"]["real per 1000"] == 1000 * 2 / 8
+
+
+def test_stability_table_tells_haze_from_detail() -> None:
+    from rad_env.evaluation.rollout import frame_contrast, frame_detail, horizon_masks, stability_table
+
+    rng = np.random.default_rng(0)
+    real = rng.integers(0, 256, (3, 4, 16, 16, 3)).astype(np.uint8)  # 3 clips, 4 frames of noise
+    haze = np.full_like(real, 120)  # every clip one flat grey: no detail, identical across clips
+    stripes = np.zeros((1, 1, 4, 4, 3), np.uint8)
+    stripes[..., ::2, :] = 100  # alternate columns 0 / 100: horizontal neighbours differ by 100
+    assert frame_detail(stripes)[0, 0] == pytest.approx(50.0)  # (100 + 0) / 2
+    halves = np.zeros((1, 16, 16, 3), np.uint8)
+    halves[:, :8] = 200  # top half bright, bottom dark: block means 200 and 0
+    assert frame_contrast(halves)[0] == pytest.approx(100.0) and frame_contrast(stripes[0], block=2)[0] == 0
+    rows = {r["frames"]: r for r in stability_table(haze, real, real[:, 0], horizon_masks(3, 4, starts=(1, 2)))}
+    assert rows["all"]["dream detail"] == 0 and rows["all"]["real detail"] > 50
+    assert rows["all"]["dream contrast"] == 0 < rows["all"]["real contrast"]
+    assert rows["all"]["dream cross-clip PSNR"] == 100 and rows["all"]["real cross-clip PSNR"] < 15
+    assert rows["h=2-4"]["dream change"] == 0 and rows["h=1"]["dream change"] > 0
 
 
 def test_action_probe_and_loop_closure_scores() -> None:

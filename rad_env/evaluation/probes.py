@@ -8,6 +8,8 @@ recorded state the real env can be driven by other actions and compared with the
   closest to its own real continuation, and the dream's left-vs-right difference should be as large
   as the real one.
 * **loop closure**: ``n`` left then ``n`` right; the last frame should be the first one again.
+* **standing still**: ``2 n`` noop steps; the real view barely moves (the agent's momentum dies within a
+  step), so the dream should hold the scene rather than dissolve it.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import torch
 from .clips import Clips
 from .rollout import observe_frames, psnr
 
-TURN_LEFT, TURN_RIGHT, FORWARD = 2, 3, 1
+NOOP, FORWARD, TURN_LEFT, TURN_RIGHT = 0, 1, 2, 3
 PROBE_ACTIONS = {"left": TURN_LEFT, "right": TURN_RIGHT, "forward": FORWARD}
 
 
@@ -135,7 +137,8 @@ def action_probe_scores(dream: np.ndarray, real: np.ndarray, names: list[str]) -
 
 
 def loop_closure_scores(dream: np.ndarray, real: np.ndarray, unrelated: float) -> dict:
-    """dream (S, 2n, ...), real (S, 2n + 1, ...) (real[:, 0] the start): PSNR(last, first) of each."""
+    """dream (S, 2n, ...), real (S, 2n + 1, ...) (real[:, 0] the start): PSNR(last, first) of each (also
+    the standing-still probe's scores)."""
     first = real[:, 0]
     return {"cases": int(len(dream)), "dream psnr(last, first)": float(psnr(dream[:, -1], first).mean()),
             "real psnr(last, first)": float(psnr(real[:, -1], first).mean()),

@@ -152,11 +152,27 @@ def reward_rate_table(dreamed: np.ndarray, real: np.ndarray, masks: dict[str, np
         if not mask.any():
             continue
         n = int(mask.sum())
-        rows.append({"frames": name, "n": n, "dream rewards": int(np.abs(paid[mask]).sum()),
-                     "real rewards": int(np.abs(np.sign(real[mask])).sum()),
-                     "dream per 1000": 1000.0 * float(np.abs(paid[mask]).sum()) / n,
-                     "real per 1000": 1000.0 * float(np.abs(np.sign(real[mask])).sum()) / n})
+        dream_count, real_count = int(np.abs(paid[mask]).sum()), int(np.abs(np.sign(real[mask])).sum())
+        rows.append({"frames": name, "n": n, "dream rewards": dream_count, "real rewards": real_count,
+                     "dream per 1000": 1000.0 * dream_count / n, "real per 1000": 1000.0 * real_count / n})
     return rows
+
+
+def frame_detail(frames: np.ndarray) -> np.ndarray:
+    """Per-frame mean absolute difference between horizontally and vertically neighbouring pixels
+    (grey levels) of uint8 frames (..., H, W, 3): the fine structure a frame holds."""
+    x = frames.astype(np.int16)
+    dx = np.abs(np.diff(x, axis=-2)).mean(axis=(-3, -2, -1))
+    dy = np.abs(np.diff(x, axis=-3)).mean(axis=(-3, -2, -1))
+    return (dx + dy) / 2
+
+
+def frame_contrast(frames: np.ndarray, block: int = 8) -> np.ndarray:
+    """Per-frame standard deviation (grey levels) of the ``block`` x ``block`` pixel means of uint8 frames
+    (..., H, W, 3), per channel, averaged over channels: how much large structure a frame holds."""
+    *lead, h, w, c = frames.shape
+    means = frames.reshape(*lead, h // block, block, w // block, block, c).mean(axis=(-4, -2), dtype=np.float64)
+    return means.std(axis=(-3, -2)).mean(axis=-1)
 
 
 def stability_table(dream: np.ndarray, real: np.ndarray, last_context: np.ndarray, masks: dict[str, np.ndarray]
@@ -166,7 +182,11 @@ def stability_table(dream: np.ndarray, real: np.ndarray, last_context: np.ndarra
     ``change``: mean absolute difference between consecutive frames (grey levels of 255; at h=1 from the
     last real context frame);
     ``cross-clip PSNR``: mean PSNR between different clips at the same horizon (a dream collapsed to one
-    texture scores far higher than the real frames do)."""
+    texture scores far higher than the real frames do);
+    ``detail``: mean absolute difference between neighbouring pixels within a frame (grey levels; a
+    blurred dream has less than the real frames, a grainy or blocky one more);
+    ``contrast``: standard deviation of the frame's 8x8-pixel block means (grey levels): the large
+    structure (walls against sky and floor) that a dream fading into haze loses."""
     def change(v: np.ndarray) -> np.ndarray:
         seq = np.concatenate([last_context[:, None], v], axis=1).astype(np.int16)
         return np.abs(np.diff(seq, axis=1)).mean(axis=(-3, -2, -1))
@@ -179,7 +199,9 @@ def stability_table(dream: np.ndarray, real: np.ndarray, last_context: np.ndarra
         return np.broadcast_to(np.mean(pairs, axis=0), v.shape[:2])
 
     values = {"dream change": change(dream), "real change": change(real),
-              "dream cross-clip PSNR": cross(dream), "real cross-clip PSNR": cross(real)}
+              "dream cross-clip PSNR": cross(dream), "real cross-clip PSNR": cross(real),
+              "dream detail": frame_detail(dream), "real detail": frame_detail(real),
+              "dream contrast": frame_contrast(dream), "real contrast": frame_contrast(real)}
     rows = []
     for name, mask in masks.items():
         if mask.any():

@@ -37,6 +37,13 @@ class RADConfig:
     # reads that warped frame. A fixed per-action warp alone beats copying the last frame by 4 dB at h=1.
     motion_prior: bool = False
     motion_grid: int = 16
+    # With the motion prior: the network also predicts, per frame, a correction to the action's flow field
+    # (motion_grid x motion_grid offsets, in pixels; zero at initialisation). A fixed flow per action
+    # cannot know the agent's momentum or the depth of what it sees (measured: under noop, the real view
+    # stays at 29 dB from the last frame while the stage-6 dream drifts to 19.6 dB by h=8); a predicted
+    # flow moves the previous frame's pixels instead of regressing them, so uncertainty blurs the motion,
+    # not the texture.
+    flow_correction: bool = False
     # --- transformer ------------------------------------------------------------------
     dim: int = 128
     depth: int = 4
@@ -131,6 +138,13 @@ class RADConfig:
             fail(f"pixel_channels must be an int >= 0, got {self.pixel_channels!r}")
         if not isinstance(self.motion_prior, bool):
             fail(f"motion_prior must be true or false, got {self.motion_prior!r}")
+        if not isinstance(self.flow_correction, bool):
+            fail(f"flow_correction must be true or false, got {self.flow_correction!r}")
+        if self.flow_correction and not self.motion_prior:
+            fail("flow_correction corrects the motion prior's flow: it needs motion_prior=true")
+        if self.flow_correction and self.motion_grid % self.grid_size:
+            fail(f"flow_correction predicts motion_grid / grid_size offsets per token side: motion_grid "
+                 f"{self.motion_grid} must be a multiple of the token grid {self.grid_size}")
         if self.pixel_channels and self.stem != "patch":
             fail(f"pixel_channels refines the patch stem's read-out; stem={self.stem!r} has its own conv levels")
         if self.stem == "conv" and (2 ** (len(self.stem_channels)) != self.patch_size):
@@ -204,6 +218,12 @@ class RADConfig:
     @property
     def tokens_per_frame(self) -> int:
         return self.grid_size**2
+
+    @property
+    def output_channels(self) -> int:
+        """Channels of the network output F: the frame's, plus the flow correction's (x, y) with
+        ``flow_correction``."""
+        return self.channels + (2 if self.flow_correction else 0)
 
     @property
     def stem_in_channels(self) -> int:

@@ -32,7 +32,7 @@ from torch import nn
 from .config import RADConfig
 from .layers import Mlp, NoiseEmbedding, QKNorm, RoPE, apply_rope, attend, modulate, zero_
 from .memory import make_memory
-from .motion import MotionPrior
+from .motion import FlowCorrection, MotionPrior
 from .state import RADState
 from .stem import make_stem
 
@@ -291,6 +291,7 @@ class RADDiT(nn.Module):
         d = cfg.dim
         self.stem = make_stem(cfg)
         self.motion = MotionPrior(cfg) if cfg.motion_prior else None
+        self.flow = FlowCorrection(cfg) if cfg.flow_correction else None
         self.pos_embed = nn.Parameter(torch.randn(cfg.tokens_per_frame, d) * 0.02)
         self.noise_embed = NoiseEmbedding(d, cfg.noise_features)
         self.action_embed = nn.Embedding(cfg.num_actions + 1, d)  # + NULL_ACTION
@@ -302,7 +303,7 @@ class RADDiT(nn.Module):
 
     def _init_weights(self) -> None:
         for name, mod in self.named_modules():
-            if isinstance(mod, nn.Linear) and not name.startswith("stem."):  # stems initialise themselves
+            if isinstance(mod, nn.Linear) and not name.startswith(("stem.", "flow.")):  # these initialise themselves
                 nn.init.xavier_uniform_(mod.weight)
                 if mod.bias is not None:
                     nn.init.zeros_(mod.bias)
@@ -331,6 +332,12 @@ class RADDiT(nn.Module):
         inp = torch.cat([x, prev.to(x.dtype)], dim=1) if self.cfg.prev_frame_input else x
         tok, skips = self.stem.encode(inp, cond)
         return tok + self.pos_embed, skips
+
+    def _decode(self, tok: torch.Tensor, skips, cond: torch.Tensor) -> torch.Tensor:
+        """Final tokens (B', N, D) -> the network output F (B', cfg.output_channels, H, W): the stem's
+        read-out, then the flow correction's two channels with ``flow_correction``."""
+        out = self.stem.decode(tok, skips, cond)
+        return out if self.flow is None else torch.cat([out, self.flow(tok, cond).to(out.dtype)], dim=1)
 
     def _features(self, tok: torch.Tensor, h_last: torch.Tensor | None) -> torch.Tensor:
         """Per-frame head features: [mean-pooled final tokens, flattened last memory h]."""
@@ -391,7 +398,7 @@ class RADDiT(nn.Module):
         """Frames being denoised: x (B, L, C, H, W) network inputs at their own noise levels c_noise
         (B, L). Frame t sees the context stream's previous ``window - 1`` frames (all previous frames
         for ``memory="full"``) and the memory they left, exactly as :meth:`denoise_step` sees a state.
-        Returns F (B, L, C, H, W)."""
+        Returns F (B, L, cfg.output_channels, H, W)."""
         b, l = x.shape[:2]
         cfg = self.cfg
         wc = cfg.cache_frames if cfg.cache_frames is not None else l - 1
@@ -410,7 +417,7 @@ class RADDiT(nn.Module):
             h_read = context.memory_read[i]
             tok, _, _, _ = blk.forward_frame(tok, cond, act_e, noise_e, self.rope, k_ctx, v_ctx, valid_all,
                                              None if h_read is None else flat(h_read))
-        return self.stem.decode(tok[:, 0], skips, cond[:, 0]).view_as(x)
+        return self._decode(tok[:, 0], skips, cond[:, 0]).view(b, l, -1, *x.shape[-2:])
 
     def state_after(self, context: ContextPass, last_frame: torch.Tensor) -> RADState:
         """The inference state after committing the sequence's frames (equals stepping through them,
@@ -475,7 +482,7 @@ class RADDiT(nn.Module):
                 new_k.append(torch.cat([state.keys[i][:, keep:], k.to(state.keys[i].dtype)], dim=1))
                 new_v.append(torch.cat([state.values[i][:, keep:], v.to(state.values[i].dtype)], dim=1))
         if not commit:
-            return self.stem.decode(tok[:, 0], skips, cond[:, 0])
+            return self._decode(tok[:, 0], skips, cond[:, 0])
         h_last = self.blocks[-1].memory.hidden(new_mem[-1]) if self.cfg.has_memory else None
         new_state = RADState(memory=new_mem, keys=new_k, values=new_v,
                              valid=valid_all if self.cfg.memory == "full" else valid_all[:, 1:],

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import RADConfig
+from .layers import modulate, zero_
 
 
 class MotionPrior(nn.Module):
@@ -37,11 +38,15 @@ class MotionPrior(nn.Module):
         ys, xs = torch.meshgrid(axis, axis, indexing="ij")
         self.register_buffer("identity", torch.stack([xs, ys], dim=-1), persistent=False)  # (H, W, 2)
 
-    def forward(self, frames: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """Warp frames (B, C, H, W) by the flow of the action (B,) that follows each -> (B, C, H, W).
+    def forward(self, frames: torch.Tensor, actions: torch.Tensor, correction: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        """Warp frames (B, C, H, W) by the flow of the action (B,) that follows each -> (B, C, H, W),
+        plus ``correction`` (B, 2, H, W), a per-frame flow in the same units (:class:`FlowCorrection`).
 
         Pixels the flow brings in from outside the frame repeat its border."""
         flow = F.interpolate(self.flow[actions.long()], size=self.image_size, mode="bilinear", align_corners=True)
+        if correction is not None:
+            flow = flow + correction.to(flow.dtype)
         grid = self.identity + flow.permute(0, 2, 3, 1)
         return F.grid_sample(frames, grid.to(frames.dtype), mode="bilinear", padding_mode="border",
                              align_corners=True)
@@ -76,3 +81,28 @@ class MotionPrior(nn.Module):
         self.flow.grad = None
         self.fitted.fill_(True)
         return {"warp_mse": warp_err, "copy_mse": copy_err}
+
+
+class FlowCorrection(nn.Module):
+    """The network's per-frame correction to the action's flow (``RADConfig.flow_correction``): each final
+    token reads out the (x, y) offsets, in pixels, of its ``motion_grid / grid`` squared cells of the flow
+    grid, modulated by the frame's conditioning like the stem's read-out; the field is upsampled like the
+    prior's. The read-out starts at zero, so a trained model gains it without changing what it computes."""
+
+    def __init__(self, cfg: RADConfig):
+        super().__init__()
+        self.grid, self.image_size = cfg.grid_size, cfg.image_size
+        self.cells = cfg.motion_grid // cfg.grid_size
+        d = cfg.dim
+        self.norm = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
+        self.ada = zero_(nn.Linear(d, 2 * d))
+        self.out = zero_(nn.Linear(d, 2 * self.cells**2))
+
+    def forward(self, tok: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """Final tokens (B, N, D), conditioning (B, D) -> flow (B, 2, H, W) in normalised image units."""
+        b, g, k = tok.shape[0], self.grid, self.cells
+        shift, scale = self.ada(F.silu(cond)).unsqueeze(1).chunk(2, dim=-1)
+        cells = self.out(modulate(self.norm(tok), shift, scale)).float()  # (B, N, 2 k k) pixels
+        field = cells.reshape(b, g, g, 2, k, k).permute(0, 3, 1, 4, 2, 5).reshape(b, 2, g * k, g * k)
+        field = F.interpolate(field, size=self.image_size, mode="bilinear", align_corners=True)
+        return field * (2.0 / (self.image_size - 1))

@@ -147,11 +147,11 @@ class WorldModel(nn.Module):
         with torch.set_grad_enabled(torch.is_grad_enabled() and not heads_only):
             context = self.dit.forward_context(c_in * (committed + ctx_sigma[..., None, None, None] * ctx_noise),
                                                c_noise, actions, is_first, state)
-        if heads_only:
-            diffusion_loss = per_frame = sigma = None
-        else:
-            diffusion_loss, per_frame, sigma = self._diffusion_loss(y, committed, actions, is_first, context, state,
-                                                                    generator)
+        diffusion_metrics = dict.fromkeys(("diffusion_loss", "diffusion_loss_high_sigma", "diffusion_loss_low_sigma"),
+                                          float("nan"))
+        if not heads_only:
+            diffusion_loss, diffusion_metrics = self._diffusion_loss(y, committed, actions, is_first, context, state,
+                                                                     generator)
 
         r_logits, t_logit = self.head_logits(context.features)
         r_class = (torch.sign(rewards) + 1).long()
@@ -159,32 +159,26 @@ class WorldModel(nn.Module):
         r_loss = F.cross_entropy(r_logits.reshape(-1, 3), r_class.reshape(-1), weight=class_weight)
         t_loss = F.binary_cross_entropy_with_logits(t_logit, terminals)
         loss = cfg.reward_loss_weight * r_loss + cfg.termination_loss_weight * t_loss
-        if diffusion_loss is not None:
+        if not heads_only:
             loss = loss + cfg.diffusion_loss_weight * diffusion_loss
 
         with torch.no_grad():
-            nan = float("nan")
-            high = sigma >= 1.0 if sigma is not None else None
             metrics = {
                 "loss": float(loss.detach()),
-                "diffusion_loss": float(diffusion_loss.detach()) if diffusion_loss is not None else nan,
-                "diffusion_loss_high_sigma": float(per_frame[high].mean()) if high is not None and high.any() else nan,
-                "diffusion_loss_low_sigma": (float(per_frame[~high].mean()) if high is not None and (~high).any()
-                                             else nan),
+                **diffusion_metrics,
                 "reward_loss": float(r_loss.detach()),
                 "termination_loss": float(t_loss.detach()),
                 "reward_acc": float((r_logits.argmax(-1) == r_class).float().mean()),
                 "termination_acc": float(((t_logit > 0) == (terminals > 0.5)).float().mean()),
             }
-        with torch.no_grad():
             final = self.dit.state_after(context, committed[:, -1]).detach()
         return LossOutput(loss, metrics, final)
 
     def _diffusion_loss(self, y: torch.Tensor, committed: torch.Tensor, actions: torch.Tensor,
                         is_first: torch.Tensor, context, state: RADState | None,
-                        generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                        generator: torch.Generator | None) -> tuple[torch.Tensor, dict[str, float]]:
         """The target stream of :meth:`loss`: every frame denoised from its own training noise level against
-        the context pass; returns (EDM loss, per-frame loss (B, L), the noise levels (B, L))."""
+        the context pass; returns the EDM loss and its metrics (overall, on frames at sigma >= 1 and below)."""
         cfg, dev = self.config, self.device
         b, l = y.shape[:2]
         sigma = self.edm.sample_training_sigma((b, l), dev, generator)
@@ -195,12 +189,17 @@ class WorldModel(nn.Module):
         if cfg.action_dropout:  # the unconditional denoiser of classifier-free guidance
             drop = torch.rand((b, l), generator=generator, device=dev) < cfg.action_dropout
             target_actions = torch.where(drop, torch.full_like(actions, cfg.null_action), actions)
-        out = self.dit.forward_targets(c_in * x, c_noise, target_actions, context)
+        out, flow = self._split_output(self.dit.forward_targets(c_in * x, c_noise, target_actions, context))
         # EDM loss lambda(sigma) * |D - y|^2 == |F - (y - c_skip x - (1 - c_skip) w) / c_out|^2
         prev_frames = previous_frames(committed, is_first, state.prev_frame if state is not None else None)
-        prior = self.motion_prior(prev_frames, target_actions)
-        per_frame = ((out.float() - (y - c_skip * x - (1 - c_skip) * prior) / c_out) ** 2).mean(dim=(2, 3, 4))
-        return per_frame.mean(), per_frame, sigma
+        prior = self.motion_prior(prev_frames, target_actions, flow)
+        per_frame = ((out - (y - c_skip * x - (1 - c_skip) * prior) / c_out) ** 2).mean(dim=(2, 3, 4))
+        with torch.no_grad():
+            high = sigma >= 1.0
+            metrics = {"diffusion_loss": float(per_frame.mean()),
+                       "diffusion_loss_high_sigma": float(per_frame[high].mean()) if high.any() else float("nan"),
+                       "diffusion_loss_low_sigma": float(per_frame[~high].mean()) if (~high).any() else float("nan")}
+        return per_frame.mean(), metrics
 
     def forward(self, batch: Batch, generator: torch.Generator | None = None,
                 context_frames: torch.Tensor | None = None, state: RADState | None = None,
@@ -268,23 +267,34 @@ class WorldModel(nn.Module):
             raise ValueError(f"action ids must be in [0, {n}] ({n} = NULL_ACTION), got "
                              f"[{int(a.min())}, {int(a.max())}]")
 
-    def motion_prior(self, prev_frames: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    def motion_prior(self, prev_frames: torch.Tensor, actions: torch.Tensor, flow: torch.Tensor | None = None
+                     ) -> torch.Tensor:
         """What the denoiser predicts relative to, w in D = w + c_skip (x - w) + c_out F: the previous
-        clean frames (..., C, H, W) warped by the actions' flow (...) with ``motion_prior``, else zeros
-        (EDM's plain denoiser)."""
+        clean frames (..., C, H, W) warped by the actions' flow (...) with ``motion_prior`` (plus the
+        network's ``flow`` correction (..., 2, H, W) with ``flow_correction``), else zeros (EDM's plain
+        denoiser)."""
         motion = self.dit.motion
         if motion is None:
             return torch.zeros_like(prev_frames)
-        return motion(prev_frames.reshape((-1,) + prev_frames.shape[-3:]), actions.reshape(-1)).view(prev_frames.shape)
+        flat = (-1,) + prev_frames.shape[-3:]
+        correction = None if flow is None else flow.reshape((-1,) + flow.shape[-3:])
+        return motion(prev_frames.reshape(flat), actions.reshape(-1), correction).view(prev_frames.shape)
+
+    def _split_output(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The network output (..., output_channels, H, W) -> F (..., C, H, W) (float) and the flow
+        correction (..., 2, H, W) (None without ``flow_correction``)."""
+        out = out.float()
+        c = self.config.channels
+        return (out, None) if out.shape[-3] == c else (out[..., :c, :, :], out[..., c:, :, :])
 
     def denoise(self, x: torch.Tensor, sigma: torch.Tensor, prev_actions: torch.Tensor,
                 state: RADState) -> torch.Tensor:
         """The denoiser D(x; sigma) for the next frame: x (B, C, H, W) noisy frame, sigma (B,), the
         action that leads to it (B,); reads ``state`` without changing it. Returns float (B, C, H, W)."""
         c_skip, c_out, c_in, c_noise = self._precondition(sigma)
-        prior = self.motion_prior(state.prev_frame, prev_actions)
-        return (c_skip * x + (1 - c_skip) * prior
-                + c_out * self.dit.denoise_step(c_in * x, c_noise, prev_actions, state).float())
+        out, flow = self._split_output(self.dit.denoise_step(c_in * x, c_noise, prev_actions, state))
+        prior = self.motion_prior(state.prev_frame, prev_actions, flow)
+        return c_skip * x + (1 - c_skip) * prior + c_out * out
 
     def sample_next(self, prev_actions: torch.Tensor, state: RADState, steps: int | None = None,
                     generators: Sequence[torch.Generator] | None = None, sampler: str | None = None,

@@ -519,7 +519,8 @@ def test_flow_correction_moves_the_warp_and_learns():
     with torch.no_grad():
         torch.testing.assert_close(model.denoise(x, sigma, action, state), model.dit.motion(clean, action),
                                    atol=2e-3, rtol=0)
-        model.dit.flow.out.bias.view(-1, 2, 2, 2)[:, 0] = 1.0  # per token: (x, y) x 2 x 2 cells; x = +1 px
+        # per token: (x, y) x 2 x 2 cells; x = +1 px
+        model.dit.flow.out.bias.view(-1, 2, 2, 2)[:, 0] = 1.0 / model.dit.flow.pixels_per_unit
         shifted = model.dit.motion(clean, action, torch.full((1, 2, 16, 16), pixel) * torch.tensor([1.0, 0.0]).view(1, 2, 1, 1))
         torch.testing.assert_close(model.denoise(x, sigma, action, state), shifted, atol=2e-3, rtol=0)
         assert (shifted - model.dit.motion(clean, action)).abs().max() > 0.05

@@ -310,34 +310,33 @@ def _probes(model, clips, cfg: EvalConfig, steps, out: Path | None, pictures: li
     states = probe_states(clips.head(clip_len), cfg.context, cfg.probe_states, rng)
     names = list(PROBE_ACTIONS)
     probe_seqs = [[PROBE_ACTIONS[n]] * cfg.probe_steps for n in names]
-    loop_seq = [[TURN_LEFT] * cfg.loop_turns + [TURN_RIGHT] * cfg.loop_turns]
-    hold_seq = [[NOOP] * (2 * cfg.loop_turns)]
+    # loop closure and standing still have the same length: one replay and one dream batch for both
+    loop_and_hold = [[TURN_LEFT] * cfg.loop_turns + [TURN_RIGHT] * cfg.loop_turns, [NOOP] * (2 * cfg.loop_turns)]
     try:
         replay = MemoryMazeReplay()
     except Exception as exc:  # the real env is an optional capability of this evaluation
         return {"probes_skipped": f"the real Memory Maze is not available: {exc}"}
     try:
         real = real_continuations(replay, clips, states, probe_seqs)
-        loop_real = real_continuations(replay, clips, states, loop_seq)[:, 0]
-        hold_real = real_continuations(replay, clips, states, hold_seq)[:, 0]
+        loop_real, hold_real = real_continuations(replay, clips, states, loop_and_hold).swapaxes(0, 1)
     except ReplayError as exc:
         return {"probes_skipped": str(exc)}
     finally:
         replay.close()
     dream = dream_continuations(model, clips, states, probe_seqs, cfg.context, steps, cfg.seed)
-    loop_dream = dream_continuations(model, clips, states, loop_seq, cfg.context, steps, cfg.seed)
-    hold_dream = dream_continuations(model, clips, states, hold_seq, cfg.context, steps, cfg.seed)
+    loop_dream, hold_dream = dream_continuations(model, clips, states, loop_and_hold, cfg.context, steps,
+                                                 cfg.seed).swapaxes(0, 1)
     unrelated = unrelated_first_frames_psnr(clips)
     result = {"action_probe": action_probe_scores(dream, real, names),
-              "loop_closure": loop_closure_scores(loop_dream[:, 0], loop_real, unrelated),
-              "standing_still": loop_closure_scores(hold_dream[:, 0], hold_real, unrelated)}
+              "loop_closure": loop_closure_scores(loop_dream, loop_real, unrelated),
+              "standing_still": loop_closure_scores(hold_dream, hold_real, unrelated)}
     if out:
         pairs = [(n, real[0, i], dream[0, i]) for i, n in enumerate(names)]
         if len(states) > 1:
             pairs += [(f"{n} (2)", real[1, i], dream[1, i]) for i, n in enumerate(names)]
         pictures.append(str(sequence_grid(out / "action_probe.png", pairs,
                                           f"{cfg.probe_steps} steps of each action from one real state")))
-        loops = [(f"#{s}", loop_real[s], loop_dream[s, 0]) for s in range(min(3, len(states)))]
+        loops = [(f"#{s}", loop_real[s], loop_dream[s]) for s in range(min(3, len(states)))]
         pictures.append(str(sequence_grid(out / "loop_closure.png", loops,
                                           f"{cfg.loop_turns} x left then {cfg.loop_turns} x right")))
     return result

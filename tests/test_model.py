@@ -537,6 +537,121 @@ def test_flow_correction_needs_the_motion_prior():
         micro_config(motion_prior=True, motion_grid=6, flow_correction=True)
 
 
+def _canvas_model(canvas_width: int = 40) -> WorldModel:
+    """A micro model whose motion prior pans 4 pixels right (action 1) or left (action 2), steps (action 3:
+    a vertical flow, not a pan) or stands still (action 0), with the network's read-out at zero."""
+    model = micro_model("lstm", motion_prior=True, motion_grid=4, canvas_width=canvas_width,
+                        pan_actions=[0, 1, 2], perturb=0.0)
+    px = 2.0 / (model.config.image_size - 1)
+    with torch.no_grad():
+        model.dit.motion.flow.zero_()
+        model.dit.motion.flow[1, 0] = 4 * px
+        model.dit.motion.flow[2, 0] = -4 * px
+        model.dit.motion.flow[3, 1] = 2 * px
+    zero_(model.dit.stem.out)
+    return model
+
+
+def test_canvas_brings_back_what_a_turn_moved_out_of_view():
+    """Panning right twice moves 8 columns out of the 16-pixel view; panning back left, the motion prior's
+    warp (what the denoiser predicts relative to) shows them again from the canvas, exactly, where the
+    plain warp repeats the border. A step (not a pan action) clears the canvas outside the view."""
+    model, plain = _canvas_model(), _canvas_model(canvas_width=0)
+    g = torch.Generator().manual_seed(0)
+    scene = torch.randint(0, 256, (1, 16, 40, 3), generator=g, dtype=torch.uint8)
+    view = lambda left: scene[:, :, left:left + 16]  # noqa: E731
+    sigma = torch.tensor([1e4])
+    x = sigma * torch.randn(1, 3, 16, 16, generator=g)
+    states = [m.init_state(1) for m in (model, plain)]
+    for left, action in ((12, model.config.null_action), (16, 1), (20, 1)):
+        states = [m.observe(view(left), torch.tensor([action]), s) for m, s in zip((model, plain), states)]
+    back = frames_to_float(view(16))
+    with torch.no_grad():
+        warped = model.denoise(x, sigma, torch.tensor([2]), states[0])
+        torch.testing.assert_close(warped, back, atol=2e-3, rtol=0)
+        repeated = plain.denoise(x, sigma, torch.tensor([2]), states[1])
+    torch.testing.assert_close(repeated[..., 4:], back[..., 4:], atol=2e-3, rtol=0)
+    assert (repeated[..., :4] - back[..., :4]).abs().mean() > 0.2  # the border column, repeated
+    held = states[0].canvas[:, -1]
+    assert held[0, 0].tolist() == [0.0] * 4 + [1.0] * 24 + [0.0] * 12  # columns 8..35 of the scene seen
+    stepped = model.observe(view(20), torch.tensor([3]), states[0])
+    assert stepped.canvas[:, -1].sum() == 16 * 16  # only the view is left
+    with torch.no_grad():
+        torch.testing.assert_close(model.denoise(x, sigma, torch.tensor([2]), stepped),
+                                   model.dit.motion(frames_to_float(view(20)), torch.tensor([2])), atol=2e-3, rtol=0)
+
+
+def test_training_canvases_equal_committing_frames_one_by_one():
+    """The loss builds the canvas the denoiser of every frame reads as committing the frames one by one
+    does, across an episode start inside the sequence and across chunks continuing a carried state."""
+    model = _canvas_model()
+    cfg = model.config
+    batch = make_batch(cfg, b=2, l=10, seed=3)
+    batch.is_first[1, 6] = True
+    batch.prev_actions[1, 6] = cfg.null_action
+    state, steps = model.init_state(2), []
+    for t in range(10):
+        if t == 6:
+            state.index_copy_([1], model.init_state(1))
+        state = model.observe(batch.frames[:, t], batch.prev_actions[:, t], state)
+        steps.append(state.canvas.clone())
+    committed = frames_to_float(batch.frames)
+    torch.testing.assert_close(model._canvases(committed, batch.prev_actions, batch.is_first, None),
+                               torch.stack(steps, 1), atol=1e-6, rtol=0)
+    whole = model.loss(batch).state
+    torch.testing.assert_close(whole.canvas, state.canvas, atol=1e-6, rtol=0)
+    part = lambda a, z: Batch(batch.frames[:, a:z], batch.prev_actions[:, a:z], batch.rewards[:, a:z],  # noqa: E731
+                              batch.terminated[:, a:z], batch.is_first[:, a:z])
+    first = model.loss(part(0, 4)).state
+    second = model.loss(part(4, 10), state=first).state
+    torch.testing.assert_close(second.canvas, state.canvas, atol=1e-6, rtol=0)
+    assert steps[2][:, -1].sum() > 2 * 16 * 16  # the pans kept something outside the view
+
+
+def test_hud_border_stays_in_place_and_is_not_the_scene():
+    """With ``hud_border`` the warp keeps the overlay at the frame's edge where it is and moves only the scene
+    inside (the scene's border, not the overlay, is what a pan repeats), and the canvas keeps the scene
+    only. Flows whose outer cells stayed at zero (as training leaves them) still read the canvas."""
+    model = micro_model("lstm", motion_prior=True, motion_grid=4, canvas_width=40, pan_actions=[0, 1, 2],
+                        hud_border=1, perturb=0.0)
+    px = 2.0 / (model.config.image_size - 1)
+    with torch.no_grad():
+        model.dit.motion.flow.zero_()
+        model.dit.motion.flow[1, 0, :, 1:3] = 4 * px  # outer columns of cells at zero
+        model.dit.motion.flow[2, 0, :, 1:3] = -4 * px
+    g = torch.Generator().manual_seed(0)
+    scene = torch.randint(0, 256, (1, 16, 40, 3), generator=g, dtype=torch.uint8)
+    scene[:, 0] = scene[:, -1] = 0  # the overlay: black rows and columns around every view
+    view = lambda left: torch.cat([torch.zeros(1, 16, 1, 3, dtype=torch.uint8), scene[:, :, left + 1:left + 15],  # noqa: E731
+                                   torch.zeros(1, 16, 1, 3, dtype=torch.uint8)], dim=2)
+    state = model.init_state(1)
+    for left, action in ((12, model.config.null_action), (16, 1), (20, 1)):
+        state = model.observe(view(left), torch.tensor([action]), state)
+    held = state.canvas[0, -1]
+    assert held[0].sum() == 0 and held[:, :5].sum() == 0  # no overlay kept: top row, the first view's left edge
+    with torch.no_grad():
+        back = model.dit.motion(state.prev_frame, torch.tensor([2]), canvas=state.canvas)
+        plain = model.dit.motion(state.prev_frame, torch.tensor([2]))
+    want = frames_to_float(view(16))
+    torch.testing.assert_close(back, want, atol=2e-3, rtol=0)  # the scene columns 17..20 from the canvas
+    torch.testing.assert_close(plain[..., 0], want[..., 0])  # the overlay column stays put
+    torch.testing.assert_close(plain[..., 1:5], frames_to_float(view(20))[..., 1:2].expand(-1, -1, -1, 4),
+                               atol=2e-3, rtol=0)  # without the canvas: the scene's edge column, repeated
+
+
+def test_canvas_config_errors():
+    with pytest.raises(ValueError, match="needs motion_prior=true"):
+        micro_config(canvas_width=40)
+    with pytest.raises(ValueError, match="canvas_width must be 0 or"):
+        micro_config(motion_prior=True, canvas_width=21)
+    with pytest.raises(ValueError, match="pan_actions must be"):
+        micro_config(motion_prior=True, canvas_width=40, pan_actions=[4])
+    with pytest.raises(ValueError, match="hud_border must be"):
+        micro_config(motion_prior=True, hud_border=8)
+    with pytest.raises(ValueError, match="needs motion_prior=true"):
+        micro_config(hud_border=2)
+
+
 def test_guidance_weighs_the_action():
     """guidance 0 samples from the action-free denoiser (the action cannot matter), 1 is plain
     conditional sampling, and the weight moves the sample along D_action - D_null."""

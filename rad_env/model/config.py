@@ -44,6 +44,16 @@ class RADConfig:
     # flow moves the previous frame's pixels instead of regressing them, so uncertainty blurs the motion,
     # not the texture.
     flow_correction: bool = False
+    # With the motion prior: a panorama canvas ``canvas_width`` pixels wide (0: none), centred on the view,
+    # keeps what a turn moved out of the view, so turning back warps it in again instead of repeating the
+    # frame's border. It is shifted by each action's mean horizontal flow and survives only the actions in
+    # ``pan_actions`` (turning in place, standing still); any other action (a step changes what the sides
+    # look like) clears it outside the view. A geometric memory of the view's surroundings, not a learned one.
+    canvas_width: int = 0
+    pan_actions: list[int] = dataclasses.field(default_factory=list)
+    # With the motion prior: pixels at the frame's edge that are an overlay, not the scene (Memory Maze draws
+    # a 2-pixel frame in the target's colour): the warp keeps them in place and moves only the scene inside.
+    hud_border: int = 0
     # --- transformer ------------------------------------------------------------------
     dim: int = 128
     depth: int = 4
@@ -142,6 +152,23 @@ class RADConfig:
             fail(f"flow_correction must be true or false, got {self.flow_correction!r}")
         if self.flow_correction and not self.motion_prior:
             fail("flow_correction corrects the motion prior's flow: it needs motion_prior=true")
+        if isinstance(self.canvas_width, bool) or not isinstance(self.canvas_width, int) or self.canvas_width < 0:
+            fail(f"canvas_width must be an int >= 0, got {self.canvas_width!r}")
+        if self.canvas_width:
+            if not self.motion_prior:
+                fail("canvas_width keeps what the motion prior's warp moves out of view: it needs motion_prior=true")
+            if self.canvas_width < self.image_size or (self.canvas_width - self.image_size) % 2:
+                fail(f"canvas_width must be 0 or the image size {self.image_size} plus an even number of pixels, "
+                     f"got {self.canvas_width}")
+        if isinstance(self.hud_border, bool) or not isinstance(self.hud_border, int) or not (
+                0 <= self.hud_border < self.image_size // 2):
+            fail(f"hud_border must be an int in [0, {self.image_size // 2 - 1}], got {self.hud_border!r}")
+        if self.hud_border and not self.motion_prior:
+            fail("hud_border is what the motion prior's warp leaves in place: it needs motion_prior=true")
+        if not (isinstance(self.pan_actions, (list, tuple)) and all(
+                isinstance(a, int) and not isinstance(a, bool) and 0 <= a < self.num_actions for a in self.pan_actions)):
+            fail(f"pan_actions must be a list of action ids in [0, {self.num_actions - 1}], got {self.pan_actions!r}")
+        self.pan_actions = list(self.pan_actions)
         if self.flow_correction and self.motion_grid % self.grid_size:
             fail(f"flow_correction predicts motion_grid / grid_size offsets per token side: motion_grid "
                  f"{self.motion_grid} must be a multiple of the token grid {self.grid_size}")

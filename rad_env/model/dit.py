@@ -419,10 +419,11 @@ class RADDiT(nn.Module):
                                              None if h_read is None else flat(h_read))
         return self._decode(tok[:, 0], skips, cond[:, 0]).view(b, l, -1, *x.shape[-2:])
 
-    def state_after(self, context: ContextPass, last_frame: torch.Tensor) -> RADState:
+    def state_after(self, context: ContextPass, last_frame: torch.Tensor, canvas: torch.Tensor | None = None
+                    ) -> RADState:
         """The inference state after committing the sequence's frames (equals stepping through them,
         from the carried state if the sequence continued one); ``last_frame`` (B, C, H, W) is the clean
-        last committed frame."""
+        last committed frame, ``canvas`` the motion prior's canvas after it (``canvas_width``)."""
         cfg = self.cfg
         b, l = context.inputs.shape[:2]
         dev = context.inputs.device
@@ -457,6 +458,7 @@ class RADDiT(nn.Module):
             time=time,
             prev_input=context.inputs[:, -1].float().clone(),
             prev_frame=last_frame.float().clone(),
+            canvas=canvas.float().clone() if canvas is not None else self.empty_canvas(b, dev),
         )
 
     # -- inference: one frame ------------------------------------------------------------------
@@ -484,9 +486,12 @@ class RADDiT(nn.Module):
         if not commit:
             return self._decode(tok[:, 0], skips, cond[:, 0])
         h_last = self.blocks[-1].memory.hidden(new_mem[-1]) if self.cfg.has_memory else None
+        canvas = state.canvas
+        if self.cfg.canvas_width:
+            canvas = self.motion.update_canvas(canvas, frame.float(), actions.reshape(b))
         new_state = RADState(memory=new_mem, keys=new_k, values=new_v,
                              valid=valid_all if self.cfg.memory == "full" else valid_all[:, 1:],
-                             time=state.time + 1, prev_input=x.float(), prev_frame=frame.float())
+                             time=state.time + 1, prev_input=x.float(), prev_frame=frame.float(), canvas=canvas)
         return self._features(tok[:, 0], h_last), new_state
 
     def denoise_step(self, x: torch.Tensor, c_noise: torch.Tensor, actions: torch.Tensor,
@@ -533,4 +538,10 @@ class RADDiT(nn.Module):
             time=torch.zeros(batch_size, dtype=torch.long, device=device),
             prev_input=torch.zeros(batch_size, cfg.channels, cfg.image_size, cfg.image_size, device=device),
             prev_frame=torch.zeros(batch_size, cfg.channels, cfg.image_size, cfg.image_size, device=device),
+            canvas=self.empty_canvas(batch_size, device),
         )
+
+    def empty_canvas(self, batch_size: int, device: torch.device | str | None = None) -> torch.Tensor:
+        """The motion prior's canvas before any frame: (B, C + 1, H, canvas_width) zeros (holds nothing)."""
+        cfg = self.cfg
+        return torch.zeros(batch_size, cfg.channels + 1, cfg.image_size, cfg.canvas_width, device=device)

@@ -37,19 +37,78 @@ class MotionPrior(nn.Module):
         axis = torch.linspace(-1.0, 1.0, cfg.image_size)
         ys, xs = torch.meshgrid(axis, axis, indexing="ij")
         self.register_buffer("identity", torch.stack([xs, ys], dim=-1), persistent=False)  # (H, W, 2)
+        pans = torch.zeros(cfg.num_actions + 1, dtype=torch.bool)
+        pans[cfg.pan_actions] = True
+        self.register_buffer("pans", pans, persistent=False)  # actions the canvas survives
+        self.hud_border = cfg.hud_border
+        hud = torch.ones(cfg.image_size, cfg.image_size, dtype=torch.bool)
+        hud[cfg.hud_border:cfg.image_size - cfg.hud_border, cfg.hud_border:cfg.image_size - cfg.hud_border] = False
+        self.register_buffer("hud", hud, persistent=False)  # (H, W): the overlay's pixels
 
-    def forward(self, frames: torch.Tensor, actions: torch.Tensor, correction: torch.Tensor | None = None
-                ) -> torch.Tensor:
+    def forward(self, frames: torch.Tensor, actions: torch.Tensor, correction: torch.Tensor | None = None,
+                canvas: torch.Tensor | None = None) -> torch.Tensor:
         """Warp frames (B, C, H, W) by the flow of the action (B,) that follows each -> (B, C, H, W),
         plus ``correction`` (B, 2, H, W), a per-frame flow in the same units (:class:`FlowCorrection`).
 
-        Pixels the flow brings in from outside the frame repeat its border."""
-        flow = F.interpolate(self.flow[actions.long()], size=self.image_size, mode="bilinear", align_corners=True)
+        Pixels the flow brings in from outside the scene come from ``canvas`` (B, C + 1, H, Wc) where it
+        holds them (:meth:`update_canvas`; the flow's outer cells, which only ever saw the repeated border,
+        then take the nearest inner cell's x-offset), else repeat the scene's border. The ``hud_border``
+        pixels at the frame's edge (an overlay, not the scene) stay where they are."""
+        size, hud = self.image_size, self.hud_border
+        cells = self.flow[actions.long()]
+        if canvas is not None:
+            cells = self._inner_pan(cells)
+        flow = F.interpolate(cells, size=size, mode="bilinear", align_corners=True)
         if correction is not None:
             flow = flow + correction.to(flow.dtype)
-        grid = self.identity + flow.permute(0, 2, 3, 1)
-        return F.grid_sample(frames, grid.to(frames.dtype), mode="bilinear", padding_mode="border",
-                             align_corners=True)
+        grid = (self.identity + flow.permute(0, 2, 3, 1)).to(frames.dtype)
+        edge = 1 - 2 * hud / (size - 1)  # the scene's last pixel in normalised coordinates
+        warped = F.grid_sample(frames, grid.clamp(-edge, edge), mode="bilinear", padding_mode="border",
+                               align_corners=True)
+        if canvas is not None:
+            # view coordinates -> the canvas's (the view sits in its middle columns, pixel for pixel)
+            width = canvas.shape[-1]
+            x = ((grid[..., 0] + 1) * (size - 1) / 2 + (width - size) / 2) * (2 / (width - 1)) - 1
+            sampled = F.grid_sample(canvas.to(frames.dtype), torch.stack([x, grid[..., 1]], dim=-1), mode="bilinear",
+                                    padding_mode="zeros", align_corners=True)
+            held = sampled[:, -1:]  # how much of each pixel the canvas holds (its colours are premultiplied)
+            warped = sampled[:, :-1] + (1 - held) * warped
+        return torch.where(self.hud, frames, warped) if hud else warped
+
+    def _inner_pan(self, cells: torch.Tensor) -> torch.Tensor:
+        """Flow cells (B, 2, g, g) with the x-offsets of the outer quarter of columns on each side replaced by
+        the nearest middle column's: with the repeated border as the only thing to fit, training leaves those
+        cells near zero, which would never read the canvas."""
+        g = cells.shape[-1]
+        q = g // 4
+        x = cells[:, :1]
+        x = torch.cat([x[..., q:q + 1].expand(-1, -1, -1, q), x[..., q:g - q], x[..., g - q - 1:g - q].expand(-1, -1, -1, q)],
+                      dim=-1)
+        return torch.cat([x, cells[:, 1:]], dim=1)
+
+    def pan_pixels(self) -> torch.Tensor:
+        """Each action's horizontal camera pan in whole pixels (num_actions + 1,): the median x-offset of
+        its flow over the middle half of the field (the border cells only see the clamped edge)."""
+        g = self.flow.shape[-1]
+        middle = self.flow.detach()[:, 0, g // 4: g - g // 4, g // 4: g - g // 4].flatten(1)
+        return (middle.median(dim=1).values * (self.image_size - 1) / 2).round().long()
+
+    def update_canvas(self, canvas: torch.Tensor, frames: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """The canvas (B, C + 1, H, Wc: colours premultiplied by the last channel, 1 where it holds a pixel)
+        after committing frames (B, C, H, W) reached by actions (B,): shifted by the action's pan in whole
+        pixels (no resampling, so what it keeps stays sharp), cleared outside the view unless the action is
+        one of ``RADConfig.pan_actions``, then the frame written into its middle columns."""
+        b, _, h, width = canvas.shape
+        size = self.image_size
+        shift = self.pan_pixels().to(canvas.device)[actions.long()]  # new column j shows old column j + shift
+        src = torch.arange(width, device=canvas.device) + shift[:, None]
+        keep = ((src >= 0) & (src < width) & self.pans[actions.long()][:, None]).to(canvas.dtype)
+        index = src.clamp(0, width - 1)[:, None, None, :].expand(b, canvas.shape[1], h, width)
+        moved = canvas.gather(-1, index) * keep[:, None, None, :]
+        left = (width - size) // 2
+        view = torch.cat([frames.to(canvas.dtype), frames.new_ones((b, 1, h, size), dtype=canvas.dtype)], dim=1)
+        view = torch.where(self.hud, moved[..., left:left + size], view)  # the overlay is not the scene
+        return torch.cat([moved[..., :left], view, moved[..., left + size:]], dim=-1)
 
     def shift_pixels(self) -> torch.Tensor:
         """Mean horizontal and vertical flow of each action in pixels (num_actions + 1, 2)."""

@@ -25,6 +25,8 @@ class RADState:
       first), which the stem of the next frame reads when ``prev_frame_input``.
     * ``prev_frame``: (B, C, H, W), the last committed frame itself, clean, in [-1, 1] (zeros before the
       first): what the motion prior warps into the next frame's prediction.
+    * ``canvas``: (B, C + 1, H, canvas_width), the motion prior's panorama around that frame (colours
+      premultiplied by the last channel, which is 1 where it holds a pixel; zero width without one).
     """
 
     memory: list[list[torch.Tensor]]
@@ -34,6 +36,7 @@ class RADState:
     time: torch.Tensor
     prev_input: torch.Tensor
     prev_frame: torch.Tensor
+    canvas: torch.Tensor
 
     # ------------------------------------------------------------------------------------
     @property
@@ -50,7 +53,8 @@ class RADState:
 
     def tensors(self) -> list[torch.Tensor]:
         out = [t for layer in self.memory for t in layer]
-        return out + list(self.keys) + list(self.values) + [self.valid, self.time, self.prev_input, self.prev_frame]
+        return out + list(self.keys) + list(self.values) + [self.valid, self.time, self.prev_input, self.prev_frame,
+                                                          self.canvas]
 
     def map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> "RADState":
         """New state with ``fn`` applied to every tensor."""
@@ -62,6 +66,7 @@ class RADState:
             time=fn(self.time),
             prev_input=fn(self.prev_input),
             prev_frame=fn(self.prev_frame),
+            canvas=fn(self.canvas),
         )
 
     def clone(self) -> "RADState":
@@ -126,6 +131,10 @@ class RADState:
         self.time.index_copy_(0, i, other.time.to(self.time.dtype))
         self.prev_input.index_copy_(0, i, other.prev_input.to(self.prev_input.dtype))
         self.prev_frame.index_copy_(0, i, other.prev_frame.to(self.prev_frame.dtype))
+        if other.canvas.shape[1:] != self.canvas.shape[1:]:
+            raise ValueError("index_copy_: states come from different model configurations (canvas "
+                             f"{tuple(other.canvas.shape[1:])} vs {tuple(self.canvas.shape[1:])})")
+        self.canvas.index_copy_(0, i, other.canvas.to(self.canvas.dtype))
         return self
 
     def _pad_cache(self, n: int) -> None:

@@ -149,9 +149,10 @@ class WorldModel(nn.Module):
                                                c_noise, actions, is_first, state)
         diffusion_metrics = dict.fromkeys(("diffusion_loss", "diffusion_loss_high_sigma", "diffusion_loss_low_sigma"),
                                           float("nan"))
+        canvases = self._canvases(committed, actions, is_first, state)
         if not heads_only:
             diffusion_loss, diffusion_metrics = self._diffusion_loss(y, committed, actions, is_first, context, state,
-                                                                     generator)
+                                                                     canvases, generator)
 
         r_logits, t_logit = self.head_logits(context.features)
         r_class = (torch.sign(rewards) + 1).long()
@@ -171,11 +172,29 @@ class WorldModel(nn.Module):
                 "reward_acc": float((r_logits.argmax(-1) == r_class).float().mean()),
                 "termination_acc": float(((t_logit > 0) == (terminals > 0.5)).float().mean()),
             }
-            final = self.dit.state_after(context, committed[:, -1]).detach()
+            final = self.dit.state_after(context, committed[:, -1],
+                                         canvases[:, -1] if canvases is not None else None).detach()
         return LossOutput(loss, metrics, final)
 
+    @torch.no_grad()
+    def _canvases(self, committed: torch.Tensor, actions: torch.Tensor, is_first: torch.Tensor,
+                  state: RADState | None) -> torch.Tensor | None:
+        """The motion prior's canvas after each committed frame (B, L, C + 1, H, canvas_width), as
+        committing them one by one builds it (from the carried state's, empty at episode starts);
+        None without ``canvas_width``."""
+        if not self.config.canvas_width:
+            return None
+        b, l = committed.shape[:2]
+        canvas = state.canvas.to(self.device) if state is not None else self.dit.empty_canvas(b, self.device)
+        out = []
+        for t in range(l):
+            canvas = canvas * (~is_first[:, t]).to(canvas.dtype)[:, None, None, None]
+            canvas = self.dit.motion.update_canvas(canvas, committed[:, t].float(), actions[:, t])
+            out.append(canvas)
+        return torch.stack(out, dim=1)
+
     def _diffusion_loss(self, y: torch.Tensor, committed: torch.Tensor, actions: torch.Tensor,
-                        is_first: torch.Tensor, context, state: RADState | None,
+                        is_first: torch.Tensor, context, state: RADState | None, canvases: torch.Tensor | None,
                         generator: torch.Generator | None) -> tuple[torch.Tensor, dict[str, float]]:
         """The target stream of :meth:`loss`: every frame denoised from its own training noise level against
         the context pass; returns the EDM loss and its metrics (overall, on frames at sigma >= 1 and below)."""
@@ -192,7 +211,9 @@ class WorldModel(nn.Module):
         out, flow = self._split_output(self.dit.forward_targets(c_in * x, c_noise, target_actions, context))
         # EDM loss lambda(sigma) * |D - y|^2 == |F - (y - c_skip x - (1 - c_skip) w) / c_out|^2
         prev_frames = previous_frames(committed, is_first, state.prev_frame if state is not None else None)
-        prior = self.motion_prior(prev_frames, target_actions, flow)
+        prev_canvases = None if canvases is None else previous_frames(
+            canvases, is_first, state.canvas if state is not None else None)
+        prior = self.motion_prior(prev_frames, target_actions, flow, prev_canvases)
         per_frame = ((out - (y - c_skip * x - (1 - c_skip) * prior) / c_out) ** 2).mean(dim=(2, 3, 4))
         with torch.no_grad():
             high = sigma >= 1.0
@@ -267,18 +288,18 @@ class WorldModel(nn.Module):
             raise ValueError(f"action ids must be in [0, {n}] ({n} = NULL_ACTION), got "
                              f"[{int(a.min())}, {int(a.max())}]")
 
-    def motion_prior(self, prev_frames: torch.Tensor, actions: torch.Tensor, flow: torch.Tensor | None = None
-                     ) -> torch.Tensor:
+    def motion_prior(self, prev_frames: torch.Tensor, actions: torch.Tensor, flow: torch.Tensor | None = None,
+                     canvas: torch.Tensor | None = None) -> torch.Tensor:
         """What the denoiser predicts relative to, w in D = w + c_skip (x - w) + c_out F: the previous
         clean frames (..., C, H, W) warped by the actions' flow (...) with ``motion_prior`` (plus the
-        network's ``flow`` correction (..., 2, H, W) with ``flow_correction``), else zeros (EDM's plain
-        denoiser)."""
+        network's ``flow`` correction (..., 2, H, W) with ``flow_correction``; what the warp brings in from
+        outside the frame taken from ``canvas`` (..., C + 1, H, Wc) with ``canvas_width``), else zeros
+        (EDM's plain denoiser)."""
         motion = self.dit.motion
         if motion is None:
             return torch.zeros_like(prev_frames)
-        flat = (-1,) + prev_frames.shape[-3:]
-        correction = None if flow is None else flow.reshape((-1,) + flow.shape[-3:])
-        return motion(prev_frames.reshape(flat), actions.reshape(-1), correction).view(prev_frames.shape)
+        flat = lambda t: None if t is None else t.reshape((-1,) + t.shape[-3:])  # noqa: E731
+        return motion(flat(prev_frames), actions.reshape(-1), flat(flow), flat(canvas)).view(prev_frames.shape)
 
     def _split_output(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The network output (..., output_channels, H, W) -> F (..., C, H, W) (float) and the flow
@@ -293,7 +314,8 @@ class WorldModel(nn.Module):
         action that leads to it (B,); reads ``state`` without changing it. Returns float (B, C, H, W)."""
         c_skip, c_out, c_in, c_noise = self._precondition(sigma)
         out, flow = self._split_output(self.dit.denoise_step(c_in * x, c_noise, prev_actions, state))
-        prior = self.motion_prior(state.prev_frame, prev_actions, flow)
+        prior = self.motion_prior(state.prev_frame, prev_actions, flow,
+                                  state.canvas if self.config.canvas_width else None)
         return c_skip * x + (1 - c_skip) * prior + c_out * out
 
     def sample_next(self, prev_actions: torch.Tensor, state: RADState, steps: int | None = None,

@@ -572,10 +572,10 @@ def test_canvas_brings_back_what_a_turn_moved_out_of_view():
         repeated = plain.denoise(x, sigma, torch.tensor([2]), states[1])
     torch.testing.assert_close(repeated[..., 4:], back[..., 4:], atol=2e-3, rtol=0)
     assert (repeated[..., :4] - back[..., :4]).abs().mean() > 0.2  # the border column, repeated
-    held = states[0].canvas[:, -1]
+    held = states[0].canvas[:, 3]
     assert held[0, 0].tolist() == [0.0] * 4 + [1.0] * 24 + [0.0] * 12  # columns 8..35 of the scene seen
     stepped = model.observe(view(20), torch.tensor([3]), states[0])
-    assert stepped.canvas[:, -1].sum() == 16 * 16  # only the view is left
+    assert stepped.canvas[:, 3].sum() == 16 * 16  # only the view is left
     with torch.no_grad():
         torch.testing.assert_close(model.denoise(x, sigma, torch.tensor([2]), stepped),
                                    model.dit.motion(frames_to_float(view(20)), torch.tensor([2])), atol=2e-3, rtol=0)
@@ -605,7 +605,7 @@ def test_training_canvases_equal_committing_frames_one_by_one():
     first = model.loss(part(0, 4)).state
     second = model.loss(part(4, 10), state=first).state
     torch.testing.assert_close(second.canvas, state.canvas, atol=1e-6, rtol=0)
-    assert steps[2][:, -1].sum() > 2 * 16 * 16  # the pans kept something outside the view
+    assert steps[2][:, 3].sum() > 2 * 16 * 16  # the pans kept something outside the view
 
 
 def test_hud_border_stays_in_place_and_is_not_the_scene():
@@ -627,7 +627,7 @@ def test_hud_border_stays_in_place_and_is_not_the_scene():
     state = model.init_state(1)
     for left, action in ((12, model.config.null_action), (16, 1), (20, 1)):
         state = model.observe(view(left), torch.tensor([action]), state)
-    held = state.canvas[0, -1]
+    held = state.canvas[0, 3]
     assert held[0].sum() == 0 and held[:, :5].sum() == 0  # no overlay kept: top row, the first view's left edge
     with torch.no_grad():
         back = model.dit.motion(state.prev_frame, torch.tensor([2]), canvas=state.canvas)
@@ -637,6 +637,47 @@ def test_hud_border_stays_in_place_and_is_not_the_scene():
     torch.testing.assert_close(plain[..., 0], want[..., 0])  # the overlay column stays put
     torch.testing.assert_close(plain[..., 1:5], frames_to_float(view(20))[..., 1:2].expand(-1, -1, -1, 4),
                                atol=2e-3, rtol=0)  # without the canvas: the scene's edge column, repeated
+
+
+def test_canvas_keeps_what_was_seen_and_sub_pixel_pans_cancel():
+    """Pans of 2.5 pixels: the canvas moves by whole pixels and carries the fraction, so two turns one way
+    and two back bring the first view back to the middle exactly. Dreamed frames do not overwrite what was
+    observed (a turn in place shows the scene as seen), observed frames do."""
+    model = _canvas_model()
+    motion, cfg = model.dit.motion, model.config
+    px = 2.0 / (cfg.image_size - 1)
+    with torch.no_grad():
+        motion.flow[1, 0] = 2.5 * px
+        motion.flow[2, 0] = -2.5 * px
+    seen = frames_to_float(random_frames(cfg, 1, 1))
+    dreamed = frames_to_float(random_frames(cfg, 1, 2))
+    yes, no = torch.tensor([True]), torch.tensor([False])
+    canvas = motion.update_canvas(model.dit.empty_canvas(1), seen, torch.tensor([cfg.null_action]), yes)
+    shifts = []
+    for action in (1, 1, 2, 2):
+        canvas = motion.update_canvas(canvas, dreamed, torch.tensor([action]), no)
+        shifts.append(float(canvas[0, -1, 0, 0]))
+    assert shifts == [0.5, 0.0, -0.5, 0.0]  # round half to even: 2.5 -> 2, 3.0 -> 3, -2.5 -> -2
+    torch.testing.assert_close(canvas[:, :3, :, 12:28], seen)  # the view in the middle: what was seen
+    assert canvas[0, 4, :, 12:28].min() == 1  # and it is marked observed
+    canvas = motion.update_canvas(canvas, dreamed, torch.tensor([0]), yes)
+    torch.testing.assert_close(canvas[:, :3, :, 12:28], dreamed)  # a real frame replaces it
+
+
+def test_canvas_leaves_a_zoom_alone():
+    """Only the pan actions read the canvas with their inner cells' offsets: a step's zoom-like field (x-offsets
+    growing towards the edges) warps as without a canvas when the canvas holds only the view."""
+    model = _canvas_model()
+    cfg = model.config
+    px = 2.0 / (cfg.image_size - 1)
+    with torch.no_grad():
+        model.dit.motion.flow[3, 0] = torch.linspace(-3, 3, 4) * px  # x-offset by column of cells
+    frame = frames_to_float(random_frames(cfg, 1, 5))
+    canvas = model.dit.motion.update_canvas(model.dit.empty_canvas(1), frame, torch.tensor([cfg.null_action]),
+                                            torch.tensor([True]))
+    step = torch.tensor([3])
+    torch.testing.assert_close(model.dit.motion(frame, step, canvas=canvas), model.dit.motion(frame, step),
+                               atol=1e-5, rtol=0)
 
 
 def test_canvas_config_errors():

@@ -463,7 +463,7 @@ class RADDiT(nn.Module):
 
     # -- inference: one frame ------------------------------------------------------------------
     def _step(self, x: torch.Tensor, c_noise: torch.Tensor, actions: torch.Tensor, state: RADState,
-              frame: torch.Tensor | None):
+              frame: torch.Tensor | None, observed: bool = True):
         b = x.shape[0]
         commit = frame is not None
         if state.batch_size != b:
@@ -488,7 +488,8 @@ class RADDiT(nn.Module):
         h_last = self.blocks[-1].memory.hidden(new_mem[-1]) if self.cfg.has_memory else None
         canvas = state.canvas
         if self.cfg.canvas_width:
-            canvas = self.motion.update_canvas(canvas, frame.float(), actions.reshape(b))
+            canvas = self.motion.update_canvas(canvas, frame.float(), actions.reshape(b),
+                                               torch.full((b,), observed, device=frame.device))
         new_state = RADState(memory=new_mem, keys=new_k, values=new_v,
                              valid=valid_all if self.cfg.memory == "full" else valid_all[:, 1:],
                              time=state.time + 1, prev_input=x.float(), prev_frame=frame.float(), canvas=canvas)
@@ -500,10 +501,10 @@ class RADDiT(nn.Module):
         return self._step(x, c_noise, actions, state, frame=None)
 
     def commit_step(self, x: torch.Tensor, c_noise: torch.Tensor, actions: torch.Tensor,
-                    state: RADState, frame: torch.Tensor) -> tuple[torch.Tensor, RADState]:
+                    state: RADState, frame: torch.Tensor, observed: bool = True) -> tuple[torch.Tensor, RADState]:
         """Commit a frame (network input x at context level c_noise; ``frame`` (B, C, H, W) the clean
-        frame): (head features (B, F), new state)."""
-        return self._step(x, c_noise, actions, state, frame=frame)
+        frame, ``observed``: a real one, else dreamed): (head features (B, F), new state)."""
+        return self._step(x, c_noise, actions, state, frame=frame, observed=observed)
 
     def compile_frame_pass(self) -> None:
         """Compile each block's one-frame pass (used by ``denoise_step`` and ``commit_step``, and by the
@@ -542,6 +543,6 @@ class RADDiT(nn.Module):
         )
 
     def empty_canvas(self, batch_size: int, device: torch.device | str | None = None) -> torch.Tensor:
-        """The motion prior's canvas before any frame: (B, C + 1, H, canvas_width) zeros (holds nothing)."""
+        """The motion prior's canvas before any frame: (B, C + 3, H, canvas_width) zeros (holds nothing)."""
         cfg = self.cfg
-        return torch.zeros(batch_size, cfg.channels + 1, cfg.image_size, cfg.canvas_width, device=device)
+        return torch.zeros(batch_size, cfg.channels + 3, cfg.image_size, cfg.canvas_width, device=device)

@@ -50,14 +50,14 @@ class MotionPrior(nn.Module):
         """Warp frames (B, C, H, W) by the flow of the action (B,) that follows each -> (B, C, H, W),
         plus ``correction`` (B, 2, H, W), a per-frame flow in the same units (:class:`FlowCorrection`).
 
-        Pixels the flow brings in from outside the scene come from ``canvas`` (B, C + 1, H, Wc) where it
-        holds them (:meth:`update_canvas`; the flow's outer cells, which only ever saw the repeated border,
-        then take the nearest inner cell's x-offset), else repeat the scene's border. The ``hud_border``
+        Pixels the flow brings in come from ``canvas`` (B, C + 3, H, Wc) wherever it
+        holds them (:meth:`update_canvas`; for the ``pan_actions`` the flow's outer cells, which only ever saw
+        the repeated border, then take the nearest inner cell's x-offset), else repeat the scene's border. The ``hud_border``
         pixels at the frame's edge (an overlay, not the scene) stay where they are."""
         size, hud = self.image_size, self.hud_border
         cells = self.flow[actions.long()]
-        if canvas is not None:
-            cells = self._inner_pan(cells)
+        if canvas is not None:  # pans read the canvas with their inner cells' offsets (a zoom keeps its field)
+            cells = torch.where(self.pans[actions.long()][:, None, None, None], self._inner_pan(cells), cells)
         flow = F.interpolate(cells, size=size, mode="bilinear", align_corners=True)
         if correction is not None:
             flow = flow + correction.to(flow.dtype)
@@ -67,12 +67,13 @@ class MotionPrior(nn.Module):
                                align_corners=True)
         if canvas is not None:
             # view coordinates -> the canvas's (the view sits in its middle columns, pixel for pixel)
-            width = canvas.shape[-1]
-            x = ((grid[..., 0] + 1) * (size - 1) / 2 + (width - size) / 2) * (2 / (width - 1)) - 1
-            sampled = F.grid_sample(canvas.to(frames.dtype), torch.stack([x, grid[..., 1]], dim=-1), mode="bilinear",
-                                    padding_mode="zeros", align_corners=True)
-            held = sampled[:, -1:]  # how much of each pixel the canvas holds (its colours are premultiplied)
-            warped = sampled[:, :-1] + (1 - held) * warped
+            width, c = canvas.shape[-1], frames.shape[1]
+            offset = canvas[:, -1, :1, :1].to(frames.dtype)  # (B, 1, 1): where the view sits
+            x = ((grid[..., 0] + 1) * (size - 1) / 2 + (width - size) / 2 + offset) * (2 / (width - 1)) - 1
+            sampled = F.grid_sample(canvas[:, :c + 1].to(frames.dtype), torch.stack([x, grid[..., 1]], dim=-1),
+                                    mode="bilinear", padding_mode="zeros", align_corners=True)
+            held = sampled[:, c:c + 1]  # how much of each pixel the canvas holds (its colours are premultiplied)
+            warped = sampled[:, :c] + (1 - held) * warped
         return torch.where(self.hud, frames, warped) if hud else warped
 
     def _inner_pan(self, cells: torch.Tensor) -> torch.Tensor:
@@ -87,28 +88,41 @@ class MotionPrior(nn.Module):
         return torch.cat([x, cells[:, 1:]], dim=1)
 
     def pan_pixels(self) -> torch.Tensor:
-        """Each action's horizontal camera pan in whole pixels (num_actions + 1,): the median x-offset of
-        its flow over the middle half of the field (the border cells only see the clamped edge)."""
+        """Each action's horizontal camera pan in pixels (num_actions + 1,): the median x-offset of its flow
+        over the middle half of the field (the border cells only see the clamped edge)."""
         g = self.flow.shape[-1]
         middle = self.flow.detach()[:, 0, g // 4: g - g // 4, g // 4: g - g // 4].flatten(1)
-        return (middle.median(dim=1).values * (self.image_size - 1) / 2).round().long()
+        return middle.median(dim=1).values * (self.image_size - 1) / 2
 
-    def update_canvas(self, canvas: torch.Tensor, frames: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """The canvas (B, C + 1, H, Wc: colours premultiplied by the last channel, 1 where it holds a pixel)
-        after committing frames (B, C, H, W) reached by actions (B,): shifted by the action's pan in whole
-        pixels (no resampling, so what it keeps stays sharp), cleared outside the view unless the action is
-        one of ``RADConfig.pan_actions``, then the frame written into its middle columns."""
-        b, _, h, width = canvas.shape
-        size = self.image_size
-        shift = self.pan_pixels().to(canvas.device)[actions.long()]  # new column j shows old column j + shift
-        src = torch.arange(width, device=canvas.device) + shift[:, None]
-        keep = ((src >= 0) & (src < width) & self.pans[actions.long()][:, None]).to(canvas.dtype)
-        index = src.clamp(0, width - 1)[:, None, None, :].expand(b, canvas.shape[1], h, width)
-        moved = canvas.gather(-1, index) * keep[:, None, None, :]
+    def update_canvas(self, canvas: torch.Tensor, frames: torch.Tensor, actions: torch.Tensor,
+                      observed: torch.Tensor) -> torch.Tensor:
+        """The canvas after committing frames (B, C, H, W) reached by actions (B,); ``observed`` (B,) bool:
+        real frames (else dreamed ones). Channels: the colours premultiplied by the next channel, which is
+        1 where the canvas holds a pixel; 1 where that pixel was observed; the view's sub-pixel offset from
+        the middle columns (the same everywhere). The canvas moves by the action's pan in whole pixels (no
+        resampling, so what it keeps stays sharp; the fraction accumulates in the offset, so opposite turns
+        cancel), is cleared unless the action is one of ``RADConfig.pan_actions``, then the frame's scene
+        (without the ``hud_border``) is written into its middle columns, except that a dreamed frame does
+        not overwrite an observed pixel: while the camera only turns or stands, the scene is what was seen,
+        and the dream reads that back instead of its own degrading copy."""
+        b, n, h, width = canvas.shape
+        c, size = n - 3, self.image_size
+        pan = self.pans[actions.long()]
+        total = canvas[:, -1, 0, 0] + self.pan_pixels().to(canvas.device)[actions.long()]
+        shift = total.round()
+        offset = (total - shift) * pan.to(canvas.dtype)
+        src = torch.arange(width, device=canvas.device) + shift.long()[:, None]  # new column j = old j + shift
+        keep = ((src >= 0) & (src < width) & pan[:, None]).to(canvas.dtype)
+        index = src.clamp(0, width - 1)[:, None, None, :].expand(b, n - 1, h, width)
+        moved = canvas[:, :-1].gather(-1, index) * keep[:, None, None, :]
         left = (width - size) // 2
-        view = torch.cat([frames.to(canvas.dtype), frames.new_ones((b, 1, h, size), dtype=canvas.dtype)], dim=1)
-        view = torch.where(self.hud, moved[..., left:left + size], view)  # the overlay is not the scene
-        return torch.cat([moved[..., :left], view, moved[..., left + size:]], dim=-1)
+        old = moved[..., left:left + size]
+        flags = observed.to(canvas.dtype)[:, None, None, None].expand(b, 1, h, size)
+        new = torch.cat([frames.to(canvas.dtype), torch.ones_like(flags), flags], dim=1)
+        kept = (old[:, c + 1:] > 0.5) & ~observed.bool()[:, None, None, None]  # observed pixels a dream keeps
+        view = torch.where(self.hud | kept, old, new)  # the overlay is not the scene
+        moved = torch.cat([moved[..., :left], view, moved[..., left + size:]], dim=-1)
+        return torch.cat([moved, offset[:, None, None, None].expand(b, 1, h, width)], dim=1)
 
     def shift_pixels(self) -> torch.Tensor:
         """Mean horizontal and vertical flow of each action in pixels (num_actions + 1, 2)."""

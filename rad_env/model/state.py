@@ -25,8 +25,8 @@ class RADState:
       first), which the stem of the next frame reads when ``prev_frame_input``.
     * ``prev_frame``: (B, C, H, W), the last committed frame itself, clean, in [-1, 1] (zeros before the
       first): what the motion prior warps into the next frame's prediction.
-    * ``canvas``: (B, C + 1, H, canvas_width), the motion prior's panorama around that frame (colours
-      premultiplied by the last channel, which is 1 where it holds a pixel; zero width without one).
+    * ``canvas``: (B, C + 3, H, canvas_width), the motion prior's panorama around that frame
+      (:meth:`rad_env.model.motion.MotionPrior.update_canvas`; zero width without one).
     """
 
     memory: list[list[torch.Tensor]]

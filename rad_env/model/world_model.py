@@ -149,7 +149,10 @@ class WorldModel(nn.Module):
                                                c_noise, actions, is_first, state)
         diffusion_metrics = dict.fromkeys(("diffusion_loss", "diffusion_loss_high_sigma", "diffusion_loss_low_sigma"),
                                           float("nan"))
-        canvases = self._canvases(committed, actions, is_first, state)
+        # a dreamed context frame is never bit-identical to the real one (rollout_frames keeps the real ones)
+        observed = None if context_frames is None else (
+            context_frames.to(dev) == batch.frames.to(dev)).flatten(2).all(-1)
+        canvases = self._canvases(committed, actions, is_first, state, observed)
         if not heads_only:
             diffusion_loss, diffusion_metrics = self._diffusion_loss(y, committed, actions, is_first, context, state,
                                                                      canvases, generator)
@@ -178,10 +181,10 @@ class WorldModel(nn.Module):
 
     @torch.no_grad()
     def _canvases(self, committed: torch.Tensor, actions: torch.Tensor, is_first: torch.Tensor,
-                  state: RADState | None) -> torch.Tensor | None:
-        """The motion prior's canvas after each committed frame (B, L, C + 1, H, canvas_width), as
+                  state: RADState | None, observed: torch.Tensor | None = None) -> torch.Tensor | None:
+        """The motion prior's canvas after each committed frame (B, L, C + 3, H, canvas_width), as
         committing them one by one builds it (from the carried state's, empty at episode starts);
-        None without ``canvas_width``."""
+        ``observed`` (B, L) bool marks the real frames (default: all). None without ``canvas_width``."""
         if not self.config.canvas_width:
             return None
         b, l = committed.shape[:2]
@@ -189,7 +192,8 @@ class WorldModel(nn.Module):
         out = []
         for t in range(l):
             canvas = canvas * (~is_first[:, t]).to(canvas.dtype)[:, None, None, None]
-            canvas = self.dit.motion.update_canvas(canvas, committed[:, t].float(), actions[:, t])
+            seen = observed[:, t] if observed is not None else torch.ones(b, dtype=torch.bool, device=self.device)
+            canvas = self.dit.motion.update_canvas(canvas, committed[:, t].float(), actions[:, t], seen)
             out.append(canvas)
         return torch.stack(out, dim=1)
 
@@ -293,7 +297,7 @@ class WorldModel(nn.Module):
         """What the denoiser predicts relative to, w in D = w + c_skip (x - w) + c_out F: the previous
         clean frames (..., C, H, W) warped by the actions' flow (...) with ``motion_prior`` (plus the
         network's ``flow`` correction (..., 2, H, W) with ``flow_correction``; what the warp brings in from
-        outside the frame taken from ``canvas`` (..., C + 1, H, Wc) with ``canvas_width``), else zeros
+        outside the frame taken from ``canvas`` (..., C + 3, H, Wc) with ``canvas_width``), else zeros
         (EDM's plain denoiser)."""
         motion = self.dit.motion
         if motion is None:
@@ -345,13 +349,15 @@ class WorldModel(nn.Module):
         return sample(denoise, noise, sigmas, sampler or cfg.sampler)
 
     def _commit(self, y: torch.Tensor, prev_actions: torch.Tensor, state: RADState,
-                generators: Sequence[torch.Generator] | None) -> tuple[RADState, torch.Tensor, torch.Tensor]:
-        """Push clean frames y (B, C, H, W) into the context at ``context_sigma``."""
+                generators: Sequence[torch.Generator] | None, observed: bool
+                ) -> tuple[RADState, torch.Tensor, torch.Tensor]:
+        """Push clean frames y (B, C, H, W) into the context at ``context_sigma`` (``observed``: real frames,
+        else dreamed)."""
         b = y.shape[0]
         cs = self.config.context_sigma
         noise = randn_rows(y.shape[1:], b, generators, y.device)
         _, _, c_in, c_noise = self._precondition(torch.full((b,), cs, device=y.device))
-        feats, new_state = self.dit.commit_step(c_in * (y + cs * noise), c_noise, prev_actions, state, y)
+        feats, new_state = self.dit.commit_step(c_in * (y + cs * noise), c_noise, prev_actions, state, y, observed)
         reward, term = self.predict_outcome(feats)
         return new_state, reward, term
 
@@ -363,7 +369,7 @@ class WorldModel(nn.Module):
         y = frames_to_float(frames, self.device)
         if y.dim() != 4:
             raise ValueError(f"frames must be (B, H, W, 3), got {tuple(y.shape)}")
-        new_state, _, _ = self._commit(y, self._actions(prev_actions, y.shape[0]), state, generators)
+        new_state, _, _ = self._commit(y, self._actions(prev_actions, y.shape[0]), state, generators, observed=True)
         return new_state
 
     @torch.no_grad()
@@ -377,5 +383,5 @@ class WorldModel(nn.Module):
         which also gives the heads' outputs."""
         a = self._actions(prev_actions, state.batch_size)
         frames = float_to_frames(self.sample_next(a, state, steps, generators, sampler, guidance))
-        new_state, reward, term = self._commit(frames_to_float(frames), a, state, generators)
+        new_state, reward, term = self._commit(frames_to_float(frames), a, state, generators, observed=False)
         return Imagined(frames, reward, term, new_state)

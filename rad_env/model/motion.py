@@ -50,9 +50,9 @@ class MotionPrior(nn.Module):
         """Warp frames (B, C, H, W) by the flow of the action (B,) that follows each -> (B, C, H, W),
         plus ``correction`` (B, 2, H, W), a per-frame flow in the same units (:class:`FlowCorrection`).
 
-        Pixels the flow brings in come from ``canvas`` (B, C + 3, H, Wc) wherever it
-        holds them (:meth:`update_canvas`; for the ``pan_actions`` the flow's outer cells, which only ever saw
-        the repeated border, then take the nearest inner cell's x-offset), else repeat the scene's border. The ``hud_border``
+        Pixels come from ``canvas`` (B, C + 3, H, Wc) wherever it holds them (:meth:`update_canvas`; for the
+        ``pan_actions`` the flow's outer cells, which only ever saw the repeated border, then take the nearest
+        inner cell's x-offset), else from the frame, whose scene's border repeats outside. The ``hud_border``
         pixels at the frame's edge (an overlay, not the scene) stay where they are."""
         size, hud = self.image_size, self.hud_border
         cells = self.flow[actions.long()]

@@ -149,9 +149,10 @@ class WorldModel(nn.Module):
                                                c_noise, actions, is_first, state)
         diffusion_metrics = dict.fromkeys(("diffusion_loss", "diffusion_loss_high_sigma", "diffusion_loss_low_sigma"),
                                           float("nan"))
-        # a dreamed context frame is never bit-identical to the real one (rollout_frames keeps the real ones)
-        observed = None if context_frames is None else (
-            context_frames.to(dev) == batch.frames.to(dev)).flatten(2).all(-1)
+        observed = None
+        if context_frames is not None and cfg.canvas_width:
+            # a dreamed context frame is never bit-identical to the real one (rollout_frames keeps the real ones)
+            observed = (context_frames.to(dev) == batch.frames.to(dev)).flatten(2).all(-1)
         canvases = self._canvases(committed, actions, is_first, state, observed)
         if not heads_only:
             diffusion_loss, diffusion_metrics = self._diffusion_loss(y, committed, actions, is_first, context, state,
@@ -189,11 +190,12 @@ class WorldModel(nn.Module):
             return None
         b, l = committed.shape[:2]
         canvas = state.canvas.to(self.device) if state is not None else self.dit.empty_canvas(b, self.device)
+        if observed is None:
+            observed = torch.ones(b, l, dtype=torch.bool, device=self.device)
         out = []
         for t in range(l):
             canvas = canvas * (~is_first[:, t]).to(canvas.dtype)[:, None, None, None]
-            seen = observed[:, t] if observed is not None else torch.ones(b, dtype=torch.bool, device=self.device)
-            canvas = self.dit.motion.update_canvas(canvas, committed[:, t].float(), actions[:, t], seen)
+            canvas = self.dit.motion.update_canvas(canvas, committed[:, t].float(), actions[:, t], observed[:, t])
             out.append(canvas)
         return torch.stack(out, dim=1)
 

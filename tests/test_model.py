@@ -639,6 +639,32 @@ def test_hud_border_stays_in_place_and_is_not_the_scene():
                                atol=2e-3, rtol=0)  # without the canvas: the scene's edge column, repeated
 
 
+def test_dreamed_hud_stays_one_colour():
+    """The denoiser sets the ``hud_border`` overlay to its mean colour: over a long dream the warp copies it
+    frame to frame, and per-pixel errors there would pile up into speckle. A network with random weights
+    still dreams a one-colour ring (whose colour it may change) around a scene that varies."""
+    model = micro_model("lstm", motion_prior=True, motion_grid=4, hud_border=1, perturb=0.05)
+    cfg = model.config
+    frame = random_frames(cfg, 1, 0)
+    frame[:, 0] = frame[:, -1] = frame[:, :, 0] = frame[:, :, -1] = torch.tensor([200, 40, 30], dtype=torch.uint8)
+    state = model.observe(frame, torch.tensor([cfg.null_action]), model.init_state(1))
+    g = torch.Generator().manual_seed(0)
+    ring = model.dit.motion.hud
+    colours = []
+    for _ in range(12):
+        out = model.imagine(torch.randint(0, cfg.num_actions, (1,), generator=g), state, steps=2)
+        state = out.state
+        pixels = out.frames[0][ring]  # (ring pixels, 3)
+        assert (pixels == pixels[0]).all(), "the overlay is one colour"
+        assert out.frames[0][~ring].float().std() > 5  # the scene is not
+        colours.append(pixels[0])
+    assert len({tuple(c.tolist()) for c in colours}) > 1  # the network still sets the colour
+    x = torch.randn(2, 3, 16, 16)
+    flat = model.dit.motion.flatten_hud(x)
+    torch.testing.assert_close(flat[..., ~ring], x[..., ~ring])
+    torch.testing.assert_close(flat[..., 0, 0], x[..., ring].mean(-1))
+
+
 def test_canvas_keeps_what_was_seen_and_sub_pixel_pans_cancel():
     """Pans of 2.5 pixels: the canvas moves by whole pixels and carries the fraction, so two turns one way
     and two back bring the first view back to the middle exactly. Dreamed frames do not overwrite what was

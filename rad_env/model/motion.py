@@ -76,6 +76,17 @@ class MotionPrior(nn.Module):
             warped = sampled[:, :c] + (1 - held) * warped
         return torch.where(self.hud, frames, warped) if hud else warped
 
+    def flatten_hud(self, frames: torch.Tensor) -> torch.Tensor:
+        """Frames (B, C, H, W) with the ``hud_border`` pixels replaced by their mean colour. The overlay is
+        one colour (Memory Maze's frame in the target's colour), and the warp copies it from frame to frame:
+        left per-pixel, the denoiser's small errors there add up over a long dream into coloured speckle
+        (measured: multicoloured by h=128); averaged over the ring they cancel, and a change of target
+        still changes its colour."""
+        if not self.hud_border:
+            return frames
+        ring = frames.masked_select(self.hud).view(*frames.shape[:-2], -1).mean(-1)
+        return torch.where(self.hud, ring[..., None, None], frames)
+
     def _inner_pan(self, cells: torch.Tensor) -> torch.Tensor:
         """Flow cells (B, 2, g, g) with the x-offsets of the outer quarter of columns on each side replaced by
         the nearest middle column's: with the repeated border as the only thing to fit, training leaves those

@@ -215,12 +215,15 @@ class WorldModel(nn.Module):
             drop = torch.rand((b, l), generator=generator, device=dev) < cfg.action_dropout
             target_actions = torch.where(drop, torch.full_like(actions, cfg.null_action), actions)
         out, flow = self._split_output(self.dit.forward_targets(c_in * x, c_noise, target_actions, context))
-        # EDM loss lambda(sigma) * |D - y|^2 == |F - (y - c_skip x - (1 - c_skip) w) / c_out|^2
         prev_frames = previous_frames(committed, is_first, state.prev_frame if state is not None else None)
         prev_canvases = None if canvases is None else previous_frames(
             canvases, is_first, state.canvas if state is not None else None)
         prior = self.motion_prior(prev_frames, target_actions, flow, prev_canvases)
-        per_frame = ((out - (y - c_skip * x - (1 - c_skip) * prior) / c_out) ** 2).mean(dim=(2, 3, 4))
+        if cfg.hud_border:  # the loss of the denoiser as it samples: its overlay's pixels flattened
+            denoised = self._flatten_hud(c_skip * x + (1 - c_skip) * prior + c_out * out)
+            per_frame = (((denoised - y) / c_out) ** 2).mean(dim=(2, 3, 4))
+        else:  # EDM loss lambda(sigma) * |D - y|^2 == |F - (y - c_skip x - (1 - c_skip) w) / c_out|^2
+            per_frame = ((out - (y - c_skip * x - (1 - c_skip) * prior) / c_out) ** 2).mean(dim=(2, 3, 4))
         with torch.no_grad():
             high = sigma >= 1.0
             metrics = {"diffusion_loss": float(per_frame.mean()),
@@ -322,7 +325,14 @@ class WorldModel(nn.Module):
         out, flow = self._split_output(self.dit.denoise_step(c_in * x, c_noise, prev_actions, state))
         prior = self.motion_prior(state.prev_frame, prev_actions, flow,
                                   state.canvas if self.config.canvas_width else None)
-        return c_skip * x + (1 - c_skip) * prior + c_out * out
+        return self._flatten_hud(c_skip * x + (1 - c_skip) * prior + c_out * out)
+
+    def _flatten_hud(self, frames: torch.Tensor) -> torch.Tensor:
+        """Denoised frames (..., C, H, W) with the ``hud_border`` overlay set to its mean colour
+        (:meth:`MotionPrior.flatten_hud`); unchanged without one."""
+        if not self.config.hud_border:
+            return frames
+        return self.dit.motion.flatten_hud(frames.reshape((-1,) + frames.shape[-3:])).view(frames.shape)
 
     def sample_next(self, prev_actions: torch.Tensor, state: RADState, steps: int | None = None,
                     generators: Sequence[torch.Generator] | None = None, sampler: str | None = None,

@@ -144,19 +144,27 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _held_out(ckpt: dict[str, Any], store: EpisodeStore, data_path: str, given: bool) -> tuple[list[int], str]:
-    """Episodes to evaluate and a sentence saying how they relate to the training data."""
+    """Episodes to evaluate and a sentence saying how they relate to the training data (the recording
+    seeds of all its files; older checkpoints name only the first file's)."""
     trained = ckpt["data"]
-    train_seed = trained.get("seed")
+    train_seeds = sorted(set(trained.get("seeds") or ([trained["seed"]] if trained.get("seed") is not None else [])))
     all_episodes = list(range(len(store)))
     same_path = Path(data_path).resolve() == Path(str(trained.get("path", ""))).resolve() if trained.get("path") else False
     if not given or same_path:
         held = [e for e in (trained.get("held_out_episodes") or []) if e < len(store)]
         return (held or all_episodes), "held-out episodes of the training recording (same recording seed)"
-    seed = store.meta.seed if store.meta is not None else -1
-    if train_seed is not None and seed == train_seed and seed >= 0:
-        return all_episodes, f"WARNING: recorded with seed {seed}, the training data's seed: not held out"
-    return all_episodes, (f"episodes recorded with seed {seed}, never used for training"
-                          + (f" (training data: seed {train_seed})" if train_seed is not None else ""))
+    seeds = sorted(store.seeds)
+    shared = [s for s in seeds if s >= 0 and s in train_seeds]
+    if shared:
+        return all_episodes, (f"WARNING: recorded with {_seed_list(shared)}, also the training data's: not held out")
+    return all_episodes, (f"episodes recorded with {_seed_list(seeds)}, never used for training"
+                          + (f" (training data: {_seed_list(train_seeds)})" if train_seeds else ""))
+
+
+def _seed_list(seeds: list[int]) -> str:
+    """[1] -> "seed 1"; [0, 2, 7] -> "seeds 0, 2 and 7"."""
+    text = [str(s) for s in seeds]
+    return "seed " + text[0] if len(text) == 1 else "seeds " + ", ".join(text[:-1]) + " and " + text[-1]
 
 
 def evaluate(cfg: EvalConfig) -> dict[str, Any]:

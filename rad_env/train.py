@@ -213,6 +213,7 @@ def data_description(store: EpisodeStore, train_idx: list[int], held_idx: list[i
     return {
         "path": str(path), "source": meta.source, "action_set": meta.action_set,
         "num_actions": meta.num_actions, "frame_shape": list(meta.frame_shape), "seed": meta.seed,
+        "seeds": sorted(store.seeds),
         "episodes": len(store), "steps": store.num_steps,
         "train_episodes": train_idx, "held_out_episodes": held_idx,
     }

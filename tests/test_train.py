@@ -402,3 +402,32 @@ def test_minecraft_revisit_mask() -> None:
     # 6: same cell, 10 degrees off frame 1 (4 is too recent for window 2); 7: same as 1
     assert mask.tolist() == [False, False, False, False, True, False, True, True]
     assert revisit_masks({"x": x[None]}, 2) is None  # no yaw/z: no places
+
+
+def test_evaluation_names_every_training_seed(tmp_path: Path) -> None:
+    """A checkpoint trained on recordings with seeds 0 and 2 (one directory) calls a seed-2 recording not held
+    out, and a seed-1 recording held out, naming both training seeds."""
+    from rad_env.data import EpisodeStore
+    from rad_env.evaluate import _held_out
+    from rad_env.train import data_description
+
+    def record(path: Path, seed: int) -> Path:
+        rng = np.random.default_rng(seed)
+        eps = [Episode(obs=rng.integers(0, 256, (4, 8, 8, 3), dtype=np.uint8), action_id=np.zeros(3, np.int64),
+                       action=np.zeros(3, np.int32), reward=np.zeros(3, np.float32), terminated=np.zeros(3, bool),
+                       truncated=np.zeros(3, bool))]
+        meta = FileMeta(source="test", action_set="memory-maze", num_actions=6, frame_shape=(8, 8, 3), seed=seed)
+        return write_episodes(path, eps, meta)
+
+    record(tmp_path / "train" / "a" / "ep.h5", 0)
+    record(tmp_path / "train" / "b" / "ep.h5", 2)
+    train = EpisodeStore(tmp_path / "train")
+    assert train.seeds == {0, 2}
+    ckpt = {"data": data_description(train, [0], [1], str(tmp_path / "train"))}
+    seen = EpisodeStore(record(tmp_path / "seen.h5", 2))
+    new = EpisodeStore(record(tmp_path / "new.h5", 1))
+    assert "not held out" in _held_out(ckpt, seen, str(tmp_path / "seen.h5"), True)[1]
+    assert _held_out(ckpt, new, str(tmp_path / "new.h5"), True)[1] == (
+        "episodes recorded with seed 1, never used for training (training data: seeds 0 and 2)")
+    older = {"data": {**ckpt["data"], "seeds": None}}  # checkpoints before the field: the first file's seed
+    assert "training data: seed 0)" in _held_out(older, new, str(tmp_path / "new.h5"), True)[1]

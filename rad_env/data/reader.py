@@ -91,6 +91,7 @@ class EpisodeStore:
         self.episodes: list[EpisodeRef] = []
         self.corrupt: list[EpisodeRef] = []
         self.meta: FileMeta | None = None
+        self.seeds: set[int] = set()  # the recording seeds of all files (-1: not recorded)
         self._handles: dict[Path, h5py.File] = {}
         self._pid = os.getpid()
         if self.path.is_dir():
@@ -120,6 +121,7 @@ class EpisodeStore:
     def _scan(self, file: Path) -> None:
         with _open(file) as f:
             meta = FileMeta.from_attrs(f.attrs, str(file))
+            self.seeds.add(meta.seed)
             if self.meta is None:
                 self.meta = meta
             elif not self.meta.compatible_with(meta):

@@ -44,9 +44,20 @@ Exactly how the shipped files were made (see README "The embedded default"), on 
     # has lost the scene pays no reward (frames identical to stage 5)
     python -m rad_env.train --data data/mix --init runs/v6/model.pt --heads-only --tbptt --rollout-prob 0.75 \
         --rollout-chunks 8 --steps 300 --lr 1e-3 --warmup 20 --threads 1 --ckpt-every 100 --out runs/heads/h1
-    python tools/build_default_assets.py --checkpoint runs/heads/h1/model.pt --data data/mix
+    python tools/build_default_assets.py --checkpoint runs/heads/h1/model.pt --data data/mix \
+        --out runs/heads/h1/assets
+    # stage 7, 28 min on 2 threads: a canvas (a panorama around the view that keeps what a turn moved out of
+    # it, so turning back warps it in again) with Memory Maze's 2-pixel target-colour frame kept in place
+    # and set to its mean colour, the same fine-tuning otherwise
+    python -m rad_env.train --data data/mix --init runs/heads/h1/assets/memory_maze_tiny.pt \
+        --model canvas_width=448 hud_border=2 "pan_actions=[0,2,3]" --tbptt --rollout-prob 0.5 --steps 300 \
+        --lr 3e-4 --warmup 20 --threads 2 --ckpt-every 50 --time-limit 1700 --out runs/canvas3
+    # stage 8, 13 min on 2 threads: the heads alone again, as in stage 6 (frames identical to stage 7)
+    python -m rad_env.train --data data/mix --init runs/canvas3/model.pt --heads-only --tbptt --rollout-prob 0.75 \
+        --rollout-chunks 8 --steps 300 --lr 1e-3 --warmup 20 --threads 2 --ckpt-every 100 --out runs/heads/h2
+    python tools/build_default_assets.py --checkpoint runs/heads/h2/model.pt --data data/mix
     python -m rad_env.evaluate --checkpoint rad_env/assets/memory_maze_tiny.pt --data data/mm9_test \
-        --episodes 12 --threads 2 --out runs/v6_full --report
+        --episodes 12 --threads 2 --out runs/v8_full --report
 
 The checkpoint is stored with half-precision weights (loaded back as float32) to stay a few MB;
 the start frames are the first ``window`` frames of the held-out episodes.
@@ -68,14 +79,16 @@ from rad_env.model import RADConfig, WorldModel
 from rad_env.train import parse_overrides
 
 
-def export_checkpoint(ckpt: dict[str, Any], src: Path, dst: Path, overrides: dict[str, Any]) -> Path:
+def export_checkpoint(ckpt: dict[str, Any], src: Path, dst: Path, overrides: dict[str, Any],
+                      seeds: list[int]) -> Path:
     """Checkpoint ``ckpt`` (loaded from ``src``): its EMA weights in float16 with model config
     ``overrides`` (inference settings such as sampling_steps, context_sigma, guidance), without the
-    build machine's paths."""
+    build machine's paths, naming the recording ``seeds`` of its training data (so the evaluation can
+    tell held-out recordings apart)."""
     model = WorldModel(RADConfig.from_dict({**ckpt["model_config"], **overrides}))
     model.load_state_dict(ckpt["model"])
     model.half()
-    data = {**ckpt["data"], "path": ""}  # the data is not shipped: evaluation asks for --data
+    data = {**ckpt["data"], "path": "", "seeds": seeds}  # the data is not shipped: evaluation asks for --data
     train_config = {**ckpt["train_config"], "data": "", "out": ""}
     return save_checkpoint(dst, model, train_config=train_config, data=data, step=ckpt["step"],
                            extra={"exported_from": src.name, "weights_dtype": "float16",
@@ -125,7 +138,8 @@ def main(argv: list[str] | None = None) -> None:
     window = int(ckpt["model_config"]["window"])
     store = EpisodeStore(args.data)
     held = ckpt["data"].get("held_out_episodes") or list(range(len(store)))
-    path = export_checkpoint(ckpt, args.checkpoint, args.out / "memory_maze_tiny.pt", parse_overrides(args.set, "--set"))
+    path = export_checkpoint(ckpt, args.checkpoint, args.out / "memory_maze_tiny.pt", parse_overrides(args.set, "--set"),
+                             sorted(store.seeds))
     segments = start_segments(store, list(range(len(store))) if args.anywhere else held, window, args.segments,
                               args.anywhere)
     starts = export_start_frames(args.data, segments, window, args.out / "memory_maze_starts.h5")

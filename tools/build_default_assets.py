@@ -52,10 +52,13 @@ Exactly how the shipped files were made (see README "The embedded default"), on 
     python -m rad_env.train --data data/mix --init runs/heads/h1/assets/memory_maze_tiny.pt \
         --model canvas_width=448 hud_border=2 "pan_actions=[0,2,3]" --tbptt --rollout-prob 0.5 --steps 300 \
         --lr 3e-4 --warmup 20 --threads 2 --ckpt-every 50 --time-limit 1700 --out runs/canvas3
-    # stage 8, 13 min on 2 threads: the heads alone again, as in stage 6 (frames identical to stage 7)
+    # stage 8, 13 min on 2 threads + 21 min on 1: the heads alone again, as in stage 6, twice 300 steps (frames
+    # identical to stage 7)
     python -m rad_env.train --data data/mix --init runs/canvas3/model.pt --heads-only --tbptt --rollout-prob 0.75 \
         --rollout-chunks 8 --steps 300 --lr 1e-3 --warmup 20 --threads 2 --ckpt-every 100 --out runs/heads/h2
-    python tools/build_default_assets.py --checkpoint runs/heads/h2/model.pt --data data/mix
+    python -m rad_env.train --data data/mix --init runs/heads/h2/model.pt --heads-only --tbptt --rollout-prob 0.75 \
+        --rollout-chunks 8 --steps 300 --lr 1e-3 --warmup 20 --threads 1 --ckpt-every 100 --out runs/heads/h3
+    python tools/build_default_assets.py --checkpoint runs/heads/h3/model.pt --data data/mix
     python -m rad_env.evaluate --checkpoint rad_env/assets/memory_maze_tiny.pt --data data/mm9_test \
         --episodes 12 --threads 2 --out runs/v8_full --report
 

@@ -77,7 +77,7 @@ class MotionPrior(nn.Module):
         return torch.where(self.hud, frames, warped) if hud else warped
 
     def flatten_hud(self, frames: torch.Tensor) -> torch.Tensor:
-        """Frames (B, C, H, W) with the ``hud_border`` pixels replaced by their mean colour. The overlay is
+        """Frames (..., C, H, W) with the ``hud_border`` pixels replaced by their mean colour. The overlay is
         one colour (Memory Maze's frame in the target's colour), and the warp copies it from frame to frame:
         left per-pixel, the denoiser's small errors there add up over a long dream into coloured speckle
         (measured: multicoloured by h=128); averaged over the ring they cancel, and a change of target

@@ -219,11 +219,9 @@ class WorldModel(nn.Module):
         prev_canvases = None if canvases is None else previous_frames(
             canvases, is_first, state.canvas if state is not None else None)
         prior = self.motion_prior(prev_frames, target_actions, flow, prev_canvases)
-        if cfg.hud_border:  # the loss of the denoiser as it samples: its overlay's pixels flattened
-            denoised = self._flatten_hud(c_skip * x + (1 - c_skip) * prior + c_out * out)
-            per_frame = (((denoised - y) / c_out) ** 2).mean(dim=(2, 3, 4))
-        else:  # EDM loss lambda(sigma) * |D - y|^2 == |F - (y - c_skip x - (1 - c_skip) w) / c_out|^2
-            per_frame = ((out - (y - c_skip * x - (1 - c_skip) * prior) / c_out) ** 2).mean(dim=(2, 3, 4))
+        # EDM loss lambda(sigma) |D - y|^2 = |(D - y) / c_out|^2, D as the sampler sees it (overlay flattened)
+        denoised = self._flatten_hud(c_skip * x + (1 - c_skip) * prior + c_out * out)
+        per_frame = (((denoised - y) / c_out) ** 2).mean(dim=(2, 3, 4))
         with torch.no_grad():
             high = sigma >= 1.0
             metrics = {"diffusion_loss": float(per_frame.mean()),
@@ -330,9 +328,7 @@ class WorldModel(nn.Module):
     def _flatten_hud(self, frames: torch.Tensor) -> torch.Tensor:
         """Denoised frames (..., C, H, W) with the ``hud_border`` overlay set to its mean colour
         (:meth:`MotionPrior.flatten_hud`); unchanged without one."""
-        if not self.config.hud_border:
-            return frames
-        return self.dit.motion.flatten_hud(frames.reshape((-1,) + frames.shape[-3:])).view(frames.shape)
+        return self.dit.motion.flatten_hud(frames) if self.config.hud_border else frames
 
     def sample_next(self, prev_actions: torch.Tensor, state: RADState, steps: int | None = None,
                     generators: Sequence[torch.Generator] | None = None, sampler: str | None = None,

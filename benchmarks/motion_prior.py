@@ -3,8 +3,9 @@
     python -m benchmarks.motion_prior --train data/mix/explore --test data/mm9_test   # ~1 min
     python -m benchmarks.motion_prior --quick --train D --test D                      # seconds
 
-Fits a fresh :class:`rad_env.model.motion.MotionPrior` (one flow field per action) to the frame pairs
-of the ``--train`` episodes, then scores, on the ``--test`` episodes (record them with a seed never used
+Fits fresh :class:`rad_env.model.motion.MotionPrior` s (one flow field per action, and one per (previous
+action, action) pair: ``motion_pairs``, the agent's momentum) to the frame pairs of the ``--train``
+episodes, then scores, on the ``--test`` episodes (record them with a seed never used
 for training), the next frame predicted by warping the real previous frame against copying it, per
 action; and open-loop from real frames: warping its own output for ``--horizon`` steps along the true
 actions, beside copy-last-frame and the mean frame, per horizon bucket. The warp alone is the floor a
@@ -45,6 +46,11 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return frame_psnr(float_to_frames(a), float_to_frames(b))
 
 
+def previous_actions(actions: torch.Tensor, null: int) -> torch.Tensor:
+    """(N, T) actions -> the action before each ((N, T); ``null`` before an episode's first)."""
+    return torch.cat([torch.full_like(actions[:, :1], null), actions[:, :-1]], dim=1)
+
+
 def batches(frames: torch.Tensor, actions: torch.Tensor, size: int, seed: int) -> Iterator[tuple[torch.Tensor, ...]]:
     prev, nxt, act = frames[:, :-1].flatten(0, 1), frames[:, 1:].flatten(0, 1), actions.flatten()
     gen = torch.Generator().manual_seed(seed)
@@ -62,10 +68,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--fit-steps", type=int, default=400)
     parser.add_argument("--horizon", type=int, default=64, help="open-loop steps from each start")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--quick", action="store_true", help="4 episodes, 60 steps, 50 fit steps, horizon 16")
+    parser.add_argument("--quick", action="store_true", help="4 episodes, 60 steps, 200 fit steps, horizon 16")
     args = parser.parse_args(argv)
     if args.quick:
-        args.episodes, args.steps, args.fit_steps, args.horizon = 4, 60, 50, 16
+        args.episodes, args.steps, args.fit_steps, args.horizon = 4, 60, 200, 16
     set_cpu_threads(args.threads)
     try:
         train_frames, train_actions = load_episodes(args.train, args.episodes, args.steps)
@@ -75,29 +81,45 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     size = train_frames.shape[-1]
     num_actions = int(max(train_actions.max(), test_actions.max())) + 1
-    motion = MotionPrior(RADConfig.preset("tiny", image_size=size, num_actions=num_actions, motion_prior=True))
-    errors = motion.fit(batches(train_frames, train_actions, 256, seed=0), steps=args.fit_steps)
-    print(f"fit on {train_actions.numel()} pairs of {args.train}: training MSE warp {errors['warp_mse']:.4f}, "
-          f"copy {errors['copy_mse']:.4f}")
+    priors = {}  # one flow per action, and one per (previous action, action) pair (the agent's momentum)
+    for name, pairs in (("warp", False), ("warp per pair", True)):
+        motion = MotionPrior(RADConfig.preset("tiny", image_size=size, num_actions=num_actions, motion_prior=True,
+                                              motion_pairs=pairs))
+        if pairs:  # as training adds them to a model: from each action's flow (rare pairs, e.g. after a start, keep it)
+            motion.flow.data.copy_(motion.expand_to_pairs(priors["warp"].flow.detach()))
+        keys = motion.key(train_actions, previous_actions(train_actions, num_actions))
+        errors = motion.fit(batches(train_frames, keys, 256, seed=0), steps=args.fit_steps)
+        print(f"{name}: fit on {train_actions.numel()} pairs of {args.train}: training MSE {errors['warp_mse']:.4f}, "
+              f"copy {errors['copy_mse']:.4f}")
+        priors[name] = motion
+    test_previous = previous_actions(test_actions, num_actions)
 
     with torch.no_grad():
         prev, nxt, act = test_frames[:, :-1].flatten(0, 1), test_frames[:, 1:].flatten(0, 1), test_actions.flatten()
-        warped = torch.cat([motion(prev[i:i + 512], act[i:i + 512]) for i in range(0, len(act), 512)])
-        copy_db, warp_db = psnr(prev, nxt), psnr(warped, nxt)
-        rows = [[a, int((act == a).sum()), float(copy_db[act == a].mean()), float(warp_db[act == a].mean()),
-                 "({:+.1f}, {:+.1f})".format(*motion.shift_pixels()[a].tolist())] for a in range(motion.flow.shape[0] - 1)
-                if (act == a).any()]
-        rows.append(["all", len(act), float(copy_db.mean()), float(warp_db.mean()), ""])
+        copy_db = psnr(prev, nxt)
+        warp_db = {}
+        for name, motion in priors.items():
+            keys = motion.key(test_actions, test_previous).flatten()
+            warped = torch.cat([motion(prev[i:i + 512], keys[i:i + 512]) for i in range(0, len(act), 512)])
+            warp_db[name] = psnr(warped, nxt)
+        shifts = priors["warp"].shift_pixels()
+        rows = [[a, int((act == a).sum()), float(copy_db[act == a].mean())]
+                + [float(v[act == a].mean()) for v in warp_db.values()]
+                + ["({:+.1f}, {:+.1f})".format(*shifts[a].tolist())] for a in range(num_actions) if (act == a).any()]
+        rows.append(["all", len(act), float(copy_db.mean())] + [float(v.mean()) for v in warp_db.values()] + [""])
         print(f"\nnext frame from the real previous frame, {args.test} (PSNR dB)\n")
-        print(format_table(["action", "pairs", "copy last", "warp", "mean flow (x, y px)"], rows))
+        print(format_table(["action", "pairs", "copy last", *warp_db, "mean flow (x, y px)"], rows))
 
         h = min(args.horizon, test_frames.shape[1] - 1)
         mean_frame = train_frames.mean(dim=(0, 1))
-        x, scores = test_frames[:, 0], {"warp": [], "copy last": [], "mean frame": []}
+        frames = {name: test_frames[:, 0] for name in priors}
+        scores = {name: [] for name in (*priors, "copy last", "mean frame")}
         for t in range(h):
-            x = (motion(x, test_actions[:, t]) * 127.5).round() / 127.5  # committed as uint8, like a dream
             real = test_frames[:, t + 1]
-            scores["warp"].append(psnr(x, real))
+            for name, motion in priors.items():
+                keys = motion.key(test_actions[:, t], test_previous[:, t])
+                frames[name] = (motion(frames[name], keys) * 127.5).round() / 127.5  # committed as uint8, like a dream
+                scores[name].append(psnr(frames[name], real))
             scores["copy last"].append(psnr(test_frames[:, 0], real))
             scores["mean frame"].append(psnr(mean_frame.expand_as(real), real))
     stacked = {name: torch.stack(v, dim=1).numpy() for name, v in scores.items()}  # (N, h)

@@ -36,6 +36,7 @@ from .cli import UserError, add_dataclass_arguments, dataclass_from_args, option
 from .data import Batch, EpisodeStore, EpisodeStreams, WindowDataset, split_episodes
 from .model import RADConfig, RADState, WorldModel, frames_to_float
 from .model.layers import zero_
+from .model.motion import MotionPrior
 from .runtime import autocast_context, resolve_device, set_cpu_threads
 
 PROG = "rad-train"
@@ -165,22 +166,25 @@ def training_batches(cfg: TrainConfig, store: EpisodeStore, train_idx: list[int]
     return _forever(loader, sampler)
 
 
-def frame_pairs(batches: Iterator[Batch], device: torch.device
+def frame_pairs(batches: Iterator[Batch], motion: MotionPrior, device: torch.device
                 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """(previous frame, next frame, action between them) of every consecutive pair within an episode of
-    each batch, as float frames in [-1, 1] (what :meth:`MotionPrior.fit` takes)."""
+    """(previous frame, next frame, motion key of the transition) of every consecutive pair within an
+    episode of each batch, frames as floats in [-1, 1] (what :meth:`MotionPrior.fit` takes)."""
     for batch in batches:
         y = frames_to_float(batch.frames, device)
         keep = ~batch.is_first[:, 1:].to(device).bool()
+        actions = batch.prev_actions.to(device)
+        keys = motion.key(actions[:, 1:], actions[:, :-1])  # an episode's first frame has the null action
         if keep.any():
-            yield y[:, :-1][keep], y[:, 1:][keep], batch.prev_actions[:, 1:].to(device)[keep]
+            yield y[:, :-1][keep], y[:, 1:][keep], keys[keep]
 
 
 def fit_motion_prior(model: WorldModel, batches: Iterator[Batch], device: torch.device, verbose: bool) -> None:
-    """Fit a fresh motion prior's flow fields to the training data (seconds; training refines them)."""
+    """Fit a motion prior's flow fields to the training data, from its current flows (seconds; training
+    refines them)."""
     motion = model.dit.motion
     start = time.perf_counter()
-    errors = motion.fit(frame_pairs(batches, device))
+    errors = motion.fit(frame_pairs(batches, motion, device))
     if verbose:
         db = lambda mse: 10 * math.log10(4 / max(mse, 1e-12))  # noqa: E731
         shifts = ", ".join(f"{dx:+.1f}" for dx in motion.shift_pixels()[:, 0].tolist())
@@ -239,6 +243,14 @@ def load_init_weights(model: WorldModel, weights: dict[str, torch.Tensor], path:
     """Load ``--init`` weights into ``model``. Parts the new config adds keep their fresh initialisation
     (``pixel_channels``' head starts as a zero correction, so the model computes what it did); weights
     the new model has no place for are a user error. Returns the names left fresh."""
+    motion = model.dit.motion
+    flow = weights.get("dit.motion.flow")
+    if motion is not None and motion.pairs and flow is not None and flow.shape[0] == motion.num_ids:
+        # a model without motion_pairs: each pair starts from its action's flow, then all are refit to the data
+        weights = {**weights, "dit.motion.flow": motion.expand_to_pairs(flow),
+                   "dit.motion.fitted": torch.zeros((), dtype=torch.bool)}
+        if verbose:
+            print(f"--init {path}: motion_pairs added; each pair's flow starts from its action's and is refit")
     try:
         missing, unexpected = model.load_state_dict(weights, strict=False)
     except RuntimeError as exc:  # a tensor of another shape

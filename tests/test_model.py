@@ -15,7 +15,8 @@ from rad_env.model.world_model import frames_to_float
 MEMORIES = ["lstm", "linear", "none", "full"]
 STEMS = {"patch": {}, "conv": {"stem": "conv", "stem_channels": [8, 8]}, "patch+pixel": {"pixel_channels": 8},
          "patch+motion": {"motion_prior": True, "motion_grid": 4},
-         "patch+motion+flow": {"motion_prior": True, "motion_grid": 8, "flow_correction": True}}
+         "patch+motion+flow": {"motion_prior": True, "motion_grid": 8, "flow_correction": True},
+         "patch+motion+pairs": {"motion_prior": True, "motion_grid": 4, "motion_pairs": True}}
 
 
 
@@ -474,6 +475,73 @@ def test_motion_prior_fit_recovers_each_actions_camera_shift():
         assert abs(float(found[action, 0]) - k) < 0.3 and abs(float(found[action, 1])) < 0.3, (action, found)
     with pytest.raises(ValueError, match="needs 5 batches"):
         MotionPrior(cfg).fit(iter([next(pairs())]), steps=5)
+
+
+def test_motion_pairs_fit_the_shift_that_depends_on_the_previous_action():
+    """Momentum: the camera moves 3 pixels when the action repeats the previous one and 1 when it follows
+    another. One flow per action can only fit the average; one per (previous, action) pair finds both."""
+    gen = torch.Generator().manual_seed(0)
+
+    def pairs(motion: MotionPrior):
+        while True:
+            scenes = torch.nn.functional.interpolate(torch.rand(12, 3, 6, 8, generator=gen) * 2 - 1, size=(16, 24),
+                                                     mode="bilinear", align_corners=True)
+            actions, previous = torch.tensor([1] * 12), torch.tensor([1, 2] * 6)
+            shift = torch.where(previous == actions, 3, 1)
+            nxt = torch.stack([s[:, :, 4 + int(d):20 + int(d)] for s, d in zip(scenes, shift)])
+            yield scenes[:, :, :, 4:20], nxt, motion.key(actions, previous)
+
+    errors = {}
+    for name, extra in (("action", {}), ("pairs", {"motion_pairs": True})):
+        motion = MotionPrior(micro_config(motion_prior=True, motion_grid=4, **extra))
+        errors[name] = motion.fit(pairs(motion), steps=200, lr=1e-2)["warp_mse"]
+    assert errors["pairs"] < errors["action"] / 4, errors
+    x = motion.flow.detach().mean(dim=(2, 3))[:, 0] * 15 / 2
+    assert abs(float(x[motion.key(torch.tensor(1), torch.tensor(1))]) - 3) < 0.3
+    assert abs(float(x[motion.key(torch.tensor(1), torch.tensor(2))]) - 1) < 0.3
+    assert motion.shift_pixels().shape == (5, 2)  # per action, averaged over the previous actions
+    with pytest.raises(ValueError, match="needs the previous action"):
+        motion.key(torch.tensor([1]))
+
+
+def test_motion_pairs_follow_the_last_committed_action():
+    """With ``motion_pairs`` the state keeps the action that led to its last frame: the denoiser warps by the
+    flow of (that action, the next one), at an episode start by (null, next); the training keys of a
+    sequence (across an episode start and a carried chunk) equal the keys stepping reads."""
+    model = micro_model("lstm", motion_prior=True, motion_grid=4, motion_pairs=True)
+    cfg, motion = model.config, model.dit.motion
+    zero_(model.dit.stem.out)
+    frames = random_frames(cfg, 2, 3)
+    sigma = torch.tensor([1e4])
+    x = sigma * torch.randn(1, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        state = model.observe(frames[:1], torch.tensor([cfg.null_action]), model.init_state(1))
+        assert state.last_action.tolist() == [cfg.null_action]
+        outs = {}
+        for before in (1, 2):
+            after = model.observe(frames[1:], torch.tensor([before]), state)
+            assert after.last_action.tolist() == [before]
+            clean = frames_to_float(frames[1:])
+            warp = motion(clean, motion.key(torch.tensor([3]), torch.tensor([before])))
+            outs[before] = model.denoise(x, sigma, torch.tensor([3]), after)
+            torch.testing.assert_close(outs[before], warp, atol=2e-3, rtol=0)
+        assert (outs[1] - outs[2]).abs().max() > 1e-3
+    batch = make_batch(cfg, b=2, l=8, seed=4)
+    batch.is_first[1, 5] = True
+    batch.prev_actions[1, 5] = cfg.null_action
+    state, stepped = model.init_state(2), []
+    for t in range(8):
+        if t == 5:
+            state.index_copy_([1], model.init_state(1))
+        stepped.append(model.dit.motion_keys(batch.prev_actions[:, t], state.last_action))
+        state = model.observe(batch.frames[:, t], batch.prev_actions[:, t], state)
+    stepped = torch.stack(stepped, 1)
+    assert torch.equal(model.dit.sequence_motion_keys(batch.prev_actions, batch.is_first, None), stepped)
+    carried = model.loss(Batch(batch.frames[:, :3], batch.prev_actions[:, :3], batch.rewards[:, :3],
+                               batch.terminated[:, :3], batch.is_first[:, :3])).state
+    assert torch.equal(carried.last_action, batch.prev_actions[:, 2])
+    assert torch.equal(model.dit.sequence_motion_keys(batch.prev_actions[:, 3:], batch.is_first[:, 3:], carried),
+                       stepped[:, 3:])
 
 
 def test_motion_prior_denoiser_predicts_relative_to_the_warped_previous_frame():

@@ -131,6 +131,18 @@ def test_fine_tune_adds_a_motion_prior_fit_to_the_data(episodes: Path, tmp_path:
     train_cli(common + ["--out", str(tmp_path / "tuned"), "--init", base["checkpoint"], "--steps", "2",
                         "--model", "motion_prior=true", "motion_grid=4", "--resume"])
     assert "motion prior fit in" not in capsys.readouterr().out
+    paired = train_cli(common + ["--out", str(tmp_path / "paired"), "--init", tuned["checkpoint"], "--steps", "1",
+                                 "--model", "motion_pairs=true"])
+    out = capsys.readouterr().out
+    assert "motion_pairs added; each pair's flow starts from its action's" in out and "motion prior fit in" in out
+    third, _ = load_world_model(paired["checkpoint"])
+    motion = third.dit.motion
+    assert motion.flow.shape[0] == 7 * 7 and bool(motion.fitted)
+    shift = motion.shift_pixels()[:, 0]  # the square's moves do not depend on the previous action
+    assert shift[1] < -0.3 and shift[2] > 0.3, shift
+    for name, weight in second.state_dict().items():  # the rest, the network's read-out included, is kept
+        if not name.startswith("dit.motion."):
+            torch.testing.assert_close(third.state_dict()[name], weight, atol=1e-6, rtol=0, msg=name)
 
 
 def test_fine_tune_from_a_checkpoint_with_rollout_training(episodes: Path, tmp_path: Path, capsys) -> None:

@@ -37,6 +37,11 @@ class RADConfig:
     # reads that warped frame. A fixed per-action warp alone beats copying the last frame by 4 dB at h=1.
     motion_prior: bool = False
     motion_grid: int = 16
+    # With the motion prior: one flow field per (previous action, action) pair instead of per action. The
+    # agent has momentum: how far a step or a turn moves the camera depends on what it did the step before
+    # (measured on held-out Memory Maze: the warp alone predicts the next frame at 29.1 dB per pair against
+    # 26.6 dB per action; a longer action history adds nothing).
+    motion_pairs: bool = False
     # With the motion prior: the network also predicts, per frame, a correction to the action's flow field
     # (motion_grid x motion_grid offsets, in pixels; zero at initialisation). A fixed flow per action
     # cannot know the agent's momentum or the depth of what it sees (measured: under noop, the real view
@@ -148,6 +153,10 @@ class RADConfig:
             fail(f"pixel_channels must be an int >= 0, got {self.pixel_channels!r}")
         if not isinstance(self.motion_prior, bool):
             fail(f"motion_prior must be true or false, got {self.motion_prior!r}")
+        if not isinstance(self.motion_pairs, bool):
+            fail(f"motion_pairs must be true or false, got {self.motion_pairs!r}")
+        if self.motion_pairs and not self.motion_prior:
+            fail("motion_pairs gives the motion prior a flow per pair of actions: it needs motion_prior=true")
         if not isinstance(self.flow_correction, bool):
             fail(f"flow_correction must be true or false, got {self.flow_correction!r}")
         if self.flow_correction and not self.motion_prior:

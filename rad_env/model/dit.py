@@ -139,6 +139,17 @@ def context_valid(seg: torch.Tensor | None, b: int, l: int, wc: int, device,
     return seg_ctx == seg.unsqueeze(-1)
 
 
+def previous_actions(actions: torch.Tensor, is_first: torch.Tensor | None, first: torch.Tensor | None,
+                     null: int) -> torch.Tensor:
+    """(B, L) actions that led to each frame -> the action that led to each frame's previous frame (``first``
+    (B,) before frame 0, e.g. a carried state's ``last_action``, else ``null``), ``null`` at episode starts."""
+    head = torch.full_like(actions[:, :1], null) if first is None else first.to(actions).unsqueeze(1)
+    prev = torch.cat([head, actions[:, :-1]], dim=1)
+    if is_first is not None:
+        prev = torch.where(is_first.to(actions.device).bool(), torch.full_like(prev, null), prev)
+    return prev
+
+
 def previous_frames(x: torch.Tensor, is_first: torch.Tensor | None, first: torch.Tensor | None = None
                     ) -> torch.Tensor:
     """(B, L, ...) -> the previous frame's tensor for each frame (``first`` (B, ...) before frame 0, e.g. a
@@ -186,6 +197,7 @@ class ContextPass:
     """What the committed frames of a training sequence leave for the frames being denoised."""
 
     inputs: torch.Tensor  # (B, L, C, H, W) network inputs of the committed frames
+    actions: torch.Tensor  # (B, L) the actions that led to them
     keys: list[torch.Tensor]  # per layer (B, L, N, heads, head_dim)
     values: list[torch.Tensor]
     memory_read: list[torch.Tensor | None]  # per layer (B, L, M, Dm): what frame t reads (before its write)
@@ -320,15 +332,29 @@ class RADDiT(nn.Module):
         act_e = self.action_embed(actions.long())
         return noise_e, act_e, noise_e + act_e
 
-    def _tokens(self, x: torch.Tensor, prev: torch.Tensor, cond: torch.Tensor, actions: torch.Tensor):
-        """Network inputs (B', C, H, W) of frames and of their previous frames, and the actions (B') that
-        led to the frames -> tokens (B', N, D), skips. With a motion prior the stem reads the previous
-        frame warped by the action's flow (aligned with the frame it predicts)."""
+    def motion_keys(self, actions: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
+        """The motion prior's flow row for each transition: ``actions`` led to the frames, ``previous`` to
+        the frames before them (:meth:`MotionPrior.key`; zeros without a motion prior)."""
+        return self.motion.key(actions, previous) if self.motion is not None else torch.zeros_like(actions)
+
+    def sequence_motion_keys(self, actions: torch.Tensor, is_first: torch.Tensor | None,
+                             state: RADState | None, committed: torch.Tensor | None = None) -> torch.Tensor:
+        """Motion keys (B, L) of a training sequence's frames reached by ``actions`` (B, L); the previous
+        actions are ``committed`` (B, L, default ``actions``) shifted by one, continuing ``state``."""
+        committed = actions if committed is None else committed
+        previous = previous_actions(committed, is_first, state.last_action if state is not None else None,
+                                    self.cfg.null_action)
+        return self.motion_keys(actions, previous)
+
+    def _tokens(self, x: torch.Tensor, prev: torch.Tensor, cond: torch.Tensor, keys: torch.Tensor):
+        """Network inputs (B', C, H, W) of frames and of their previous frames, and the motion keys (B') of
+        the transitions to the frames -> tokens (B', N, D), skips. With a motion prior the stem reads the
+        previous frame warped by the transition's flow (aligned with the frame it predicts)."""
         if x.shape[1:] != (self.cfg.channels, self.cfg.image_size, self.cfg.image_size):
             raise ValueError(f"expected frames ({self.cfg.channels}, {self.cfg.image_size}, "
                              f"{self.cfg.image_size}), got {tuple(x.shape[1:])}")
         if self.motion is not None:
-            prev = self.motion(prev.to(x.dtype), actions)
+            prev = self.motion(prev.to(x.dtype), keys)
         inp = torch.cat([x, prev.to(x.dtype)], dim=1) if self.cfg.prev_frame_input else x
         tok, skips = self.stem.encode(inp, cond)
         return tok + self.pos_embed, skips
@@ -379,7 +405,8 @@ class RADDiT(nn.Module):
         ctx = self._seq_context(b, l, is_first, x.device, state)
         noise_e, act_e, cond = self._conditions(c_noise, actions)
         prev = previous_frames(x, ctx.is_first, state.prev_input if state is not None else None)
-        tok, _ = self._tokens(x.flatten(0, 1), prev.flatten(0, 1), cond.flatten(0, 1), actions.flatten(0, 1))
+        keys = self.sequence_motion_keys(actions, ctx.is_first, state)
+        tok, _ = self._tokens(x.flatten(0, 1), prev.flatten(0, 1), cond.flatten(0, 1), keys.flatten(0, 1))
         tok = tok.view(b, l, cfg.tokens_per_frame, cfg.dim)
         keys, values, reads, finals = [], [], [], []
         h_new = None
@@ -389,7 +416,7 @@ class RADDiT(nn.Module):
             values.append(v)
             reads.append(h_read)
             finals.append(mem_final)
-        return ContextPass(inputs=x, keys=keys, values=values, memory_read=reads, final_memory=finals,
+        return ContextPass(inputs=x, actions=actions, keys=keys, values=values, memory_read=reads, final_memory=finals,
                            features=self._features(tok, h_new), seg=ctx.seg, is_first=ctx.is_first,
                            prefix=ctx.prefix)
 
@@ -407,7 +434,9 @@ class RADDiT(nn.Module):
         pre = context.prefix
         prev = previous_frames(context.inputs, context.is_first, pre.state.prev_input if pre is not None else None)
         noise_e, act_e, cond = flat(noise_e)[:, None], flat(act_e)[:, None], flat(cond)[:, None]
-        tok, skips = self._tokens(flat(x), flat(prev), cond[:, 0], flat(actions))
+        motion = self.sequence_motion_keys(actions, context.is_first, pre.state if pre is not None else None,
+                                           context.actions)
+        tok, skips = self._tokens(flat(x), flat(prev), cond[:, 0], flat(motion))
         tok = tok[:, None]
         valid = flat(context_valid(context.seg, b, l, wc, x.device, pre.seg if pre is not None else None))
         valid_all = torch.cat([valid, valid.new_ones(b * l, 1)], dim=1)
@@ -459,6 +488,7 @@ class RADDiT(nn.Module):
             prev_input=context.inputs[:, -1].float().clone(),
             prev_frame=last_frame.float().clone(),
             canvas=canvas.float().clone() if canvas is not None else self.empty_canvas(b, dev),
+            last_action=context.actions[:, -1].long().clone(),
         )
 
     # -- inference: one frame ------------------------------------------------------------------
@@ -469,7 +499,8 @@ class RADDiT(nn.Module):
         if state.batch_size != b:
             raise ValueError(f"state has batch {state.batch_size}, input has {b}")
         noise_e, act_e, cond = self._conditions(c_noise.reshape(b), actions.reshape(b))
-        tok, skips = self._tokens(x, state.prev_input, cond, actions.reshape(b))
+        keys = self.motion_keys(actions.reshape(b), state.last_action)
+        tok, skips = self._tokens(x, state.prev_input, cond, keys)
         tok, noise_e, act_e, cond = tok[:, None], noise_e[:, None], act_e[:, None], cond[:, None]
         valid_all = torch.cat([state.valid, state.valid.new_ones(b, 1)], dim=1)
         new_mem, new_k, new_v = [], [], []
@@ -488,11 +519,12 @@ class RADDiT(nn.Module):
         h_last = self.blocks[-1].memory.hidden(new_mem[-1]) if self.cfg.has_memory else None
         canvas = state.canvas
         if self.cfg.canvas_width:
-            canvas = self.motion.update_canvas(canvas, frame.float(), actions.reshape(b),
+            canvas = self.motion.update_canvas(canvas, frame.float(), keys,
                                                torch.full((b,), observed, device=frame.device))
         new_state = RADState(memory=new_mem, keys=new_k, values=new_v,
                              valid=valid_all if self.cfg.memory == "full" else valid_all[:, 1:],
-                             time=state.time + 1, prev_input=x.float(), prev_frame=frame.float(), canvas=canvas)
+                             time=state.time + 1, prev_input=x.float(), prev_frame=frame.float(), canvas=canvas,
+                             last_action=actions.reshape(b).long().clone())
         return self._features(tok[:, 0], h_last), new_state
 
     def denoise_step(self, x: torch.Tensor, c_noise: torch.Tensor, actions: torch.Tensor,
@@ -540,6 +572,7 @@ class RADDiT(nn.Module):
             prev_input=torch.zeros(batch_size, cfg.channels, cfg.image_size, cfg.image_size, device=device),
             prev_frame=torch.zeros(batch_size, cfg.channels, cfg.image_size, cfg.image_size, device=device),
             canvas=self.empty_canvas(batch_size, device),
+            last_action=torch.full((batch_size,), cfg.null_action, dtype=torch.long, device=device),
         )
 
     def empty_canvas(self, batch_size: int, device: torch.device | str | None = None) -> torch.Tensor:

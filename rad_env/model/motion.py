@@ -11,7 +11,9 @@ at the borders, parallax, collisions.
 
 The flow of each action (and of the null action, used by the action-free denoiser of classifier-free
 guidance) is a ``motion_grid x motion_grid`` field of (x, y) offsets in normalised image coordinates,
-upsampled bilinearly. :meth:`MotionPrior.fit` fits it to recorded frame pairs before training
+upsampled bilinearly. With ``RADConfig.motion_pairs`` there is one per (previous action, action) pair: the
+agent has momentum, so a step after a step moves the camera further than a step after a turn. The table's
+row for a frame is its motion key (:meth:`MotionPrior.key`). :meth:`MotionPrior.fit` fits it to recorded frame pairs before training
 (least squares, seconds on a CPU); training then refines it with the rest of the model.
 """
 
@@ -31,7 +33,10 @@ class MotionPrior(nn.Module):
     def __init__(self, cfg: RADConfig):
         super().__init__()
         self.image_size = cfg.image_size
-        self.flow = nn.Parameter(torch.zeros(cfg.num_actions + 1, 2, cfg.motion_grid, cfg.motion_grid))
+        self.pairs = cfg.motion_pairs
+        self.num_ids = cfg.num_actions + 1  # action ids, the null action included
+        self.num_keys = self.num_ids ** 2 if self.pairs else self.num_ids
+        self.flow = nn.Parameter(torch.zeros(self.num_keys, 2, cfg.motion_grid, cfg.motion_grid))
         # False until fit (or loaded from a checkpoint that was): training fits a fresh prior first
         self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
         axis = torch.linspace(-1.0, 1.0, cfg.image_size)
@@ -39,25 +44,38 @@ class MotionPrior(nn.Module):
         self.register_buffer("identity", torch.stack([xs, ys], dim=-1), persistent=False)  # (H, W, 2)
         pans = torch.zeros(cfg.num_actions + 1, dtype=torch.bool)
         pans[cfg.pan_actions] = True
-        self.register_buffer("pans", pans, persistent=False)  # actions the canvas survives
+        # per motion key: the canvas survives the pan actions (whatever came before them)
+        self.register_buffer("pans", pans.repeat(self.num_ids) if self.pairs else pans, persistent=False)
         self.hud_border = cfg.hud_border
         hud = torch.ones(cfg.image_size, cfg.image_size, dtype=torch.bool)
         hud[cfg.hud_border:cfg.image_size - cfg.hud_border, cfg.hud_border:cfg.image_size - cfg.hud_border] = False
         self.register_buffer("hud", hud, persistent=False)  # (H, W): the overlay's pixels
 
-    def forward(self, frames: torch.Tensor, actions: torch.Tensor, correction: torch.Tensor | None = None,
+    def key(self, actions: torch.Tensor, previous: torch.Tensor | None = None) -> torch.Tensor:
+        """The flow table's row (motion key) of each transition: the action that leads to the next frame
+        (any shape), with ``motion_pairs`` paired with ``previous``, the action that led to the frame being
+        warped (same shape; the null action at an episode's start)."""
+        if not self.pairs:
+            return actions.long()
+        if previous is None:
+            raise ValueError("motion_pairs: the motion key needs the previous action too")
+        return previous.long() * self.num_ids + actions.long()
+
+    def forward(self, frames: torch.Tensor, keys: torch.Tensor, correction: torch.Tensor | None = None,
                 canvas: torch.Tensor | None = None) -> torch.Tensor:
-        """Warp frames (B, C, H, W) by the flow of the action (B,) that follows each -> (B, C, H, W),
-        plus ``correction`` (B, 2, H, W), a per-frame flow in the same units (:class:`FlowCorrection`).
+        """Warp frames (B, C, H, W) by the flow of the transition that follows each (motion keys (B,),
+        :meth:`key`) -> (B, C, H, W), plus ``correction`` (B, 2, H, W), a per-frame flow in the same units
+        (:class:`FlowCorrection`).
 
         Pixels come from ``canvas`` (B, C + 3, H, Wc) wherever it holds them (:meth:`update_canvas`; for the
         ``pan_actions`` the flow's outer cells, which only ever saw the repeated border, then take the nearest
         inner cell's x-offset), else from the frame, whose scene's border repeats outside. The ``hud_border``
         pixels at the frame's edge (an overlay, not the scene) stay where they are."""
         size, hud = self.image_size, self.hud_border
-        cells = self.flow[actions.long()]
+        keys = keys.long()
+        cells = self.flow[keys]
         if canvas is not None:  # pans read the canvas with their inner cells' offsets (a zoom keeps its field)
-            cells = torch.where(self.pans[actions.long()][:, None, None, None], self._inner_pan(cells), cells)
+            cells = torch.where(self.pans[keys][:, None, None, None], self._inner_pan(cells), cells)
         flow = F.interpolate(cells, size=size, mode="bilinear", align_corners=True)
         if correction is not None:
             flow = flow + correction.to(flow.dtype)
@@ -99,15 +117,16 @@ class MotionPrior(nn.Module):
         return torch.cat([x, cells[:, 1:]], dim=1)
 
     def pan_pixels(self) -> torch.Tensor:
-        """Each action's horizontal camera pan in pixels (num_actions + 1,): the median x-offset of its flow
+        """Each motion key's horizontal camera pan in pixels (num_keys,): the median x-offset of its flow
         over the middle half of the field (the border cells only see the clamped edge)."""
         g = self.flow.shape[-1]
         middle = self.flow.detach()[:, 0, g // 4: g - g // 4, g // 4: g - g // 4].flatten(1)
         return middle.median(dim=1).values * (self.image_size - 1) / 2
 
-    def update_canvas(self, canvas: torch.Tensor, frames: torch.Tensor, actions: torch.Tensor,
+    def update_canvas(self, canvas: torch.Tensor, frames: torch.Tensor, keys: torch.Tensor,
                       observed: torch.Tensor) -> torch.Tensor:
-        """The canvas after committing frames (B, C, H, W) reached by actions (B,); ``observed`` (B,) bool:
+        """The canvas after committing frames (B, C, H, W) reached by transitions of motion keys (B,)
+        (:meth:`key`); ``observed`` (B,) bool:
         real frames (else dreamed ones). Channels: the colours premultiplied by the next channel, which is
         1 where the canvas holds a pixel; 1 where that pixel was observed; the view's sub-pixel offset from
         the middle columns (the same everywhere). The canvas moves by the action's pan in whole pixels (no
@@ -118,8 +137,9 @@ class MotionPrior(nn.Module):
         and the dream reads that back instead of its own degrading copy."""
         b, n, h, width = canvas.shape
         c, size = n - 3, self.image_size
-        pan = self.pans[actions.long()]
-        total = canvas[:, -1, 0, 0] + self.pan_pixels().to(canvas.device)[actions.long()]
+        keys = keys.long()
+        pan = self.pans[keys]
+        total = canvas[:, -1, 0, 0] + self.pan_pixels().to(canvas.device)[keys]
         shift = total.round()
         offset = (total - shift) * pan.to(canvas.dtype)
         src = torch.arange(width, device=canvas.device) + shift.long()[:, None]  # new column j = old j + shift
@@ -136,13 +156,24 @@ class MotionPrior(nn.Module):
         return torch.cat([moved, offset[:, None, None, None].expand(b, 1, h, width)], dim=1)
 
     def shift_pixels(self) -> torch.Tensor:
-        """Mean horizontal and vertical flow of each action in pixels (num_actions + 1, 2)."""
-        return self.flow.detach().mean(dim=(2, 3)) * (self.image_size - 1) / 2
+        """Mean horizontal and vertical flow of each action in pixels (num_actions + 1, 2) (with ``motion_pairs``
+        averaged over the previous actions)."""
+        shifts = self.flow.detach().mean(dim=(2, 3)) * (self.image_size - 1) / 2
+        return shifts.view(self.num_ids, self.num_ids, 2).mean(0) if self.pairs else shifts
+
+    def expand_to_pairs(self, flow: torch.Tensor) -> torch.Tensor:
+        """A per-action flow table (num_actions + 1, 2, g, g) as a per-pair one (every previous action starts
+        from the action's flow): how a trained model without ``motion_pairs`` gains them (then refit)."""
+        if not self.pairs or flow.shape[0] != self.num_ids:
+            raise ValueError(f"expand_to_pairs: a table of {self.num_ids} flows for a motion_pairs prior, "
+                             f"got {tuple(flow.shape)}")
+        return flow.repeat(self.num_ids, 1, 1, 1)
 
     def fit(self, pairs: Iterable[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], steps: int = 300,
             lr: float = 3e-3) -> dict[str, float]:
-        """Least-squares fit of every action's flow to frame pairs (previous (B, C, H, W), next
-        (B, C, H, W), action (B,), floats in [-1, 1]); ``pairs`` yields at least ``steps`` batches.
+        """Least-squares fit of every motion key's flow to frame pairs (previous (B, C, H, W), next
+        (B, C, H, W), motion key (B,) (:meth:`key`), floats in [-1, 1]); ``pairs`` yields at least ``steps``
+        batches. Starts from the current flows.
         Marks the prior fitted. Returns the mean squared error of the warp and of copying the
         previous frame over the last batches seen."""
         opt = torch.optim.Adam([self.flow], lr=lr)
@@ -152,10 +183,10 @@ class MotionPrior(nn.Module):
         with torch.enable_grad():
             for step in range(steps):
                 try:
-                    prev, nxt, actions = next(it)
+                    prev, nxt, keys = next(it)
                 except StopIteration as exc:
                     raise ValueError(f"MotionPrior.fit needs {steps} batches of frame pairs, got {step}") from exc
-                loss = (self(prev, actions) - nxt).pow(2).mean()
+                loss = (self(prev, keys) - nxt).pow(2).mean()
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

@@ -27,6 +27,8 @@ class RADState:
       first): what the motion prior warps into the next frame's prediction.
     * ``canvas``: (B, C + 3, H, canvas_width), the motion prior's panorama around that frame
       (:meth:`rad_env.model.motion.MotionPrior.update_canvas`; zero width without one).
+    * ``last_action``: (B,) int64, the action that led to that frame (the null action before the first and
+      at an episode's start): with ``motion_pairs`` it selects the next transition's flow with the action.
     """
 
     memory: list[list[torch.Tensor]]
@@ -37,6 +39,7 @@ class RADState:
     prev_input: torch.Tensor
     prev_frame: torch.Tensor
     canvas: torch.Tensor
+    last_action: torch.Tensor
 
     # ------------------------------------------------------------------------------------
     @property
@@ -54,7 +57,7 @@ class RADState:
     def tensors(self) -> list[torch.Tensor]:
         out = [t for layer in self.memory for t in layer]
         return out + list(self.keys) + list(self.values) + [self.valid, self.time, self.prev_input, self.prev_frame,
-                                                          self.canvas]
+                                                          self.canvas, self.last_action]
 
     def map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> "RADState":
         """New state with ``fn`` applied to every tensor."""
@@ -67,6 +70,7 @@ class RADState:
             prev_input=fn(self.prev_input),
             prev_frame=fn(self.prev_frame),
             canvas=fn(self.canvas),
+            last_action=fn(self.last_action),
         )
 
     def clone(self) -> "RADState":
@@ -135,6 +139,7 @@ class RADState:
             raise ValueError("index_copy_: states come from different model configurations (canvas "
                              f"{tuple(other.canvas.shape[1:])} vs {tuple(self.canvas.shape[1:])})")
         self.canvas.index_copy_(0, i, other.canvas.to(self.canvas.dtype))
+        self.last_action.index_copy_(0, i, other.last_action.to(self.last_action.dtype))
         return self
 
     def _pad_cache(self, n: int) -> None:

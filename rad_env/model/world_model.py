@@ -192,10 +192,11 @@ class WorldModel(nn.Module):
         canvas = state.canvas.to(self.device) if state is not None else self.dit.empty_canvas(b, self.device)
         if observed is None:
             observed = torch.ones(b, l, dtype=torch.bool, device=self.device)
+        keys = self.dit.sequence_motion_keys(actions, is_first, state)
         out = []
         for t in range(l):
             canvas = canvas * (~is_first[:, t]).to(canvas.dtype)[:, None, None, None]
-            canvas = self.dit.motion.update_canvas(canvas, committed[:, t].float(), actions[:, t], observed[:, t])
+            canvas = self.dit.motion.update_canvas(canvas, committed[:, t].float(), keys[:, t], observed[:, t])
             out.append(canvas)
         return torch.stack(out, dim=1)
 
@@ -218,7 +219,8 @@ class WorldModel(nn.Module):
         prev_frames = previous_frames(committed, is_first, state.prev_frame if state is not None else None)
         prev_canvases = None if canvases is None else previous_frames(
             canvases, is_first, state.canvas if state is not None else None)
-        prior = self.motion_prior(prev_frames, target_actions, flow, prev_canvases)
+        keys = self.dit.sequence_motion_keys(target_actions, is_first, state, committed=actions)
+        prior = self.motion_prior(prev_frames, keys, flow, prev_canvases)
         # EDM loss lambda(sigma) |D - y|^2 = |(D - y) / c_out|^2, D as the sampler sees it (overlay flattened)
         denoised = self._flatten_hud(c_skip * x + (1 - c_skip) * prior + c_out * out)
         per_frame = (((denoised - y) / c_out) ** 2).mean(dim=(2, 3, 4))
@@ -295,10 +297,11 @@ class WorldModel(nn.Module):
             raise ValueError(f"action ids must be in [0, {n}] ({n} = NULL_ACTION), got "
                              f"[{int(a.min())}, {int(a.max())}]")
 
-    def motion_prior(self, prev_frames: torch.Tensor, actions: torch.Tensor, flow: torch.Tensor | None = None,
+    def motion_prior(self, prev_frames: torch.Tensor, keys: torch.Tensor, flow: torch.Tensor | None = None,
                      canvas: torch.Tensor | None = None) -> torch.Tensor:
         """What the denoiser predicts relative to, w in D = w + c_skip (x - w) + c_out F: the previous
-        clean frames (..., C, H, W) warped by the actions' flow (...) with ``motion_prior`` (plus the
+        clean frames (..., C, H, W) warped by the flow of their transitions' motion keys (...;
+        :meth:`RADDiT.motion_keys`) with ``motion_prior`` (plus the
         network's ``flow`` correction (..., 2, H, W) with ``flow_correction``; what the warp brings in from
         outside the frame taken from ``canvas`` (..., C + 3, H, Wc) with ``canvas_width``), else zeros
         (EDM's plain denoiser)."""
@@ -306,7 +309,7 @@ class WorldModel(nn.Module):
         if motion is None:
             return torch.zeros_like(prev_frames)
         flat = lambda t: None if t is None else t.reshape((-1,) + t.shape[-3:])  # noqa: E731
-        return motion(flat(prev_frames), actions.reshape(-1), flat(flow), flat(canvas)).view(prev_frames.shape)
+        return motion(flat(prev_frames), keys.reshape(-1), flat(flow), flat(canvas)).view(prev_frames.shape)
 
     def _split_output(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The network output (..., output_channels, H, W) -> F (..., C, H, W) (float) and the flow
@@ -321,7 +324,7 @@ class WorldModel(nn.Module):
         action that leads to it (B,); reads ``state`` without changing it. Returns float (B, C, H, W)."""
         c_skip, c_out, c_in, c_noise = self._precondition(sigma)
         out, flow = self._split_output(self.dit.denoise_step(c_in * x, c_noise, prev_actions, state))
-        prior = self.motion_prior(state.prev_frame, prev_actions, flow,
+        prior = self.motion_prior(state.prev_frame, self.dit.motion_keys(prev_actions, state.last_action), flow,
                                   state.canvas if self.config.canvas_width else None)
         return self._flatten_hud(c_skip * x + (1 - c_skip) * prior + c_out * out)
 

@@ -55,6 +55,28 @@ def make_batch(cfg: RADConfig, b: int = 2, l: int | None = None, seed: int = 0) 
                  is_first=is_first)
 
 
+def _batch_with_cut(cfg: RADConfig, l: int, cut: int, seed: int) -> Batch:
+    """A batch of 2 sequences of ``l`` frames whose second starts a new episode at frame ``cut``."""
+    batch = make_batch(cfg, b=2, l=l, seed=seed)
+    batch.is_first[1, cut] = True
+    batch.prev_actions[1, cut] = cfg.null_action
+    return batch
+
+
+def _observe_one_by_one(model: WorldModel, batch: Batch, cut: int) -> list[tuple[RADState, RADState]]:
+    """(state before, state after) committing each frame of a 2-row ``batch`` with ``observe``, env 1 reset at
+    frame ``cut``."""
+    state, out = model.init_state(2), []
+    for t in range(batch.frames.shape[1]):
+        if t == cut:
+            state = state.clone()
+            state.index_copy_([1], model.init_state(1))
+        after = model.observe(batch.frames[:, t], batch.prev_actions[:, t], state)
+        out.append((state, after))
+        state = after
+    return out
+
+
 def random_frames(cfg: RADConfig, b: int, seed: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     return torch.randint(0, 256, (b, cfg.image_size, cfg.image_size, 3), generator=g,
@@ -526,16 +548,9 @@ def test_motion_pairs_follow_the_last_committed_action():
             outs[before] = model.denoise(x, sigma, torch.tensor([3]), after)
             torch.testing.assert_close(outs[before], warp, atol=2e-3, rtol=0)
         assert (outs[1] - outs[2]).abs().max() > 1e-3
-    batch = make_batch(cfg, b=2, l=8, seed=4)
-    batch.is_first[1, 5] = True
-    batch.prev_actions[1, 5] = cfg.null_action
-    state, stepped = model.init_state(2), []
-    for t in range(8):
-        if t == 5:
-            state.index_copy_([1], model.init_state(1))
-        stepped.append(model.dit.motion_keys(batch.prev_actions[:, t], state.last_action))
-        state = model.observe(batch.frames[:, t], batch.prev_actions[:, t], state)
-    stepped = torch.stack(stepped, 1)
+    batch = _batch_with_cut(cfg, 8, 5, seed=4)
+    stepped = torch.stack([model.dit.motion_keys(batch.prev_actions[:, t], before.last_action)
+                           for t, (before, _) in enumerate(_observe_one_by_one(model, batch, 5))], 1)
     assert torch.equal(model.dit.sequence_motion_keys(batch.prev_actions, batch.is_first, None), stepped)
     carried = model.loss(Batch(batch.frames[:, :3], batch.prev_actions[:, :3], batch.rewards[:, :3],
                                batch.terminated[:, :3], batch.is_first[:, :3])).state
@@ -654,15 +669,9 @@ def test_training_canvases_equal_committing_frames_one_by_one():
     does, across an episode start inside the sequence and across chunks continuing a carried state."""
     model = _canvas_model()
     cfg = model.config
-    batch = make_batch(cfg, b=2, l=10, seed=3)
-    batch.is_first[1, 6] = True
-    batch.prev_actions[1, 6] = cfg.null_action
-    state, steps = model.init_state(2), []
-    for t in range(10):
-        if t == 6:
-            state.index_copy_([1], model.init_state(1))
-        state = model.observe(batch.frames[:, t], batch.prev_actions[:, t], state)
-        steps.append(state.canvas.clone())
+    batch = _batch_with_cut(cfg, 10, 6, seed=3)
+    observed = _observe_one_by_one(model, batch, 6)
+    steps, state = [after.canvas for _, after in observed], observed[-1][1]
     committed = frames_to_float(batch.frames)
     torch.testing.assert_close(model._canvases(committed, batch.prev_actions, batch.is_first, None),
                                torch.stack(steps, 1), atol=1e-6, rtol=0)

@@ -303,7 +303,7 @@ def test_evaluate_reports_model_beside_baselines(episodes: Path, tmp_path: Path)
             assert 0 < row[f"{who} psnr"] <= 100 and -1 <= row[f"{who} ssim"] <= 1
     # copy-last repeats the last context frame: at h=1 its score is that of the real step
     assert {r["method"] for r in result["denoiser"]} >= {"copy-last frame", "one-shot denoise, sigma=80",
-                                                          "sample from noise, euler 1 step"}
+                                                          "sample from noise, euler 1 step", "motion prior's warp alone"}
     assert "no recorded env seeds" in result["probes_skipped"]  # synthetic data: no real env to replay
     assert {t["target"] for t in result["targets"]} >= {"h=1 PSNR - copy-last", "h=2-16 PSNR - copy-last",
                                                         "h=17 PSNR - best baseline"}

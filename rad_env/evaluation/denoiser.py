@@ -27,8 +27,8 @@ def denoiser_diagnostics(model, frames: np.ndarray, prev_actions: np.ndarray, co
     """Mean PSNR (dB) against the true frame over every clip x position.
 
     For position ``t`` the model observes real frames ``t - context .. t - 1`` and predicts frame ``t``.
-    Rows: ``one-shot sigma=s`` for each sigma, ``<sampler> <n> steps`` for each sampler, and the
-    copy-last baseline at the same frames."""
+    Rows: ``one-shot sigma=s`` for each sigma, ``<sampler> <n> steps`` for each sampler, the copy-last
+    baseline at the same frames and, with a motion prior, its warp alone (what the network corrects)."""
     device = model.device
     ctx, acts, target = [], [], []
     for t in positions:
@@ -44,6 +44,9 @@ def denoiser_diagnostics(model, frames: np.ndarray, prev_actions: np.ndarray, co
     action = acts_t[:, context].to(device)
     y = frames_to_float(torch.from_numpy(real), device)
     rows: list[dict[str, float | str]] = [{"method": "copy-last frame", "psnr": float(psnr(ctx_t[:, -1].numpy(), real).mean())}]
+    if model.dit.motion is not None:  # what the denoiser predicts relative to: how much does the network add?
+        warp = float_to_frames(model.predict_warp(action, state)).cpu().numpy()
+        rows.append({"method": "motion prior's warp alone", "psnr": float(psnr(warp, real).mean())})
 
     def denoise(x: torch.Tensor, s: float) -> torch.Tensor:
         return model.denoise(x, torch.full((b,), s, device=device), action, state)

@@ -324,9 +324,16 @@ class WorldModel(nn.Module):
         action that leads to it (B,); reads ``state`` without changing it. Returns float (B, C, H, W)."""
         c_skip, c_out, c_in, c_noise = self._precondition(sigma)
         out, flow = self._split_output(self.dit.denoise_step(c_in * x, c_noise, prev_actions, state))
-        prior = self.motion_prior(state.prev_frame, self.dit.motion_keys(prev_actions, state.last_action), flow,
-                                  state.canvas if self.config.canvas_width else None)
+        prior = self.predict_warp(prev_actions, state, flow)
         return self._flatten_hud(c_skip * x + (1 - c_skip) * prior + c_out * out)
+
+    def predict_warp(self, prev_actions: torch.Tensor, state: RADState, flow: torch.Tensor | None = None
+                     ) -> torch.Tensor:
+        """The motion prior's prediction of the next frame (B, C, H, W), w in :meth:`denoise`: the state's last
+        frame warped by the flow of (its action, ``prev_actions``) (plus the network's ``flow`` correction),
+        reading the canvas; zeros without a motion prior."""
+        keys = self.dit.motion_keys(prev_actions, state.last_action)
+        return self.motion_prior(state.prev_frame, keys, flow, state.canvas if self.config.canvas_width else None)
 
     def _flatten_hud(self, frames: torch.Tensor) -> torch.Tensor:
         """Denoised frames (..., C, H, W) with the ``hud_border`` overlay set to its mean colour

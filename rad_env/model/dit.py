@@ -405,8 +405,8 @@ class RADDiT(nn.Module):
         ctx = self._seq_context(b, l, is_first, x.device, state)
         noise_e, act_e, cond = self._conditions(c_noise, actions)
         prev = previous_frames(x, ctx.is_first, state.prev_input if state is not None else None)
-        keys = self.sequence_motion_keys(actions, ctx.is_first, state)
-        tok, _ = self._tokens(x.flatten(0, 1), prev.flatten(0, 1), cond.flatten(0, 1), keys.flatten(0, 1))
+        motion = self.sequence_motion_keys(actions, ctx.is_first, state)
+        tok, _ = self._tokens(x.flatten(0, 1), prev.flatten(0, 1), cond.flatten(0, 1), motion.flatten(0, 1))
         tok = tok.view(b, l, cfg.tokens_per_frame, cfg.dim)
         keys, values, reads, finals = [], [], [], []
         h_new = None
@@ -416,9 +416,9 @@ class RADDiT(nn.Module):
             values.append(v)
             reads.append(h_read)
             finals.append(mem_final)
-        return ContextPass(inputs=x, actions=actions, keys=keys, values=values, memory_read=reads, final_memory=finals,
-                           features=self._features(tok, h_new), seg=ctx.seg, is_first=ctx.is_first,
-                           prefix=ctx.prefix)
+        return ContextPass(inputs=x, actions=actions, keys=keys, values=values, memory_read=reads,
+                           final_memory=finals, features=self._features(tok, h_new), seg=ctx.seg,
+                           is_first=ctx.is_first, prefix=ctx.prefix)
 
     def forward_targets(self, x: torch.Tensor, c_noise: torch.Tensor, actions: torch.Tensor,
                         context: ContextPass) -> torch.Tensor:

@@ -13,8 +13,9 @@ The flow of each action (and of the null action, used by the action-free denoise
 guidance) is a ``motion_grid x motion_grid`` field of (x, y) offsets in normalised image coordinates,
 upsampled bilinearly. With ``RADConfig.motion_pairs`` there is one per (previous action, action) pair: the
 agent has momentum, so a step after a step moves the camera further than a step after a turn. The table's
-row for a frame is its motion key (:meth:`MotionPrior.key`). :meth:`MotionPrior.fit` fits it to recorded frame pairs before training
-(least squares, seconds on a CPU); training then refines it with the rest of the model.
+row for a frame is its motion key (:meth:`MotionPrior.key`). :meth:`MotionPrior.fit` fits the table to
+recorded frame pairs before training (least squares, seconds on a CPU); training then refines it with the
+rest of the model.
 """
 
 from __future__ import annotations

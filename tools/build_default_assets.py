@@ -60,7 +60,7 @@ Exactly how the shipped files were made (see README "The embedded default"), on 
         --rollout-chunks 8 --steps 300 --lr 1e-3 --warmup 20 --threads 1 --ckpt-every 100 --out runs/heads/h3
     python tools/build_default_assets.py --checkpoint runs/heads/h3/model.pt --data data/mix \
         --out runs/heads/h3/assets
-    # stage 9, 47 min on 1 thread (beside a control run on the other core; about 28 min on 2 threads): one
+    # stage 9, 43 min on 1 thread (beside a control run on the other core; about 28 min on 2 threads): one
     # flow per (previous action, action) pair, the agent's momentum (the per-action flows tiled over the
     # previous actions and refit to the data in 22 s), the same fine-tuning otherwise; its heads, trained
     # jointly, stayed calibrated (a random walk in its dream is paid 0.0 rewards per 1000 steps, real 0.1)

@@ -26,6 +26,7 @@ from rad_env.data import EpisodeStore
 from rad_env.evaluation.rollout import horizon_masks
 from rad_env.metrics import frame_psnr
 from rad_env.model import RADConfig, float_to_frames, frames_to_float
+from rad_env.model.dit import previous_actions
 from rad_env.model.motion import MotionPrior
 from rad_env.runtime import set_cpu_threads
 
@@ -44,11 +45,6 @@ def load_episodes(path: str, episodes: int, steps: int) -> tuple[torch.Tensor, t
 def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Per-frame PSNR (dB) of float frames (N, C, H, W) in [-1, 1], as the evaluation scores uint8 frames."""
     return frame_psnr(float_to_frames(a), float_to_frames(b))
-
-
-def previous_actions(actions: torch.Tensor, null: int) -> torch.Tensor:
-    """(N, T) actions -> the action before each ((N, T); ``null`` before an episode's first)."""
-    return torch.cat([torch.full_like(actions[:, :1], null), actions[:, :-1]], dim=1)
 
 
 def batches(frames: torch.Tensor, actions: torch.Tensor, size: int, seed: int) -> Iterator[tuple[torch.Tensor, ...]]:
@@ -87,12 +83,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                                               motion_pairs=pairs))
         if pairs:  # as training adds them to a model: from each action's flow (rare pairs, e.g. after a start, keep it)
             motion.flow.data.copy_(motion.expand_to_pairs(priors["warp"].flow.detach()))
-        keys = motion.key(train_actions, previous_actions(train_actions, num_actions))
+        keys = motion.key(train_actions, previous_actions(train_actions, None, None, num_actions))
         errors = motion.fit(batches(train_frames, keys, 256, seed=0), steps=args.fit_steps)
         print(f"{name}: fit on {train_actions.numel()} pairs of {args.train}: training MSE {errors['warp_mse']:.4f}, "
               f"copy {errors['copy_mse']:.4f}")
         priors[name] = motion
-    test_previous = previous_actions(test_actions, num_actions)
+    test_previous = previous_actions(test_actions, None, None, num_actions)
 
     with torch.no_grad():
         prev, nxt, act = test_frames[:, :-1].flatten(0, 1), test_frames[:, 1:].flatten(0, 1), test_actions.flatten()

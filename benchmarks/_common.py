@@ -63,12 +63,14 @@ def slope(xs: Sequence[float], ys: Sequence[float]) -> float:
 
 # -- random models and dream envs -------------------------------------------------------------
 def random_model(memory: str = "lstm", preset: str = "tiny", seed: int = 0, num_actions: int = 6,
-                 device: str | torch.device = "cpu"):
-    """A randomly initialised world model of ``preset`` (timings and state sizes only)."""
+                 device: str | torch.device = "cpu", **overrides: Any):
+    """A randomly initialised world model of ``preset`` (timings and state sizes only); ``overrides``
+    are further RADConfig fields (e.g. ``seq_len=64``)."""
     from rad_env.model import RADConfig, WorldModel
 
     torch.manual_seed(seed)
-    return WorldModel(RADConfig.preset(preset, memory=memory, num_actions=num_actions)).to(device).eval()
+    config = RADConfig.preset(preset, memory=memory, num_actions=num_actions, **overrides)
+    return WorldModel(config).to(device).eval()
 
 
 def random_start_frames(model, segments: int = 4, seed: int = 0):

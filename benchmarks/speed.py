@@ -15,7 +15,9 @@ Parts (``--parts``, comma separated; default all):
                (one denoiser call per frame) and timed with ``imagine()``. RAD (lstm/linear) and the
                sliding window (none) must stay flat; full attention grows (filling its context to
                frame 2000 takes minutes on a CPU: every frame attends to, and copies, all earlier ones).
-* ``train``:   training frames/s of the tiny preset: loss + backward + AdamW on a synthetic batch.
+* ``train``:   training frames/s of a preset (``--train-preset``, tiny by default; ``small`` with
+               ``--train-seq-len 64`` is the GPU comparison of issue 9): loss + backward + AdamW on a
+               synthetic batch, one row per ``--train-memories`` type.
 * ``collect``: recorder steps/s (``collect.record.record``, real Memory Maze) with 1 and 2 workers,
                against the bare env's steps/s from the ``dream`` part.
 """
@@ -171,11 +173,12 @@ def bench_train(args) -> dict[str, Any]:
     from rad_env.train import TRAIN_PRESETS, TrainConfig
 
     device = resolve_device(args.device)
-    defaults = TrainConfig(**TRAIN_PRESETS["tiny"])
+    defaults = TrainConfig(**TRAIN_PRESETS[args.train_preset])
     batch_size = args.batch_size or defaults.batch_size
+    overrides = {"seq_len": args.train_seq_len} if args.train_seq_len else {}
     rows, results = [], []
     for memory in args.train_memories:
-        model = random_model(memory, device=device).train()
+        model = random_model(memory, preset=args.train_preset, device=device, **overrides).train()
         cfg = model.config
         optimizer = torch.optim.AdamW(model.parameters(), lr=defaults.lr, weight_decay=defaults.weight_decay,
                                       betas=(0.9, 0.99))
@@ -209,13 +212,14 @@ def bench_train(args) -> dict[str, Any]:
         if device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - start
-        result = {"memory": memory, "batch_size": b, "seq_len": l, "steps": args.train_steps, "seconds": seconds,
+        result = {"memory": memory, "preset": args.train_preset, "batch_size": b, "seq_len": l, "steps": args.train_steps, "seconds": seconds,
                   "frames_per_s": b * l * args.train_steps / seconds, "s_per_step": seconds / args.train_steps,
                   "loss": loss, "parameters": model.num_parameters()}
         results.append(result)
-        rows.append([f"tiny, memory={memory}", f"{b}x{l}", result["s_per_step"], result["frames_per_s"]])
+        rows.append([f"{args.train_preset}, memory={memory}", f"{b}x{l}", result["s_per_step"], result["frames_per_s"],
+                     result["frames_per_s"] / results[0]["frames_per_s"]])
         del model, optimizer
-    table = format_table(["model", "batch (BxL)", "s/step", "train frames/s"], rows)
+    table = format_table(["model", "batch (BxL)", "s/step", "train frames/s", f"vs {results[0]['memory']}"], rows)
     return {"device": str(device), "results": results, "table": table}
 
 
@@ -282,6 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--far", type=int, default=2000, help="memory part: second frame index (%(default)s)")
     p.add_argument("--probe-frames", type=int, default=5, help="memory part: imagine() calls timed per mark (median)")
     p.add_argument("--train-memories", type=str_list, default=["lstm"], help="train part: memory types (%(default)s)")
+    p.add_argument("--train-preset", default="tiny", choices=("tiny", "small", "paper"),
+                   help="train part: model and batch preset (%(default)s)")
+    p.add_argument("--train-seq-len", type=int, default=0, help="train part: frames per sequence (0: the preset's)")
     p.add_argument("--train-steps", type=int, default=5, help="train part: timed optimizer steps (%(default)s)")
     p.add_argument("--batch-size", type=int, default=0, help="train part: batch (0: the tiny train preset's)")
     p.add_argument("--collect-workers", type=int_list, default=[1, 2], help="collect part: worker counts")
@@ -342,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
               + ("yes" if r["bounded_state_constant"] else "NO") + "\n")
     if "train" in args.parts:
         r = results["train"] = timed(bench_train, args)
-        print(f"(c) training throughput, tiny preset, synthetic batch, device {r['device']} "
+        print(f"(c) training throughput, {args.train_preset} preset, synthetic batch, device {r['device']} "
               f"({r['part_seconds']:.0f} s)")
         print(r["table"] + "\n")
     if "collect" in args.parts:

@@ -31,7 +31,7 @@ from torch import nn
 
 from .config import RADConfig
 from .layers import Mlp, NoiseEmbedding, QKNorm, RoPE, apply_rope, attend, modulate, zero_
-from .memory import make_memory
+from .memory import make_memory, reset_segments
 from .motion import FlowCorrection, MotionPrior
 from .state import RADState
 from .stem import make_stem
@@ -190,6 +190,8 @@ class _SeqContext:
     seg: torch.Tensor | None
     is_first: torch.Tensor | None
     prefix: Prefix | None = None
+    #: [t0, t1) stretches without an episode start, where the memory scans without a reset
+    memory_segments: list[tuple[int, int]] | None = None
 
 
 @dataclass
@@ -266,7 +268,7 @@ class RADBlock(nn.Module):
         if self.memory is not None:
             inp = self.memory.cell_inputs(self.memory.pool(x), act_e, noise_e)
             start = ctx.prefix.state.memory[layer] if ctx.prefix is not None else None
-            h_read, h_new, mem_final = self.memory.scan(inp, ctx.is_first, start)
+            h_read, h_new, mem_final = self.memory.scan(inp, ctx.is_first, start, ctx.memory_segments)
         return self._read_and_mlp(x, mods, h_read), k, v, h_read, h_new, mem_final
 
     # -- one frame against a cache (denoising, committing, and the training target stream) ----
@@ -391,7 +393,8 @@ class RADDiT(nn.Module):
             prefix_seg = torch.where(state.valid.to(device), 0, -1)
             prefix = Prefix(state, prefix_seg)
         window = cfg.cache_frames + 1 if cfg.cache_frames is not None else None
-        return _SeqContext(self.rope, window, cfg.temporal_chunk or cfg.window, seg, is_first, prefix)
+        segments = reset_segments(is_first, l) if cfg.has_memory else None  # once, not per layer
+        return _SeqContext(self.rope, window, cfg.temporal_chunk or cfg.window, seg, is_first, prefix, segments)
 
     # -- training: the two streams -----------------------------------------------------------
     def forward_context(self, x: torch.Tensor, c_noise: torch.Tensor, actions: torch.Tensor,

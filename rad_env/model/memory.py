@@ -12,11 +12,16 @@ Because the slot queries are static and pooling reads the tokens *before* the re
 is computed for all frames in parallel; so is the cell's input projection (:meth:`MemoryBlock.project`,
 one matrix product for the whole sequence). Only the recurrent part (:meth:`MemoryBlock.step`: the
 LSTM's ``h W_hh`` and gates, the linear memory's elementwise decay) is scanned over time.
+
+The scan is cut at episode starts (the state resets there); each stretch between them runs in one call
+where the cell has a fused kernel: the LSTM uses torch's own multi-step LSTM (cuDNN on a GPU), with
+exactly ``nn.LSTMCell``'s arithmetic, instead of a Python loop of small kernels per frame.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -92,26 +97,36 @@ class MemoryBlock(nn.Module):
         return torch.cat([pooled, extra.unsqueeze(2).expand(-1, -1, m, -1)], dim=-1)
 
     def scan(self, inp: torch.Tensor, is_first: torch.Tensor | None = None,
-             start: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+             start: list[torch.Tensor] | None = None, segments: list[tuple[int, int]] | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
         """Run the cell over time from ``start`` (a carried memory state; default the learned initial one).
 
         inp (B, L, M, Din); is_first (B, L) bool resets the memory to the learned initial state before
-        frame t. Returns (h_prev (B, L, M, Dm): state each frame reads, h_new (B, L, M, Dm): state after
+        frame t; ``segments``: :func:`reset_segments` of ``is_first``, if already known. Returns (h_prev (B, L, M, Dm): state each frame reads, h_new (B, L, M, Dm): state after
         each frame's write, final state)."""
         b, l = inp.shape[:2]
-        init = self.initial_state(b)
-        init = [s.to(inp.device) for s in init]
+        init = [s.to(inp.device) for s in self.initial_state(b)]
         state = init if start is None else [s.to(inp.device) for s in start]
-        projected = self.project(inp)  # every frame at once; the loop only runs the recurrence
         h_prev, h_new = [], []
-        for t in range(l):
-            if is_first is not None and (t > 0 or start is not None):
-                reset = is_first[:, t].view(b, 1, 1)
+        for t0, t1 in segments if segments is not None else reset_segments(is_first, l):
+            if is_first is not None and (t0 > 0 or start is not None):
+                reset = is_first[:, t0].view(b, 1, 1)
                 state = [torch.where(reset, s0.to(s.dtype), s) for s, s0 in zip(state, init)]
-            h_prev.append(self.hidden(state))
+            h_prev.append(self.hidden(state).unsqueeze(1))
+            hidden, state = self.scan_segment(inp[:, t0:t1], state)
+            h_prev.append(hidden[:, :-1])
+            h_new.append(hidden)
+        return torch.cat(h_prev, 1), torch.cat(h_new, 1), state
+
+    def scan_segment(self, inp: torch.Tensor, state: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The recurrence over frames without a reset: inp (B, T, M, Din) -> (hidden state after each
+        frame (B, T, M, Dm), final state). This default loops :meth:`step` over frames."""
+        projected = self.project(inp)  # every frame at once; the loop only runs the recurrence
+        hidden = []
+        for t in range(inp.shape[1]):
             state = self.step(projected[:, t], state)
-            h_new.append(self.hidden(state))
-        return torch.stack(h_prev, 1), torch.stack(h_new, 1), state
+            hidden.append(self.hidden(state))
+        return torch.stack(hidden, 1), state
 
     # -- read -------------------------------------------------------------------------------
     def read(self, x: torch.Tensor, mem_h: torch.Tensor) -> torch.Tensor:
@@ -155,6 +170,21 @@ class LSTMMemory(MemoryBlock):
     def project(self, inp: torch.Tensor) -> torch.Tensor:
         return F.linear(inp, self.lstm.weight_ih, self.lstm.bias_ih + self.lstm.bias_hh)
 
+    def scan_segment(self, inp: torch.Tensor, state: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """All frames in one call of torch's multi-step LSTM (cuDNN on a GPU; the slots are batch rows),
+        in float32 whatever the autocast: the same arithmetic as :meth:`step` frame by frame."""
+        b, t, m, _ = inp.shape
+        h, c = state
+        x = inp.transpose(1, 2).reshape(b * m, t, -1).float()
+        hx = (h.reshape(1, b * m, -1).float(), c.reshape(1, b * m, -1).float())
+        weights = [self.lstm.weight_ih, self.lstm.weight_hh, self.lstm.bias_ih, self.lstm.bias_hh]
+        with torch.autocast(x.device.type, enabled=False), warnings.catch_warnings():
+            # cuDNN would like one flat weight buffer (nn.LSTM's); copying these small weights costs little
+            warnings.filterwarnings("ignore", message="RNN module weights are not part of single contiguous")
+            out, h_n, c_n = torch.lstm(x, hx, weights, True, 1, 0.0, torch.is_grad_enabled(), False, True)
+        hidden = out.view(b, m, t, -1).transpose(1, 2).to(h.dtype)
+        return hidden, [h_n.view(b, m, -1).to(h.dtype), c_n.view(b, m, -1).to(c.dtype)]
+
     def step(self, projected: torch.Tensor, state: list[torch.Tensor]) -> list[torch.Tensor]:
         h, c = state
         dtype = h.dtype
@@ -190,6 +220,15 @@ class LinearMemory(MemoryBlock):
         a = torch.exp(-F.softplus(dt.float() + self.dt_bias) * torch.exp(self.A_log))
         h_new = a * h.float() + (1 - a) * u.float()
         return [h_new.to(h.dtype)]
+
+
+def reset_segments(is_first: torch.Tensor | None, length: int) -> list[tuple[int, int]]:
+    """[t0, t1) stretches of ``length`` frames cut where any row starts an episode (is_first (B, L))."""
+    if is_first is None:
+        return [(0, length)]
+    cuts = (torch.nonzero(is_first[:, 1:].any(0)).flatten() + 1).tolist()
+    starts = [0, *cuts]
+    return list(zip(starts, [*cuts, length]))
 
 
 def make_memory(cfg: RADConfig) -> MemoryBlock | None:

@@ -35,6 +35,8 @@ from .checkpoint import load_checkpoint, load_world_model, save_checkpoint
 from .cli import UserError, add_dataclass_arguments, dataclass_from_args, option, removed_if_failed, run_cli
 from .data import Batch, EpisodeStore, EpisodeStreams, WindowDataset, split_episodes
 from .model import RADConfig, RADState, WorldModel, frames_to_float
+from .model.world_model import Denoised
+from .model.critic import CriticConfig, FrameCritic, critic_loss, generator_loss
 from .model.layers import zero_
 from .model.motion import MotionPrior
 from .runtime import autocast_context, resolve_device, set_cpu_threads
@@ -90,6 +92,14 @@ class TrainConfig:
     tensorboard: bool = option(True, "write TensorBoard logs to <out>/tb")
     threads: int = option(-1, "torch CPU threads: -1 torch's default, 0 half the cores, n exactly")
     time_limit: float = option(0.0, "stop cleanly (with checkpoints) after this many seconds; 0: none")
+    adversarial_weight: float = option(0.0, "weight of an adversarial loss on the denoiser's predictions at high noise "
+                                            "levels (a frame critic trained alongside, rad_env.model.critic): where the "
+                                            "context cannot tell what a frame shows, it draws one plausible frame instead "
+                                            "of the blurred mean (0: off)")
+    adversarial_min_sigma: float = option(1.0, "the adversarial loss covers predictions from this noise level up")
+    critic_lr: float = option(2e-4, "the frame critic's learning rate (Adam, betas 0.5 / 0.999)")
+    critic_warmup: int = option(0, "steps in which only the critic learns from the adversarial loss (the world "
+                                   "model's term starts once the critic tells predictions from real frames)")
 
 
 TRAIN_PRESETS: dict[str, dict[str, Any]] = {
@@ -198,6 +208,49 @@ def continues_dream(batch: Batch, carried: RADState | None, dreamed_chunks: int,
     step dreamed, the chain is shorter than ``max_chunks`` and no row starts a new episode here."""
     return (carried is not None and 1 <= dreamed_chunks < max_chunks
             and not bool(batch.is_first[:, 0].any()))
+
+
+class Adversary:
+    """The frame critic of ``--adversarial-weight`` and its optimiser (it exists only in training).
+
+    Each step the denoiser's predictions from noise levels >= ``adversarial_min_sigma`` and the real
+    frames they predict are the critic's batch: :meth:`generator_loss` is the term added to the world
+    model's loss (gradient into the model only), :meth:`critic_step` then trains the critic on them."""
+
+    def __init__(self, cfg: TrainConfig, device: torch.device, ddp: "Distributed"):
+        self.weight, self.min_sigma = cfg.adversarial_weight, cfg.adversarial_min_sigma
+        self.critic = FrameCritic(CriticConfig()).to(device)
+        self.trained: torch.nn.Module = self.critic
+        if ddp.enabled:
+            self.trained = torch.nn.parallel.DistributedDataParallel(
+                self.critic, device_ids=[device.index] if device.type == "cuda" else None)
+        self.optimizer = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr, betas=(0.5, 0.999))
+
+    def select(self, denoised: Denoised, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(predicted, real) float frames (N, C, H, W) at the positions denoised from sigma >= min_sigma."""
+        chosen = denoised.sigma >= self.min_sigma
+        return denoised.frames[chosen], frames_to_float(frames.to(chosen.device))[chosen]
+
+    def generator_loss(self, predicted: torch.Tensor) -> torch.Tensor:
+        self.critic.requires_grad_(False)
+        try:
+            return generator_loss(self.critic, predicted)
+        finally:
+            self.critic.requires_grad_(True)
+
+    def critic_step(self, real: torch.Tensor, predicted: torch.Tensor) -> dict[str, float]:
+        self.optimizer.zero_grad(set_to_none=True)
+        loss, metrics = critic_loss(self.trained, real, predicted)
+        loss.backward()
+        self.optimizer.step()
+        return metrics
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"critic": self.critic.state_dict(), "critic_optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.critic.load_state_dict(state["critic"])
+        self.optimizer.load_state_dict(state["critic_optimizer"])
 
 
 def _lr_lambda(cfg: TrainConfig):
@@ -355,6 +408,10 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         raise UserError("--rollout-chunks > 1 continues dreams across chunks: it needs --tbptt and --rollout-prob > 0")
     if cfg.heads_only and not cfg.init:
         raise UserError("--heads-only trains the heads of a trained model: pass its checkpoint with --init")
+    if not cfg.adversarial_weight >= 0:
+        raise UserError(f"--adversarial-weight must be >= 0, got {cfg.adversarial_weight}")
+    if cfg.adversarial_weight and cfg.heads_only:
+        raise UserError("--adversarial-weight trains the denoiser; --heads-only freezes it: use one or the other")
     init_weights = None
     try:
         if cfg.init:
@@ -400,6 +457,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     ema = AveragedModel(model, multi_avg_fn=ema_with_warmup(cfg.ema_decay), use_buffers=True)
     optimizer = torch.optim.AdamW(trained, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg))
+    adversary = Adversary(cfg, device, ddp) if cfg.adversarial_weight else None
     step = 0
     if resuming:
         ckpt = load_checkpoint(last_path)
@@ -410,6 +468,10 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["extra"]["scheduler"])
         ema.n_averaged.fill_(int(ckpt["extra"]["ema_n_averaged"]))
+        if adversary is not None:
+            if "critic" not in ckpt["extra"]:
+                raise UserError(f"{last_path} was trained without --adversarial-weight: it holds no critic to resume")
+            adversary.load_state_dict(ckpt["extra"])
         step = int(ckpt["step"])
     train_model: torch.nn.Module = model
     if cfg.compile:
@@ -424,9 +486,11 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     def checkpoint(path: Path, with_train_state: bool) -> None:
         """EMA weights for inference; with the train state also raw weights + optimizer."""
         if with_train_state:
+            extra = {"scheduler": scheduler.state_dict(), "ema_n_averaged": int(ema.n_averaged)}
+            if adversary is not None:
+                extra.update(adversary.state_dict())
             save_checkpoint(path, model, train_config=train_dict, data=description, step=step,
-                            optimizer_state=optimizer.state_dict(), ema_state=ema.module,
-                            extra={"scheduler": scheduler.state_dict(), "ema_n_averaged": int(ema.n_averaged)})
+                            optimizer_state=optimizer.state_dict(), ema_state=ema.module, extra=extra)
         else:
             save_checkpoint(path, ema.module, train_config=train_dict, data=description, step=step)
 
@@ -464,10 +528,18 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         else:
             dreamed_chunks = 0
         with amp:
-            loss, metrics, after = train_model(batch, context_frames=context_frames, state=carried,
-                                               heads_only=cfg.heads_only)
+            loss, metrics, after, denoised = train_model(batch, context_frames=context_frames, state=carried,
+                                                         heads_only=cfg.heads_only,
+                                                         keep_denoised=adversary is not None)
         if cfg.tbptt:
             carried = after
+        if adversary is not None:
+            predicted, real = adversary.select(denoised, batch.frames)
+            metrics["adversarial_loss"] = float("nan")
+            if len(predicted) and step >= cfg.critic_warmup:
+                adversarial = adversary.generator_loss(predicted)
+                loss = loss + adversary.weight * adversarial
+                metrics["adversarial_loss"] = float(adversarial.detach())
         metrics["own_context"] = float(context_frames is not None)
         metrics["dreamed_chunks"] = float(dreamed_chunks)
         optimizer.zero_grad(set_to_none=True)
@@ -476,6 +548,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         optimizer.step()
         scheduler.step()
         ema.update_parameters(model)
+        if adversary is not None:
+            metrics.update(adversary.critic_step(real, predicted) if len(predicted) else
+                           dict.fromkeys(("critic_loss", "critic_real_acc", "critic_fake_acc"), float("nan")))
         step += 1
         loss_value = float(loss.detach())
         if not math.isfinite(loss_value):

@@ -43,9 +43,9 @@ def test_roundtrip_identical_outputs(tmp_path):
     model = small_model()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     model.train()
-    loss, _, _ = model.loss(Batch(frames=torch.randint(0, 256, (1, 4, 16, 16, 3), dtype=torch.uint8),
-                               prev_actions=torch.tensor([[6, 1, 2, 3]]), rewards=torch.zeros(1, 4),
-                               terminated=torch.zeros(1, 4), is_first=torch.tensor([[True, False, False, False]])))
+    loss = model.loss(Batch(frames=torch.randint(0, 256, (1, 4, 16, 16, 3), dtype=torch.uint8),
+                            prev_actions=torch.tensor([[6, 1, 2, 3]]), rewards=torch.zeros(1, 4),
+                            terminated=torch.zeros(1, 4), is_first=torch.tensor([[True, False, False, False]]))).loss
     loss.backward()
     opt.step()
     model.eval()

@@ -168,7 +168,8 @@ def test_shapes_and_loss(memory):
     model = micro_model(memory, perturb=0.0).train()
     cfg = model.config
     batch = make_batch(cfg, b=2)
-    loss, metrics, _ = model.loss(batch)
+    out = model.loss(batch)
+    loss, metrics = out.loss, out.metrics
     assert loss.dim() == 0 and torch.isfinite(loss)
     for key in ("loss", "diffusion_loss", "reward_loss", "termination_loss", "reward_acc"):
         assert isinstance(metrics[key], float)
@@ -185,6 +186,21 @@ def test_shapes_and_loss(memory):
     state = model.dit.state_after(context, x[:, -1])
     assert state.batch_size == b
     assert state.cache_len == (l if memory == "full" else cfg.window - 1)
+
+
+def test_loss_keeps_the_denoised_frames_it_scores():
+    """keep_denoised returns the target stream's predictions D and their noise levels, with gradient: the
+    frames whose EDM error is the diffusion loss (what an adversarial term judges)."""
+    model = micro_model("lstm", motion_prior=True, motion_grid=4).train()
+    batch = make_batch(model.config, b=2)
+    out = model.loss(batch, generator=torch.Generator().manual_seed(0), keep_denoised=True)
+    d = out.denoised
+    b, l, s = 2, model.config.seq_len, model.config.image_size
+    assert d.frames.shape == (b, l, 3, s, s) and d.sigma.shape == (b, l) and d.frames.requires_grad
+    _, c_out, _, _ = model._precondition(d.sigma)
+    scored = (((d.frames - frames_to_float(batch.frames)) / c_out) ** 2).mean()
+    assert float(scored) == pytest.approx(out.metrics["diffusion_loss"], rel=1e-5)
+    assert model.loss(batch, generator=torch.Generator().manual_seed(0)).denoised is None
 
 
 def test_reward_event_weight_weighs_rewarded_frames():
@@ -434,8 +450,8 @@ def test_rollout_frames_are_own_samples_after_start():
         assert torch.equal(step.frames[:2], frames[:2, t])
         state = step.state
     # the loss reads the given context frames, and targets stay the batch's frames
-    loss_own, _, _ = model.loss(batch, torch.Generator().manual_seed(0), context_frames=frames)
-    loss_real, _, _ = model.loss(batch, torch.Generator().manual_seed(0))
+    loss_own = model.loss(batch, torch.Generator().manual_seed(0), context_frames=frames).loss
+    loss_real = model.loss(batch, torch.Generator().manual_seed(0)).loss
     assert torch.isfinite(loss_own) and float(loss_own.detach()) != float(loss_real.detach())
     assert float(model.loss(batch, torch.Generator().manual_seed(0), context_frames=batch.frames)[0].detach()) == \
         float(loss_real.detach())
@@ -1006,7 +1022,7 @@ def test_autocast_bfloat16_runs():
     model = micro_model("lstm")
     batch = make_batch(model.config, b=1, l=6)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        loss, _, _ = model.loss(batch)
+        loss = model.loss(batch).loss
         state = model.observe(random_frames(model.config, 1, 0), torch.tensor([4]),
                               model.init_state(1))
         frames, reward, term, state = model.imagine(torch.tensor([1]), state)
@@ -1048,3 +1064,37 @@ def test_lstm_memory_is_torch_lstm_cell():
         hx = list(memory.lstm(inp[:, t].reshape(b * m, -1), tuple(hx)))
         torch.testing.assert_close(h_new[:, t].reshape(b * m, -1), hx[0], atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(c.reshape(b * m, -1), hx[1], atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("carried", [False, True])
+def test_fused_lstm_scan_equals_the_frame_loop_across_episode_starts(carried):
+    """The fused scan (one multi-step LSTM call per stretch between episode starts) gives the per-frame
+    loop's read states, written states, final state and gradients, with resets in the middle of rows."""
+    from rad_env.model.memory import LSTMMemory, MemoryBlock, reset_segments
+
+    torch.manual_seed(0)
+    memory = LSTMMemory(micro_config())
+    b, l, m = 3, 9, memory.slots
+    inp = torch.randn(b, l, m, memory.cell_input_dim, requires_grad=True)
+    is_first = torch.zeros(b, l, dtype=torch.bool)
+    is_first[:, 0], is_first[1, 4], is_first[2, 6] = True, True, True
+    assert reset_segments(is_first, l) == [(0, 4), (4, 6), (6, 9)]
+    assert reset_segments(None, l) == [(0, l)]
+    start = [torch.randn(b, m, memory.memory_dim) for _ in range(2)] if carried else None
+
+    def run(scan_segment):
+        memory.zero_grad()
+        inp.grad = None
+        memory.scan_segment = scan_segment.__get__(memory)
+        try:
+            h_read, h_new, (h, c) = memory.scan(inp, is_first, start)
+        finally:
+            del memory.scan_segment
+        (h_read.sin().sum() + (h_new ** 2).sum() + c.sum()).backward()
+        return [h_read, h_new, h, c, inp.grad, memory.lstm.weight_hh.grad, memory.h0.grad, memory.c0.grad]
+
+    fused, loop = run(LSTMMemory.scan_segment), run(MemoryBlock.scan_segment)
+    for a, e in zip(fused, loop):
+        torch.testing.assert_close(a, e, atol=1e-5, rtol=1e-4)
+    # a reset row reads the learned initial state at its episode start
+    torch.testing.assert_close(fused[0][1, 4], memory.h0.detach())

@@ -217,6 +217,36 @@ def test_heads_only_fine_tune_changes_only_the_heads(episodes: Path, tmp_path: P
     assert "--heads-only trains the heads of a trained model" in err and "Traceback" not in err
 
 
+def test_adversarial_fine_tune_trains_a_critic_beside_the_model(episodes: Path, tmp_path: Path, capsys) -> None:
+    """--adversarial-weight trains a frame critic on the denoiser's predictions (its own term only after
+    --critic-warmup steps); the critic lives in last.pt and resumes with the run, never in model.pt."""
+    out = tmp_path / "adv"
+    adversarial = ["--adversarial-weight", "0.5", "--adversarial-min-sigma", "0.002", "--critic-warmup", "2",
+                   "--log-every", "1"]
+    run_train(episodes, out, "--steps", "4", *adversarial)
+    with open(out / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert all(np.isfinite(float(r["critic_loss"])) for r in rows)
+    assert [np.isnan(float(r["adversarial_loss"])) for r in rows] == [True, True, False, False]
+    critic = load_checkpoint(out / "last.pt")["extra"]["critic"]
+    assert "net.0.weight" in critic
+    assert not any("critic" in name or name.startswith("net.") for name in load_checkpoint(out / "model.pt")["model"])
+    assert run_train(episodes, out, "--steps", "6", "--resume", *adversarial)["step"] == 6
+    resumed = load_checkpoint(out / "last.pt")["extra"]
+    assert not torch.equal(resumed["critic"]["net.0.weight"], critic["net.0.weight"])  # it kept learning
+    assert "critic_optimizer" in resumed
+    capsys.readouterr()
+    plain = tmp_path / "plain"
+    run_train(episodes, plain, "--steps", "2")
+    common = ["--data", str(episodes), "--steps", "3", "--no-tensorboard", "--model", *MICRO]
+    assert train_main(common + ["--out", str(plain), "--resume", "--adversarial-weight", "0.5"]) == 2
+    assert "holds no critic to resume" in capsys.readouterr().err
+    assert train_main(common + ["--out", str(tmp_path / "bad"), "--init", str(plain / "model.pt"), "--heads-only",
+                                "--adversarial-weight", "0.5"]) == 2
+    err = capsys.readouterr().err
+    assert "use one or the other" in err and "Traceback" not in err
+
+
 def test_rollout_steps_keep_the_clock(episodes: Path, tmp_path: Path) -> None:
     """Rollout steps do not disturb the run's clock: its time, throughput and --time-limit stay true."""
     import time

@@ -39,13 +39,23 @@ class Imagined(NamedTuple):
     state: RADState  # after committing the frames
 
 
+class Denoised(NamedTuple):
+    """The target stream's predictions of a training batch: the denoised frames D (B, L, C, H, W) float in
+    [-1, 1] as the sampler sees them (with gradient), and the noise level each was denoised from (B, L)."""
+
+    frames: torch.Tensor
+    sigma: torch.Tensor
+
+
 class LossOutput(NamedTuple):
     """One training sequence's loss, its metrics, and the inference state after its committed frames
-    (detached: what truncated backprop through time carries into the episode's next chunk)."""
+    (detached: what truncated backprop through time carries into the episode's next chunk); with
+    ``keep_denoised`` also the denoised frames (for a loss on them, e.g. an adversarial one)."""
 
     loss: torch.Tensor
     metrics: dict[str, float]
     state: RADState
+    denoised: Denoised | None = None
 
 
 class WorldModel(nn.Module):
@@ -106,7 +116,7 @@ class WorldModel(nn.Module):
     # ------------------------------------------------------------------------------------
     def loss(self, batch: Batch, generator: torch.Generator | None = None,
              context_frames: torch.Tensor | None = None, state: RADState | None = None,
-             heads_only: bool = False) -> LossOutput:
+             heads_only: bool = False, keep_denoised: bool = False) -> LossOutput:
         """Teacher-forced diffusion loss over a batch of sequences, plus the heads' losses.
 
         Every frame is (1) committed as context at a small noise level (what :meth:`observe` does),
@@ -119,7 +129,8 @@ class WorldModel(nn.Module):
         state (its memory, window and last frame); rows whose first frame starts an episode ignore it.
         ``heads_only``: only the reward and termination losses, on features computed without gradient and
         without the denoising pass (recalibrates a trained model's heads, e.g. on its own long dreams).
-        Returns the loss, metrics and the (detached) state after the batch's committed frames."""
+        Returns the loss, metrics and the (detached) state after the batch's committed frames, and with
+        ``keep_denoised`` the target stream's denoised frames and their noise levels."""
         cfg, dev = self.config, self.device
         if not isinstance(batch, Batch):
             raise TypeError(f"loss expects a rad_env.data.Batch, got {type(batch).__name__}")
@@ -149,14 +160,14 @@ class WorldModel(nn.Module):
                                                c_noise, actions, is_first, state)
         diffusion_metrics = dict.fromkeys(("diffusion_loss", "diffusion_loss_high_sigma", "diffusion_loss_low_sigma"),
                                           float("nan"))
-        observed = None
+        observed, denoised = None, None
         if context_frames is not None and cfg.canvas_width:
             # a dreamed context frame is never bit-identical to the real one (rollout_frames keeps the real ones)
             observed = (context_frames.to(dev) == batch.frames.to(dev)).flatten(2).all(-1)
         canvases = self._canvases(committed, actions, is_first, state, observed)
         if not heads_only:
-            diffusion_loss, diffusion_metrics = self._diffusion_loss(y, committed, actions, is_first, context, state,
-                                                                     canvases, generator)
+            diffusion_loss, diffusion_metrics, denoised = self._diffusion_loss(
+                y, committed, actions, is_first, context, state, canvases, generator)
 
         r_logits, t_logit = self.head_logits(context.features)
         r_class = (torch.sign(rewards) + 1).long()
@@ -178,7 +189,7 @@ class WorldModel(nn.Module):
             }
             final = self.dit.state_after(context, committed[:, -1],
                                          canvases[:, -1] if canvases is not None else None).detach()
-        return LossOutput(loss, metrics, final)
+        return LossOutput(loss, metrics, final, denoised if keep_denoised else None)
 
     @torch.no_grad()
     def _canvases(self, committed: torch.Tensor, actions: torch.Tensor, is_first: torch.Tensor,
@@ -202,9 +213,10 @@ class WorldModel(nn.Module):
 
     def _diffusion_loss(self, y: torch.Tensor, committed: torch.Tensor, actions: torch.Tensor,
                         is_first: torch.Tensor, context, state: RADState | None, canvases: torch.Tensor | None,
-                        generator: torch.Generator | None) -> tuple[torch.Tensor, dict[str, float]]:
+                        generator: torch.Generator | None) -> tuple[torch.Tensor, dict[str, float], Denoised]:
         """The target stream of :meth:`loss`: every frame denoised from its own training noise level against
-        the context pass; returns the EDM loss and its metrics (overall, on frames at sigma >= 1 and below)."""
+        the context pass; returns the EDM loss, its metrics (overall, on frames at sigma >= 1 and below) and
+        the denoised frames."""
         cfg, dev = self.config, self.device
         b, l = y.shape[:2]
         sigma = self.edm.sample_training_sigma((b, l), dev, generator)
@@ -229,13 +241,13 @@ class WorldModel(nn.Module):
             metrics = {"diffusion_loss": float(per_frame.mean()),
                        "diffusion_loss_high_sigma": float(per_frame[high].mean()) if high.any() else float("nan"),
                        "diffusion_loss_low_sigma": float(per_frame[~high].mean()) if (~high).any() else float("nan")}
-        return per_frame.mean(), metrics
+        return per_frame.mean(), metrics, Denoised(denoised, sigma)
 
     def forward(self, batch: Batch, generator: torch.Generator | None = None,
                 context_frames: torch.Tensor | None = None, state: RADState | None = None,
-                heads_only: bool = False) -> LossOutput:
+                heads_only: bool = False, keep_denoised: bool = False) -> LossOutput:
         """Same as :meth:`loss` (so DDP / torch.compile wrappers can call the module)."""
-        return self.loss(batch, generator, context_frames, state, heads_only)
+        return self.loss(batch, generator, context_frames, state, heads_only, keep_denoised)
 
     @torch.no_grad()
     def rollout_frames(self, batch: Batch, start: int, steps: int | None = None,

@@ -212,7 +212,8 @@ def bench_train(args) -> dict[str, Any]:
         if device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - start
-        result = {"memory": memory, "preset": args.train_preset, "batch_size": b, "seq_len": l, "steps": args.train_steps, "seconds": seconds,
+        result = {"memory": memory, "preset": args.train_preset, "batch_size": b, "seq_len": l,
+                  "steps": args.train_steps, "seconds": seconds,
                   "frames_per_s": b * l * args.train_steps / seconds, "s_per_step": seconds / args.train_steps,
                   "loss": loss, "parameters": model.num_parameters()}
         results.append(result)

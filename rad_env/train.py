@@ -92,10 +92,10 @@ class TrainConfig:
     tensorboard: bool = option(True, "write TensorBoard logs to <out>/tb")
     threads: int = option(-1, "torch CPU threads: -1 torch's default, 0 half the cores, n exactly")
     time_limit: float = option(0.0, "stop cleanly (with checkpoints) after this many seconds; 0: none")
-    adversarial_weight: float = option(0.0, "weight of an adversarial loss on the denoiser's predictions at high noise "
-                                            "levels (a frame critic trained alongside, rad_env.model.critic): where the "
-                                            "context cannot tell what a frame shows, it draws one plausible frame instead "
-                                            "of the blurred mean (0: off)")
+    adversarial_weight: float = option(0.0, "weight of an adversarial loss on the denoiser's predictions at high "
+                                            "noise levels (a frame critic trained alongside, rad_env.model.critic): "
+                                            "where the context cannot tell what a frame shows, it draws one plausible "
+                                            "frame instead of the blurred mean (0: off; measured, not adopted: README)")
     adversarial_min_sigma: float = option(1.0, "the adversarial loss covers predictions from this noise level up")
     critic_lr: float = option(2e-4, "the frame critic's learning rate (Adam, betas 0.5 / 0.999)")
     critic_warmup: int = option(0, "steps in which only the critic learns from the adversarial loss (the world "

@@ -57,7 +57,8 @@ def generator_loss(critic: nn.Module, predicted: torch.Tensor) -> torch.Tensor:
     return F.softplus(-critic(predicted)).mean()
 
 
-def critic_loss(critic: nn.Module, real: torch.Tensor, predicted: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+def critic_loss(critic: nn.Module, real: torch.Tensor,
+                predicted: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
     """The critic's logistic loss on real frames and (detached) predictions; returns it and its accuracy
     on each side (the fraction of patches it classifies right)."""
     real_logits, fake_logits = critic(real), critic(predicted.detach())

@@ -15,7 +15,7 @@ LSTM's ``h W_hh`` and gates, the linear memory's elementwise decay) is scanned o
 
 The scan is cut at episode starts (the state resets there); each stretch between them runs in one call
 where the cell has a fused kernel: the LSTM uses torch's own multi-step LSTM (cuDNN on a GPU), with
-exactly ``nn.LSTMCell``'s arithmetic, instead of a Python loop of small kernels per frame.
+``nn.LSTMCell``'s arithmetic, instead of a Python loop of small kernels per frame.
 """
 
 from __future__ import annotations
@@ -102,8 +102,9 @@ class MemoryBlock(nn.Module):
         """Run the cell over time from ``start`` (a carried memory state; default the learned initial one).
 
         inp (B, L, M, Din); is_first (B, L) bool resets the memory to the learned initial state before
-        frame t; ``segments``: :func:`reset_segments` of ``is_first``, if already known. Returns (h_prev (B, L, M, Dm): state each frame reads, h_new (B, L, M, Dm): state after
-        each frame's write, final state)."""
+        frame t; ``segments``: :func:`reset_segments` of ``is_first``, if already known. Returns (h_prev
+        (B, L, M, Dm): state each frame reads, h_new (B, L, M, Dm): state after each frame's write, final
+        state)."""
         b, l = inp.shape[:2]
         init = [s.to(inp.device) for s in self.initial_state(b)]
         state = init if start is None else [s.to(inp.device) for s in start]

@@ -72,3 +72,10 @@ def test_memory_experiment_explains_a_missing_revisit_split() -> None:
     lines = verdict([], skipped, ["lstm"], None)
     assert lines[0] == "lstm: memory retrieval skipped (seed 0: no evaluation episode has 384 frames)"
     assert "not judged" in lines[-1]
+
+
+def test_gpu_session_script_parses() -> None:
+    """tools/gpu_session.sh runs on a lent GPU machine only (its SCALE=dry mode runs it on a CPU in
+    about a minute); here bash checks its syntax."""
+    done = subprocess.run(["bash", "-n", str(REPO / "tools" / "gpu_session.sh")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

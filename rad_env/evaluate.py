@@ -72,6 +72,9 @@ class EvalConfig:
     sampler: str = option("", "euler or heun (default: the checkpoint's)")
     context_sigma: float = option(0.0, "noise level frames are committed at (0: the checkpoint's)")
     guidance: float = option(-1.0, "classifier-free guidance on the action (negative: the checkpoint's)")
+    warp_interpolation: str = option("", "how the motion prior's warp resamples the previous frame: bilinear (as "
+                                         "trained; empty), bicubic or nearest", choices=("", "bilinear", "bicubic",
+                                                                                         "nearest"))
     retrieval: bool = option(True, "memory retrieval: dreams after a long real prefix vs after its last window only")
     retrieval_prefix: int = option(256, "memory retrieval: real frames observed from each episode's start")
     retrieval_horizon: int = option(128, "memory retrieval: frames dreamed after the prefix")
@@ -177,6 +180,10 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
         mcfg.context_sigma = cfg.context_sigma
     if cfg.guidance >= 0:
         mcfg.guidance = cfg.guidance
+    if cfg.warp_interpolation:
+        if model.dit.motion is None:
+            raise UserError(f"--warp-interpolation: {cfg.checkpoint} has no motion prior (motion_prior=false)")
+        model.dit.motion.interpolation = cfg.warp_interpolation
     if cfg.sampling_sigmas:
         if cfg.sampling_steps:
             raise UserError("give --sampling-sigmas (one level per step) or --sampling-steps, not both")
@@ -212,6 +219,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
                   "sampling_sigmas": [round(float(v), 4) for v in model.edm.sampling_sigmas(steps)[:-1]],
                   "sampler": sampler or mcfg.sampler, "sigma_max": mcfg.sigma_max,
                   "context_sigma": mcfg.context_sigma, "guidance": mcfg.guidance,
+                  "warp_interpolation": model.dit.motion.interpolation if model.dit.motion is not None else None,
                   "parameters": model.num_parameters(), "trained_steps": ckpt.get("step")},
         "lpips": LPIPS_UNAVAILABLE, "pictures": [], "seconds": {},
     }

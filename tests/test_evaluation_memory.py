@@ -200,3 +200,19 @@ def test_evaluate_skips_memory_retrieval_with_a_reason(store: dict[str, Path]) -
     assert "no positions" in run(store, "plain")["retrieval_skipped"]
     assert "retrieval_skipped" not in run(store, "places", retrieval=False)
     assert "longer than" in run(store, "places", retrieval_window=8)["retrieval_skipped"]
+
+
+def test_warp_interpolation_sets_the_motion_priors_resampling(store: dict[str, Path], tmp_path: Path) -> None:
+    from rad_env.cli import UserError
+
+    with pytest.raises(UserError, match="has no motion prior"):
+        run(store, "plain", retrieval=False, warp_interpolation="bicubic")
+    data = dict(source="test", action_set="memory-maze", num_actions=6, frame_shape=(16, 16, 3))
+    warping = save_checkpoint(tmp_path / "warp.pt", tiny_model("lstm", 1, motion_prior=True, motion_grid=4),
+                              train_config={}, data=data, step=0)
+    dreams = {}
+    for mode in ("", "nearest"):
+        result = run({**store, "checkpoint": warping}, "plain", retrieval=False, warp_interpolation=mode)
+        assert result["model"]["warp_interpolation"] == (mode or "bilinear")
+        dreams[mode] = [row["model psnr"] for row in result["rollout"]]
+    assert dreams[""] != dreams["nearest"]  # the same seeds: only the warp differs

@@ -10,7 +10,7 @@ from rad_env.model import PRESETS, RADConfig, RADState, WorldModel
 from rad_env.model.diffusion import EDM, randn_rows
 from rad_env.model.layers import zero_
 from rad_env.model.motion import MotionPrior
-from rad_env.model.world_model import frames_to_float
+from rad_env.model.world_model import float_to_frames, frames_to_float
 
 MEMORIES = ["lstm", "linear", "none", "full"]
 STEMS = {"patch": {}, "conv": {"stem": "conv", "stem_channels": [8, 8]}, "patch+pixel": {"pixel_channels": 8},
@@ -1098,3 +1098,26 @@ def test_fused_lstm_scan_equals_the_frame_loop_across_episode_starts(carried):
         torch.testing.assert_close(a, e, atol=1e-5, rtol=1e-4)
     # a reset row reads the learned initial state at its episode start
     torch.testing.assert_close(fused[0][1, 4], memory.h0.detach())
+
+
+def test_warp_interpolation_sets_how_the_warp_resamples():
+    """Chained sub-pixel shifts: bilinear resampling (as trained) averages neighbours at every warp and
+    blurs the frame; nearest moves whole pixels without mixing them."""
+    from rad_env.evaluation.rollout import frame_detail
+
+    cfg = micro_config(motion_prior=True, motion_grid=4)
+    motion = MotionPrior(cfg)
+    assert motion.interpolation == "bilinear"
+    with torch.no_grad():
+        motion.flow[1, 0] = 0.4 * 2 / (cfg.image_size - 1)  # key 1: 0.4 pixels to the right
+    frames = torch.rand(2, 3, cfg.image_size, cfg.image_size, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    detail = {}
+    for mode in ("bilinear", "nearest"):
+        motion.interpolation = mode
+        x = frames
+        with torch.no_grad():
+            for _ in range(4):
+                x = motion(x, torch.tensor([1, 1]))
+        detail[mode] = frame_detail(float_to_frames(x).numpy()).mean()
+    assert detail["bilinear"] < 0.7 * detail["nearest"]
+    assert detail["nearest"] > 0.95 * frame_detail(float_to_frames(frames).numpy()).mean()

@@ -62,6 +62,10 @@ class MotionPrior(nn.Module):
             raise ValueError("motion_pairs: the motion key needs the previous action too")
         return previous.long() * self.num_ids + actions.long()
 
+    #: how the frame warp resamples (``grid_sample``'s mode). Trained and shipped with bilinear, which blurs a
+    #: little at every warp; ``benchmarks.motion_prior`` compares bicubic (measured: README "Motion prior").
+    interpolation: str = "bilinear"
+
     def forward(self, frames: torch.Tensor, keys: torch.Tensor, correction: torch.Tensor | None = None,
                 canvas: torch.Tensor | None = None) -> torch.Tensor:
         """Warp frames (B, C, H, W) by the flow of the transition that follows each (motion keys (B,),
@@ -82,7 +86,7 @@ class MotionPrior(nn.Module):
             flow = flow + correction.to(flow.dtype)
         grid = (self.identity + flow.permute(0, 2, 3, 1)).to(frames.dtype)
         edge = 1 - 2 * hud / (size - 1)  # the scene's last pixel in normalised coordinates
-        warped = F.grid_sample(frames, grid.clamp(-edge, edge), mode="bilinear", padding_mode="border",
+        warped = F.grid_sample(frames, grid.clamp(-edge, edge), mode=self.interpolation, padding_mode="border",
                                align_corners=True)
         if canvas is not None:
             # view coordinates -> the canvas's (the view sits in its middle columns, pixel for pixel)

@@ -98,6 +98,8 @@ class TrainConfig:
                                             "frame instead of the blurred mean (0: off; measured, not adopted: README)")
     adversarial_min_sigma: float = option(1.0, "the adversarial loss covers predictions from this noise level up")
     critic_lr: float = option(2e-4, "the frame critic's learning rate (Adam, betas 0.5 / 0.999)")
+    critic_pool: str = option("patch", "the critic judges each 8x8 patch, or the whole frame (its patches' mean)",
+                              choices=("patch", "frame"))
     critic_warmup: int = option(0, "steps in which only the critic learns from the adversarial loss (the world "
                                    "model's term starts once the critic tells predictions from real frames)")
 
@@ -219,7 +221,7 @@ class Adversary:
 
     def __init__(self, cfg: TrainConfig, device: torch.device, ddp: "Distributed"):
         self.weight, self.min_sigma = cfg.adversarial_weight, cfg.adversarial_min_sigma
-        self.critic = FrameCritic(CriticConfig()).to(device)
+        self.critic = FrameCritic(CriticConfig(pool=cfg.critic_pool)).to(device)
         self.trained: torch.nn.Module = self.critic
         if ddp.enabled:
             self.trained = torch.nn.parallel.DistributedDataParallel(

@@ -24,15 +24,23 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 @dataclass
 class CriticConfig:
-    """channels: of each stride-2 convolution (a 64x64 frame ends as a grid of 64 / 2**len patches)."""
+    """channels: of each stride-2 convolution (a 64x64 frame ends as a grid of 64 / 2**len patches);
+    pool: "patch" judges every patch on its own, "frame" the whole frame (the mean of its patch scores: a
+    frame whose walls dissolved is fake even where its sky and floor look real)."""
 
     channels: tuple[int, ...] = (32, 64, 128)
     image_channels: int = 3
     spectral_norm: bool = False
+    pool: str = "patch"
+
+    def __post_init__(self) -> None:
+        if self.pool not in ("patch", "frame"):
+            raise ValueError(f"critic pool must be 'patch' or 'frame', got {self.pool!r}")
 
 
 class FrameCritic(nn.Module):
-    """float frames (N, 3, H, W) in [-1, 1] -> real-vs-predicted logits (N, H / 2**k, W / 2**k)."""
+    """float frames (N, 3, H, W) in [-1, 1] -> real-vs-predicted logits (N, H / 2**k, W / 2**k), or (N,) with
+    ``pool="frame"``."""
 
     def __init__(self, config: CriticConfig | None = None):
         super().__init__()
@@ -45,11 +53,13 @@ class FrameCritic(nn.Module):
             c_in = c
         layers.append(norm(nn.Conv2d(c_in, 1, 3, padding=1)))
         self.net = nn.Sequential(*layers)
+        self.pool = cfg.pool
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         if frames.dim() != 4:
             raise ValueError(f"the critic reads frames (N, C, H, W), got {tuple(frames.shape)}")
-        return self.net(frames.float()).squeeze(1)
+        logits = self.net(frames.float()).squeeze(1)
+        return logits.mean(dim=(-2, -1)) if self.pool == "frame" else logits
 
 
 def generator_loss(critic: nn.Module, predicted: torch.Tensor) -> torch.Tensor:
@@ -60,7 +70,7 @@ def generator_loss(critic: nn.Module, predicted: torch.Tensor) -> torch.Tensor:
 def critic_loss(critic: nn.Module, real: torch.Tensor,
                 predicted: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
     """The critic's logistic loss on real frames and (detached) predictions; returns it and its accuracy
-    on each side (the fraction of patches it classifies right)."""
+    on each side (the fraction of patches, or frames, it classifies right)."""
     real_logits, fake_logits = critic(real), critic(predicted.detach())
     loss = F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
     with torch.no_grad():

@@ -16,6 +16,7 @@ bicubic resampling). The warp alone is the floor a world model with ``motion_pri
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 from typing import Iterator, Sequence
 
@@ -109,18 +110,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         h = min(args.horizon, test_frames.shape[1] - 1)
         mean_frame = train_frames.mean(dim=(0, 1))
-        chains = {name: (motion, "bilinear") for name, motion in priors.items()}
-        chains["warp per pair, bicubic"] = (priors["warp per pair"], "bicubic")
+        chains = dict(priors)
+        chains["warp per pair, bicubic"] = copy.deepcopy(priors["warp per pair"])
+        chains["warp per pair, bicubic"].interpolation = "bicubic"
         frames = {name: test_frames[:, 0] for name in chains}
         scores = {name: [] for name in (*chains, "copy last", "mean frame")}
         detail = {name: [] for name in (*chains, "real frames")}
         for t in range(h):
             real = test_frames[:, t + 1]
-            for name, (motion, interpolation) in chains.items():
+            for name, motion in chains.items():
                 keys = motion.key(test_actions[:, t], test_previous[:, t])
-                motion.interpolation = interpolation
                 frames[name] = (motion(frames[name], keys) * 127.5).round() / 127.5  # committed as uint8, like a dream
-                motion.interpolation = "bilinear"
                 scores[name].append(psnr(frames[name], real))
                 detail[name].append(frame_detail(float_to_frames(frames[name]).numpy()))
             scores["copy last"].append(psnr(test_frames[:, 0], real))

@@ -241,6 +241,9 @@ class Adversary:
             self.critic.requires_grad_(True)
 
     def critic_step(self, real: torch.Tensor, predicted: torch.Tensor) -> dict[str, float]:
+        """One Adam step of the critic; its metrics (NaN when no prediction came from a high enough level)."""
+        if not len(predicted):
+            return dict.fromkeys(("critic_loss", "critic_real_acc", "critic_fake_acc"), float("nan"))
         self.optimizer.zero_grad(set_to_none=True)
         loss, metrics = critic_loss(self.trained, real, predicted)
         loss.backward()
@@ -551,8 +554,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         scheduler.step()
         ema.update_parameters(model)
         if adversary is not None:
-            metrics.update(adversary.critic_step(real, predicted) if len(predicted) else
-                           dict.fromkeys(("critic_loss", "critic_real_acc", "critic_fake_acc"), float("nan")))
+            metrics.update(adversary.critic_step(real, predicted))
         step += 1
         loss_value = float(loss.detach())
         if not math.isfinite(loss_value):

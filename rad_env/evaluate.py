@@ -50,7 +50,7 @@ from .evaluation.places import revisit_masks
 from .evaluation.retrieval import memory_retention, memory_retrieval, memoryless_frames, retrieval_grid
 from .evaluation.rewards import reward_replay
 from .evaluation.rollout import (dream_rollout, horizon_masks, mean_image, reward_rate_table, rollout_table,
-                                 score_rollout, stability_table)
+                                 score_rollout, stability_table, warp_edit_table)
 from .metrics import LPIPS_UNAVAILABLE
 from .runtime import resolve_device, set_cpu_threads
 from .video import write_side_by_side
@@ -243,12 +243,17 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
         masks["beyond window, new place"] = beyond & ~revisit
     result["rollout"] = rollout_table(scores, masks)
     result["stability"] = stability_table(dream, real, last_context, horizon_masks(len(clips), cfg.horizon))
+    if dreamed.warps is not None:
+        result["warp_edit"] = warp_edit_table(dream, dreamed.warps, real, horizon_masks(len(clips), cfg.horizon))
     if clips.rewards is not None:
         result["rollout_rewards"] = reward_rate_table(dreamed.rewards, clips.rewards[:, cfg.context:],
                                                       horizon_masks(len(clips), cfg.horizon, starts=(1, 9)))
     if out:
         shown = list(range(min(4, len(clips))))
         result["pictures"].append(str(rollout_grid(out / "rollout_grid.png", real, dream, last_context, shown)))
+        if dreamed.warps is not None:
+            result["pictures"].append(str(rollout_grid(out / "warp_grid.png", real, dream, last_context, shown[:3],
+                                                       (1, 2, 3, 4, 6, 8, 12, 16, 24, 32), dreamed.warps)))
         result["videos"] = [str(write_side_by_side(out / f"real_vs_dream_{i}.mp4", real[i], dream[i]))
                             for i in shown[:2]]
 
@@ -377,6 +382,12 @@ def format_report(result: dict[str, Any], markdown: bool = True) -> str:
     lines += ["## Rollout vs baselines (PSNR dB / SSIM)" if markdown else "rollout vs baselines", "",
               table(result["rollout"], ".3f"), "",
               "## Stability (grey levels / dB)" if markdown else "stability", "", table(result["stability"]), ""]
+    if result.get("warp_edit"):
+        lines += ["## What the network adds to its warp (dB / grey levels)" if markdown else
+                  "what the network adds to its warp", "",
+                  "Each dreamed frame is the denoiser's edit of the motion prior's warp of the previous dreamed frame; "
+                  "an edit PSNR far above the dream's own PSNR means the network leaves the warp nearly as it is.", "",
+                  table(result["warp_edit"]), ""]
     if result.get("rollout_rewards"):
         lines += ["## Rewards in the open-loop dreams" if markdown else "rewards in the open-loop dreams", "",
                   "Rewards the dream pays (expected reward >= 0.5, as the env pays) beside the real rewards of the "

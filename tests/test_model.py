@@ -1121,3 +1121,39 @@ def test_warp_interpolation_sets_how_the_warp_resamples():
         detail[mode] = frame_detail(float_to_frames(x).numpy()).mean()
     assert detail["bilinear"] < 0.7 * detail["nearest"]
     assert detail["nearest"] > 0.95 * frame_detail(float_to_frames(frames).numpy()).mean()
+
+
+def test_blur_rows_blurs_each_frame_by_its_own_amount():
+    from rad_env.model.layers import blur_rows
+
+    g = torch.Generator().manual_seed(0)
+    frames = torch.rand(3, 3, 16, 16, generator=g)
+    out = blur_rows(frames, torch.tensor([0.0, 0.7, 2.0]))
+    assert torch.equal(out[0], frames[0])  # sigma 0: unchanged
+    detail = (out[..., 1:] - out[..., :-1]).abs().mean(dim=(1, 2, 3))
+    assert detail[0] > detail[1] > detail[2]  # more blur, less difference between neighbours
+    assert torch.allclose(out.mean(dim=(2, 3)), frames.mean(dim=(2, 3)), atol=0.02)  # colour kept
+    impulse = torch.zeros(1, 1, 15, 15)
+    impulse[..., 7, 7] = 1
+    spread = blur_rows(impulse, torch.tensor([1.0]))
+    assert spread.sum().item() == pytest.approx(1.0) and spread[0, 0, 7, 7].item() == pytest.approx(1 / (2 * torch.pi), rel=0.01)
+
+
+def test_context_blur_blurs_the_conditioning_frames_in_teacher_forced_training_only():
+    """With ``context_blur`` the teacher-forced loss conditions on blurred frames (about half of them), as a
+    dream conditions on its own blurred ones; evaluation and rollout steps (own dreams as context) are unchanged."""
+    model = micro_model("lstm", motion_prior=True, motion_grid=4, context_blur=3.0)
+    batch = make_batch(model.config, b=16, l=4)
+    sharp = frames_to_float(batch.frames[:, -1])
+
+    def last_frame(**kw) -> torch.Tensor:  # the last committed frame, as the state carries it on
+        return model.loss(batch, generator=torch.Generator().manual_seed(1), **kw).state.prev_frame
+
+    model.train()
+    blurred = (last_frame() - sharp).abs().flatten(1).amax(1) > 1e-3
+    assert 3 <= int(blurred.sum()) <= 13  # sigma drawn from [-3, 3] per frame: none below 0
+    assert torch.equal(last_frame(context_frames=batch.frames), sharp)  # rollout steps: the dream is the context
+    model.eval()
+    assert torch.equal(last_frame(), sharp)
+    with pytest.raises(ValueError, match="context_blur"):
+        micro_config(context_blur=-1.0)

@@ -345,8 +345,15 @@ def test_evaluate_reports_model_beside_baselines(episodes: Path, tmp_path: Path)
     assert paid["all"]["real rewards"] == paid["h=1-8"]["real rewards"] + paid["h=9-17"]["real rewards"] > 0
     grid = tmp_path / "eval" / "rollout_grid.png"
     assert grid.read_bytes()[:4] == b"\x89PNG" and str(grid) in result["pictures"]
+    # the model predicts relative to a motion prior: how far each dreamed frame is from its warp, per horizon
+    edit = {r["frames"]: r for r in result["warp_edit"]}
+    assert set(edit) == set(rows) - {"beyond window, revisit", "beyond window, new place"}
+    assert edit["all"]["dream PSNR"] == pytest.approx(rows["all"]["model psnr"], abs=1e-4)
+    assert 0 < edit["all"]["edit (dream vs warp) PSNR"] <= 100 and 0 < edit["all"]["warp PSNR"] <= 100
     report = (tmp_path / "eval" / "report.md").read_text()
     assert "copy-last" in report and "rollout_grid.png" in report and "## Reward replay" in report
+    assert "## What the network adds to its warp" in report
+    assert (tmp_path / "eval" / "warp_grid.png").read_bytes()[:4] == b"\x89PNG"
     saved = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert saved["rollout"][0]["n"] == rows["h=1"]["n"]
 
@@ -399,6 +406,21 @@ def test_stability_table_tells_haze_from_detail() -> None:
     assert rows["all"]["dream contrast"] == 0 < rows["all"]["real contrast"]
     assert rows["all"]["dream cross-clip PSNR"] == 100 and rows["all"]["real cross-clip PSNR"] < 15
     assert rows["h=2-4"]["dream change"] == 0 and rows["h=1"]["dream change"] > 0
+
+
+def test_warp_edit_table_measures_the_network_against_its_warp() -> None:
+    from rad_env.evaluation.rollout import horizon_masks, warp_edit_table
+
+    rng = np.random.default_rng(0)
+    real = rng.integers(0, 256, (2, 3, 16, 16, 3)).astype(np.uint8)
+    blurred = np.repeat(np.repeat(real[..., ::4, ::4, :], 4, axis=-3), 4, axis=-2)  # 4x4 blocks: less detail
+    masks = horizon_masks(2, 3, starts=(1, 2))
+    kept = {r["frames"]: r for r in warp_edit_table(blurred, blurred, real, masks)}  # the network left the warp
+    assert kept["all"]["edit (dream vs warp) PSNR"] == 100 and kept["all"]["dream PSNR"] == kept["all"]["warp PSNR"]
+    redrawn = {r["frames"]: r for r in warp_edit_table(real, blurred, real, masks)}  # it drew the real frame
+    assert redrawn["all"]["dream PSNR"] == 100 > redrawn["all"]["warp PSNR"]
+    assert redrawn["all"]["edit (dream vs warp) PSNR"] == pytest.approx(redrawn["all"]["warp PSNR"])
+    assert redrawn["all"]["dream detail"] > redrawn["all"]["warp detail"]
 
 
 def test_action_probe_and_loop_closure_scores() -> None:

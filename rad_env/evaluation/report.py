@@ -42,16 +42,21 @@ def frame_grid_png(path: str | Path, rows: Sequence[np.ndarray], row_labels: Seq
 
 
 def rollout_grid(path: str | Path, real: np.ndarray, dream: np.ndarray, last_context: np.ndarray,
-                 clips: Sequence[int], horizons: Sequence[int] = (1, 2, 4, 8, 16, 32, 64, 128, 200, 300)) -> Path:
-    """Real vs dreamed frames at a few horizons (columns) for a few clips (row pairs)."""
+                 clips: Sequence[int], horizons: Sequence[int] = (1, 2, 4, 8, 16, 32, 64, 128, 200, 300),
+                 warps: np.ndarray | None = None) -> Path:
+    """Real vs dreamed frames at a few horizons (columns) for a few clips (row pairs); with ``warps`` (the
+    motion prior's warp of each previous dreamed frame) a row of those between them (row triples)."""
     hs = [h for h in horizons if h <= real.shape[1]]
     rows, labels = [], []
     for n in clips:
-        rows.append(np.stack([last_context[n]] + [real[n, h - 1] for h in hs]))
-        rows.append(np.stack([last_context[n]] + [dream[n, h - 1] for h in hs]))
-        labels += [f"real #{n}", f"dream #{n}"]
-    return frame_grid_png(path, rows, labels, ["context"] + [f"h={h}" for h in hs],
-                          title="open-loop rollout from real context, true actions")
+        named = [("real", real)] + ([("warp", warps)] if warps is not None else []) + [("dream", dream)]
+        for name, frames in named:
+            rows.append(np.stack([last_context[n]] + [frames[n, h - 1] for h in hs]))
+            labels.append(f"{name} #{n}")
+    title = "open-loop rollout from real context, true actions"
+    if warps is not None:
+        title += "; warp: the previous dreamed frame warped by the action (what the network edits)"
+    return frame_grid_png(path, rows, labels, ["context"] + [f"h={h}" for h in hs], title=title)
 
 
 def sequence_grid(path: str | Path, pairs: Sequence[tuple[str, np.ndarray, np.ndarray]], title: str) -> Path:

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from ..metrics import frame_metrics, frame_psnr
+from ..model.world_model import float_to_frames
 
 #: Horizon buckets (first frame of each; the last runs to the end of the rollout).
 BUCKET_STARTS = (1, 2, 17, 33, 65, 129, 257)
@@ -29,10 +30,13 @@ def observe_frames(model, frames: torch.Tensor, prev_actions: torch.Tensor, stat
 
 
 class Dream(NamedTuple):
-    """An open-loop dream: frames uint8 (B, T', H, W, 3) and the reward head's expected reward (B, T')."""
+    """An open-loop dream: frames uint8 (B, T', H, W, 3) and the reward head's expected reward (B, T');
+    with a motion prior, ``warps`` uint8 (B, T', H, W, 3): the prior's prediction of each dreamed frame (the
+    previous frame warped by the action's flow), which the denoiser then edits."""
 
     frames: np.ndarray
     rewards: np.ndarray
+    warps: np.ndarray | None = None
 
 
 def row_generators(model, batch: int, seed: int) -> list[torch.Generator]:
@@ -46,13 +50,16 @@ def imagine_frames(model, state, prev_actions: torch.Tensor, steps: int | None =
     """From an observed ``state``, imagine one frame per action of ``prev_actions`` (B, T') (the true
     actions that lead to the dreamed frames); returns the dreamed frames and rewards."""
     device = model.device
-    out, rewards = [], []
+    out, rewards, warps = [], [], []
     for t in range(prev_actions.shape[1]):
-        step = model.imagine(prev_actions[:, t].to(device), state, steps=steps, generators=generators, sampler=sampler)
+        action = prev_actions[:, t].to(device)
+        if model.config.motion_prior:
+            warps.append(float_to_frames(model.predict_warp(action, state)).cpu().numpy())
+        step = model.imagine(action, state, steps=steps, generators=generators, sampler=sampler)
         out.append(step.frames.cpu().numpy())
         rewards.append(step.reward.float().cpu().numpy())
         state = step.state
-    return Dream(np.stack(out, 1), np.stack(rewards, 1))
+    return Dream(np.stack(out, 1), np.stack(rewards, 1), np.stack(warps, 1) if warps else None)
 
 
 def dream_from_state(model, state, prev_actions: np.ndarray | torch.Tensor, steps: int | None = None,
@@ -207,3 +214,18 @@ def stability_table(dream: np.ndarray, real: np.ndarray, last_context: np.ndarra
         if mask.any():
             rows.append({"frames": name, **{k: float(v[mask].mean()) for k, v in values.items()}})
     return rows
+
+
+def warp_edit_table(dream: np.ndarray, warps: np.ndarray, real: np.ndarray, masks: dict[str, np.ndarray]
+                    ) -> list[dict]:
+    """What the network adds to the motion prior along a free-running dream.
+
+    Each dreamed frame is the denoiser's edit of ``warps`` (the previous dreamed frame warped by the action's
+    flow). ``warp PSNR`` / ``dream PSNR``: each against the real frame; ``edit``: PSNR between the dream and its
+    own warp (high: the network leaves the warp as it is, so a long dream is a chain of warps); ``detail`` and
+    ``contrast`` of the warp (:func:`frame_detail`, :func:`frame_contrast`) beside the dream's."""
+    values = {"warp PSNR": psnr(warps, real), "dream PSNR": psnr(dream, real), "edit (dream vs warp) PSNR":
+              psnr(dream, warps), "warp detail": frame_detail(warps), "dream detail": frame_detail(dream),
+              "warp contrast": frame_contrast(warps), "dream contrast": frame_contrast(dream)}
+    return [{"frames": name, **{k: float(v[mask].mean()) for k, v in values.items()}}
+            for name, mask in masks.items() if mask.any()]

@@ -141,3 +141,20 @@ def zero_(module: nn.Linear) -> nn.Linear:
     if module.bias is not None:
         nn.init.zeros_(module.bias)
     return module
+
+def blur_rows(frames: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
+    """Frames (N, C, H, W), each blurred by a Gaussian of its own standard deviation ``sigmas`` (N,) in
+    pixels (0: unchanged), separably, with reflected borders."""
+    n, c, h, w = frames.shape
+    radius = max(1, math.ceil(3 * float(sigmas.max()))) if len(sigmas) else 1
+    radius = min(radius, h - 1, w - 1)
+    offsets = torch.arange(-radius, radius + 1, device=frames.device, dtype=torch.float32)
+    s = sigmas.float().clamp_min(1e-3)[:, None]
+    kernel = torch.exp(-0.5 * (offsets[None] / s) ** 2)
+    kernel = kernel / kernel.sum(-1, keepdim=True)
+    kernel = torch.where(sigmas[:, None] > 0, kernel, (offsets == 0).float()[None])  # sigma 0: identity
+    k = kernel.repeat_interleave(c, dim=0).to(frames.dtype)  # (N * C, 2r + 1)
+    x = frames.reshape(1, n * c, h, w)
+    x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="reflect"), k[:, None, None, :], groups=n * c)
+    x = F.conv2d(F.pad(x, (0, 0, radius, radius), mode="reflect"), k[:, None, :, None], groups=n * c)
+    return x.reshape(n, c, h, w)

@@ -13,6 +13,7 @@ from .config import RADConfig
 from .diffusion import EDM, randn_rows, sample
 from ..data.segment import Batch
 from .dit import RADDiT, previous_frames
+from .layers import blur_rows
 from .state import RADState
 
 
@@ -142,6 +143,10 @@ class WorldModel(nn.Module):
                              f"got {tuple(context_frames.shape)}")
         committed = y if context_frames is None else frames_to_float(context_frames, dev)
         b, l = y.shape[:2]
+        if cfg.context_blur and self.training and context_frames is None and not heads_only:
+            # a dream conditions on its own blurred frames, teacher forcing on sharp ones: blur them here
+            amount = (torch.rand((b * l,), generator=generator, device=dev) * 2 - 1) * cfg.context_blur
+            committed = blur_rows(committed.flatten(0, 1), amount.clamp_min(0)).view(committed.shape)
         actions = batch.prev_actions.to(dev).long()
         rewards = batch.rewards.to(dev).float()
         terminals = batch.terminated.to(dev).float()

@@ -55,7 +55,7 @@ def rollout_grid(path: str | Path, real: np.ndarray, dream: np.ndarray, last_con
             labels.append(f"{name} #{n}")
     title = "open-loop rollout from real context, true actions"
     if warps is not None:
-        title += "; warp: the previous dreamed frame warped by the action (what the network edits)"
+        title = "warp: the previous dreamed frame moved by the action"
     return frame_grid_png(path, rows, labels, ["context"] + [f"h={h}" for h in hs], title=title)
 
 

@@ -51,9 +51,10 @@ def imagine_frames(model, state, prev_actions: torch.Tensor, steps: int | None =
     actions that lead to the dreamed frames); returns the dreamed frames and rewards."""
     device = model.device
     out, rewards, warps = [], [], []
+    with_warps = getattr(getattr(model, "config", None), "motion_prior", False)  # stand-in models have none
     for t in range(prev_actions.shape[1]):
         action = prev_actions[:, t].to(device)
-        if model.config.motion_prior:
+        if with_warps:
             warps.append(float_to_frames(model.predict_warp(action, state)).cpu().numpy())
         step = model.imagine(action, state, steps=steps, generators=generators, sampler=sampler)
         out.append(step.frames.cpu().numpy())

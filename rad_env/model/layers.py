@@ -142,6 +142,7 @@ def zero_(module: nn.Linear) -> nn.Linear:
         nn.init.zeros_(module.bias)
     return module
 
+
 def blur_rows(frames: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
     """Frames (N, C, H, W), each blurred by a Gaussian of its own standard deviation ``sigmas`` (N,) in
     pixels (0: unchanged), separably, with reflected borders."""

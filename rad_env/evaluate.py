@@ -227,7 +227,8 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
 
     # -- open-loop rollout -------------------------------------------------------------------------
     t0 = time.perf_counter()
-    dreamed = dream_rollout(model, clips.frames, clips.prev_actions, cfg.context, steps, cfg.seed, sampler)
+    dreamed = dream_rollout(model, clips.frames, clips.prev_actions, cfg.context, steps, cfg.seed, sampler,
+                            keep_warps=mcfg.motion_prior)
     dream = dreamed.frames
     result["seconds"]["rollout"] = time.perf_counter() - t0
     result["dream_frames_per_s"] = dream.shape[0] * dream.shape[1] / result["seconds"]["rollout"]

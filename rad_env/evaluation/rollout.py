@@ -46,15 +46,16 @@ def row_generators(model, batch: int, seed: int) -> list[torch.Generator]:
 
 @torch.no_grad()
 def imagine_frames(model, state, prev_actions: torch.Tensor, steps: int | None = None,
-                   generators: list[torch.Generator] | None = None, sampler: str | None = None) -> Dream:
+                   generators: list[torch.Generator] | None = None, sampler: str | None = None,
+                   keep_warps: bool = False) -> Dream:
     """From an observed ``state``, imagine one frame per action of ``prev_actions`` (B, T') (the true
-    actions that lead to the dreamed frames); returns the dreamed frames and rewards."""
+    actions that lead to the dreamed frames); returns the dreamed frames and rewards, and with
+    ``keep_warps`` (a model with a motion prior) the warp each dreamed frame was denoised relative to."""
     device = model.device
     out, rewards, warps = [], [], []
-    with_warps = getattr(getattr(model, "config", None), "motion_prior", False)  # stand-in models have none
     for t in range(prev_actions.shape[1]):
         action = prev_actions[:, t].to(device)
-        if with_warps:
+        if keep_warps:
             warps.append(float_to_frames(model.predict_warp(action, state)).cpu().numpy())
         step = model.imagine(action, state, steps=steps, generators=generators, sampler=sampler)
         out.append(step.frames.cpu().numpy())
@@ -73,17 +74,18 @@ def dream_from_state(model, state, prev_actions: np.ndarray | torch.Tensor, step
 
 @torch.no_grad()
 def dream_rollout(model, frames: np.ndarray | torch.Tensor, prev_actions: np.ndarray | torch.Tensor, context: int,
-                  steps: int | None = None, seed: int = 0, sampler: str | None = None) -> Dream:
+                  steps: int | None = None, seed: int = 0, sampler: str | None = None,
+                  keep_warps: bool = False) -> Dream:
     """Observe ``frames[:, :context]``, then imagine the rest from the true ``prev_actions``.
 
     frames uint8 (B, T, H, W, 3) (only the first ``context`` are read), prev_actions int64 (B, T). Row
     ``i`` samples with its own generator seeded ``seed + i`` (shared by observing and dreaming). Returns
-    the ``T - context`` dreamed frames and rewards."""
+    the ``T - context`` dreamed frames and rewards (and their warps: :func:`imagine_frames`)."""
     frames_t = torch.as_tensor(np.asarray(frames))
     actions_t = torch.as_tensor(np.asarray(prev_actions), dtype=torch.long)
     generators = row_generators(model, len(frames_t), seed)
     state = observe_frames(model, frames_t[:, :context], actions_t[:, :context], generators=generators)
-    return imagine_frames(model, state, actions_t[:, context:], steps, generators, sampler)
+    return imagine_frames(model, state, actions_t[:, context:], steps, generators, sampler, keep_warps)
 
 
 def _frames(x: np.ndarray) -> torch.Tensor:

@@ -309,6 +309,7 @@ def load_init_weights(model: WorldModel, weights: dict[str, torch.Tensor], path:
                    "dit.motion.fitted": torch.zeros((), dtype=torch.bool)}
         if verbose:
             print(f"--init {path}: motion_pairs added; each pair's flow starts from its action's and is refit")
+    weights = _widen_stem_input(model, weights, path, verbose)
     try:
         missing, unexpected = model.load_state_dict(weights, strict=False)
     except RuntimeError as exc:  # a tensor of another shape
@@ -330,6 +331,25 @@ def load_init_weights(model: WorldModel, weights: dict[str, torch.Tensor], path:
         if verbose:
             print(f"--init {path}: motion prior added; the stem's read-out starts at zero")
     return list(missing)
+
+
+def _widen_stem_input(model: WorldModel, weights: dict[str, torch.Tensor], path: str, verbose: bool
+                      ) -> dict[str, torch.Tensor]:
+    """``--init`` weights whose stem reads fewer input channels than the model's (``prior_input`` adds one,
+    the last): the new channels' input weights start at zero, so the model computes what it did."""
+    cfg = model.config
+    old_channels = cfg.stem_in_channels - (1 if cfg.prior_input else 0)
+    name = "dit.stem.embed.weight" if cfg.stem == "patch" else "dit.stem.inp.weight"
+    weight = weights.get(name)
+    if not cfg.prior_input or weight is None:
+        return weights
+    per_channel = cfg.patch_size ** 2 if cfg.stem == "patch" else 1
+    if weight.shape[1] != old_channels * per_channel:
+        return weights  # already wide (or another shape: load_state_dict names the mismatch)
+    pad = weight.new_zeros(weight.shape[0], per_channel, *weight.shape[2:])
+    if verbose:
+        print(f"--init {path}: prior_input added; the stem's new input channel starts at zero")
+    return {**weights, name: torch.cat([weight, pad], dim=1)}
 
 
 def split_without_corrupt(store: EpisodeStore, cfg: TrainConfig, is_main: bool) -> tuple[list[int], list[int]]:

@@ -812,6 +812,81 @@ def test_canvas_config_errors():
         micro_config(hud_border=2)
 
 
+def _prior_input_model(perturb: float = 0.05) -> WorldModel:
+    """A micro model with the canvas whose stem reads the denoiser's base (``prior_input``)."""
+    return micro_model("lstm", motion_prior=True, motion_grid=4, canvas_width=40, pan_actions=[0, 1, 2],
+                       prior_input=True, perturb=perturb)
+
+
+def test_prior_input_training_streams_equal_inference_steps():
+    """With ``prior_input`` the stem reads the warp of the previous clean frame through the canvas before
+    it: training builds it for every frame at once as committing frame by frame does, also across an episode
+    start inside the sequence."""
+    model = _prior_input_model()
+    b, l, cut = 2, 10, 6
+    ctx, ctx_noise, noisy, noise, actions, is_first = _stream_inputs(model, b, l, 1, cut)
+    frames = ctx.clamp(-1, 1)
+    with torch.no_grad():
+        canvases = model._canvases(frames, actions, is_first, None)
+        with pytest.raises(ValueError, match="needs the clean frames"):
+            model.dit.forward_context(ctx, ctx_noise, actions, is_first)
+        context = model.dit.forward_context(ctx, ctx_noise, actions, is_first, None, frames, canvases)
+        out = model.dit.forward_targets(noisy, noise, actions, context)
+        state = model.init_state(b)
+        outs, feats = [], []
+        for t in range(l):
+            if t == cut:
+                state.index_copy_([1], model.init_state(1))
+            outs.append(model.dit.denoise_step(noisy[:, t], noise[:, t], actions[:, t], state))
+            f, state = model.dit.commit_step(ctx[:, t], ctx_noise[:, t], actions[:, t], state, frames[:, t])
+            feats.append(f)
+    torch.testing.assert_close(torch.stack(outs, 1), out, atol=1e-4, rtol=0)
+    torch.testing.assert_close(torch.stack(feats, 1), context.features, atol=1e-4, rtol=0)
+    assert model.config.stem_in_channels == 7
+    loss = model.loss(make_batch(model.config, b=2, l=6)).loss
+    assert torch.isfinite(loss)
+
+
+def test_prior_input_marks_the_pixels_the_warp_invents():
+    """The stem's extra channel is 1 where the warp reads the view or the canvas and 0 where it repeats the
+    border: a pan right leaves its last 4 columns unknown; after panning right and back left the canvas
+    holds the columns the plain warp would repeat."""
+    model = _prior_input_model(perturb=0.0)
+    px = 2.0 / (model.config.image_size - 1)
+    with torch.no_grad():
+        model.dit.motion.flow.zero_()
+        model.dit.motion.flow[1, 0] = 4 * px
+        model.dit.motion.flow[2, 0] = -4 * px
+    g = torch.Generator().manual_seed(0)
+    scene = torch.randint(0, 256, (1, 16, 40, 3), generator=g, dtype=torch.uint8)
+    state = model.observe(scene[:, :, 12:28], torch.tensor([model.config.null_action]), model.init_state(1))
+    first = model.dit.stem_base(state.prev_input, torch.tensor([1]), state.prev_frame, state.canvas)
+    known = first[0, 3]
+    assert known[:, :12].min() == 1 and known[:, 12:].max() < 1e-6  # 4 new columns on the right
+    torch.testing.assert_close(first[:, :3, :, :12], frames_to_float(scene[:, :, 16:28]) / 0.5, atol=2e-3, rtol=0)
+    state = model.observe(scene[:, :, 16:32], torch.tensor([1]), state)
+    back = model.dit.stem_base(state.prev_input, torch.tensor([2]), state.prev_frame, state.canvas)
+    assert back[0, 3].min() > 1 - 1e-6  # the canvas holds what panning back shows
+    torch.testing.assert_close(back[:, :3], frames_to_float(scene[:, :, 12:28]) / 0.5, atol=2e-3, rtol=0)
+    with pytest.raises(ValueError, match="needs motion_prior=true and prev_frame_input=true"):
+        micro_config(prior_input=True)
+
+
+def test_init_widens_the_stem_for_prior_input(tmp_path):
+    """--init from a model whose stem reads 6 channels into one with ``prior_input`` (7): the old input
+    weights are kept, the new channel's start at zero."""
+    from rad_env.train import load_init_weights
+
+    old = micro_model("lstm", motion_prior=True, motion_grid=4, canvas_width=40, pan_actions=[0, 1, 2])
+    new = _prior_input_model(perturb=0.0)
+    load_init_weights(new, old.state_dict(), "old.pt", verbose=False)
+    weight, before = new.dit.stem.embed.weight, old.dit.stem.embed.weight
+    per_channel = new.config.patch_size ** 2
+    assert weight.shape[1] == before.shape[1] + per_channel
+    torch.testing.assert_close(weight[:, :before.shape[1]], before)
+    assert weight[:, before.shape[1]:].abs().max() == 0
+
+
 def test_guidance_weighs_the_action():
     """guidance 0 samples from the action-free denoiser (the action cannot matter), 1 is plain
     conditional sampling, and the weight moves the sample along D_action - D_null."""

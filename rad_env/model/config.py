@@ -67,6 +67,13 @@ class RADConfig:
     # warps: the network passes the blur on. With blurred context and sharp targets it learns to restore
     # detail (measured, README "Context blur": more detail and contrast, -0.3 to -1.2 dB, same haze; not adopted).
     context_blur: float = 0.0
+    # With the motion prior: the stem reads the denoiser's base itself (the previous clean frame warped
+    # through the canvas, what the output is relative to; scaled by 1 / sigma_data like a clean frame's
+    # network input) and one more channel, 1 where that base holds a pixel (from the view or the canvas), 0
+    # where the warp only repeats the scene's border. Without it the stem reads the warp of the previous
+    # network input without the canvas: where the canvas brings back a view the network sees the repeated
+    # border, and it is never told which pixels the warp invented.
+    prior_input: bool = False
     # --- transformer ------------------------------------------------------------------
     dim: int = 128
     depth: int = 4
@@ -183,6 +190,11 @@ class RADConfig:
         if isinstance(self.hud_border, bool) or not isinstance(self.hud_border, int) or not (
                 0 <= self.hud_border < self.image_size // 2):
             fail(f"hud_border must be an int in [0, {self.image_size // 2 - 1}], got {self.hud_border!r}")
+        if not isinstance(self.prior_input, bool):
+            fail(f"prior_input must be true or false, got {self.prior_input!r}")
+        if self.prior_input and not (self.motion_prior and self.prev_frame_input):
+            fail("prior_input lets the stem read the motion prior's warp: it needs motion_prior=true and "
+                 "prev_frame_input=true")
         if self.hud_border and not self.motion_prior:
             fail("hud_border is what the motion prior's warp leaves in place: it needs motion_prior=true")
         if not (isinstance(self.pan_actions, (list, tuple)) and all(
@@ -274,8 +286,9 @@ class RADConfig:
 
     @property
     def stem_in_channels(self) -> int:
-        """Channels the stem reads per frame: the noisy frame (+ the previous committed frame)."""
-        return self.channels * (2 if self.prev_frame_input else 1)
+        """Channels the stem reads per frame: the noisy frame (+ the previous committed frame, warped with a
+        motion prior; + where that warp holds pixels with ``prior_input``)."""
+        return self.channels * (2 if self.prev_frame_input else 1) + (1 if self.prior_input else 0)
 
     @property
     def null_action(self) -> int:

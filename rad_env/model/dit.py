@@ -208,6 +208,9 @@ class ContextPass:
     seg: torch.Tensor | None  # (B, L) episode index within the sequence
     is_first: torch.Tensor | None
     prefix: Prefix | None = None  # the carried state the sequence continues, if any
+    # with ``prior_input``: the clean frame before each committed frame and the canvas after it (B, L, ...)
+    prev_frames: torch.Tensor | None = None
+    prev_canvases: torch.Tensor | None = None
 
 
 class RADBlock(nn.Module):
@@ -348,16 +351,27 @@ class RADDiT(nn.Module):
                                     self.cfg.null_action)
         return self.motion_keys(actions, previous)
 
-    def _tokens(self, x: torch.Tensor, prev: torch.Tensor, cond: torch.Tensor, keys: torch.Tensor):
-        """Network inputs (B', C, H, W) of frames and of their previous frames, and the motion keys (B') of
-        the transitions to the frames -> tokens (B', N, D), skips. With a motion prior the stem reads the
-        previous frame warped by the transition's flow (aligned with the frame it predicts)."""
+    def stem_base(self, prev_input: torch.Tensor, keys: torch.Tensor, prev_frame: torch.Tensor | None = None,
+                  canvas: torch.Tensor | None = None) -> torch.Tensor:
+        """What the stem reads besides the frame (B', C(+1), H, W), for the motion keys (B') of the transitions
+        to the frames: the previous network input ``prev_input`` (B', C, H, W), warped by the transition's
+        flow with a motion prior (aligned with the frame it predicts); with ``prior_input`` instead the
+        previous clean frame ``prev_frame`` warped through the ``canvas`` before it (the denoiser's base),
+        scaled by 1 / sigma_data, and where that warp holds pixels (:meth:`MotionPrior.warp_with_known`)."""
+        if self.cfg.prior_input:
+            if prev_frame is None:
+                raise ValueError("prior_input: the stem needs the previous clean frames")
+            warped, known = self.motion.warp_with_known(prev_frame.float(), keys, canvas=canvas)
+            return torch.cat([warped / self.cfg.sigma_data, known], dim=1)
+        return self.motion(prev_input, keys) if self.motion is not None else prev_input
+
+    def _tokens(self, x: torch.Tensor, base: torch.Tensor, cond: torch.Tensor):
+        """Network inputs (B', C, H, W) of frames and what the stem reads besides them (:meth:`stem_base`)
+        -> tokens (B', N, D), skips."""
         if x.shape[1:] != (self.cfg.channels, self.cfg.image_size, self.cfg.image_size):
             raise ValueError(f"expected frames ({self.cfg.channels}, {self.cfg.image_size}, "
                              f"{self.cfg.image_size}), got {tuple(x.shape[1:])}")
-        if self.motion is not None:
-            prev = self.motion(prev.to(x.dtype), keys)
-        inp = torch.cat([x, prev.to(x.dtype)], dim=1) if self.cfg.prev_frame_input else x
+        inp = torch.cat([x, base.to(x.dtype)], dim=1) if self.cfg.prev_frame_input else x
         tok, skips = self.stem.encode(inp, cond)
         return tok + self.pos_embed, skips
 
@@ -398,18 +412,29 @@ class RADDiT(nn.Module):
 
     # -- training: the two streams -----------------------------------------------------------
     def forward_context(self, x: torch.Tensor, c_noise: torch.Tensor, actions: torch.Tensor,
-                        is_first: torch.Tensor | None = None, state: RADState | None = None) -> ContextPass:
+                        is_first: torch.Tensor | None = None, state: RADState | None = None,
+                        frames: torch.Tensor | None = None, canvases: torch.Tensor | None = None) -> ContextPass:
         """Committed frames: x (B, L, C, H, W) network inputs (c_in-scaled), c_noise (B, L), actions
         (B, L) (the action that led to each frame). ``is_first`` (B, L) marks episode starts (memory
         reset, attention cut, no previous frame). ``state``: the sequence continues this state (its
-        memory, window and last frame; truncated backprop through time), as if stepped from it."""
+        memory, window and last frame; truncated backprop through time), as if stepped from it.
+        With ``prior_input``: ``frames`` (B, L, C, H, W) the clean committed frames, ``canvases`` the canvas
+        after each (B, L, C + 3, H, Wc; with ``canvas_width``)."""
         b, l = x.shape[:2]
         cfg = self.cfg
         ctx = self._seq_context(b, l, is_first, x.device, state)
         noise_e, act_e, cond = self._conditions(c_noise, actions)
         prev = previous_frames(x, ctx.is_first, state.prev_input if state is not None else None)
+        prev_frames = prev_canvases = None
+        if cfg.prior_input:
+            if frames is None or (cfg.canvas_width and canvases is None):
+                raise ValueError("prior_input: forward_context needs the clean frames (and their canvases)")
+            prev_frames = previous_frames(frames, ctx.is_first, state.prev_frame if state is not None else None)
+            if cfg.canvas_width:
+                prev_canvases = previous_frames(canvases, ctx.is_first, state.canvas if state is not None else None)
         motion = self.sequence_motion_keys(actions, ctx.is_first, state)
-        tok, _ = self._tokens(x.flatten(0, 1), prev.flatten(0, 1), cond.flatten(0, 1), motion.flatten(0, 1))
+        tok, _ = self._tokens(x.flatten(0, 1), self._sequence_base(prev, motion, prev_frames, prev_canvases),
+                              cond.flatten(0, 1))
         tok = tok.view(b, l, cfg.tokens_per_frame, cfg.dim)
         keys, values, reads, finals = [], [], [], []
         h_new = None
@@ -421,7 +446,14 @@ class RADDiT(nn.Module):
             finals.append(mem_final)
         return ContextPass(inputs=x, actions=actions, keys=keys, values=values, memory_read=reads,
                            final_memory=finals, features=self._features(tok, h_new), seg=ctx.seg,
-                           is_first=ctx.is_first, prefix=ctx.prefix)
+                           is_first=ctx.is_first, prefix=ctx.prefix, prev_frames=prev_frames,
+                           prev_canvases=prev_canvases)
+
+    def _sequence_base(self, prev: torch.Tensor, motion: torch.Tensor, prev_frames: torch.Tensor | None,
+                       prev_canvases: torch.Tensor | None) -> torch.Tensor:
+        """:meth:`stem_base` of a sequence's frames (B, L, ...) -> (B * L, ...)."""
+        flat = lambda t: None if t is None else t.flatten(0, 1)  # noqa: E731
+        return self.stem_base(flat(prev), flat(motion), flat(prev_frames), flat(prev_canvases))
 
     def forward_targets(self, x: torch.Tensor, c_noise: torch.Tensor, actions: torch.Tensor,
                         context: ContextPass) -> torch.Tensor:
@@ -439,7 +471,8 @@ class RADDiT(nn.Module):
         noise_e, act_e, cond = flat(noise_e)[:, None], flat(act_e)[:, None], flat(cond)[:, None]
         motion = self.sequence_motion_keys(actions, context.is_first, pre.state if pre is not None else None,
                                            context.actions)
-        tok, skips = self._tokens(flat(x), flat(prev), cond[:, 0], flat(motion))
+        tok, skips = self._tokens(flat(x), self._sequence_base(prev, motion, context.prev_frames,
+                                                               context.prev_canvases), cond[:, 0])
         tok = tok[:, None]
         valid = flat(context_valid(context.seg, b, l, wc, x.device, pre.seg if pre is not None else None))
         valid_all = torch.cat([valid, valid.new_ones(b * l, 1)], dim=1)
@@ -503,7 +536,9 @@ class RADDiT(nn.Module):
             raise ValueError(f"state has batch {state.batch_size}, input has {b}")
         noise_e, act_e, cond = self._conditions(c_noise.reshape(b), actions.reshape(b))
         keys = self.motion_keys(actions.reshape(b), state.last_action)
-        tok, skips = self._tokens(x, state.prev_input, cond, keys)
+        base = self.stem_base(state.prev_input, keys, state.prev_frame,
+                              state.canvas if self.cfg.canvas_width else None)
+        tok, skips = self._tokens(x, base, cond)
         tok, noise_e, act_e, cond = tok[:, None], noise_e[:, None], act_e[:, None], cond[:, None]
         valid_all = torch.cat([state.valid, state.valid.new_ones(b, 1)], dim=1)
         new_mem, new_k, new_v = [], [], []

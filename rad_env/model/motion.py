@@ -76,6 +76,13 @@ class MotionPrior(nn.Module):
         ``pan_actions`` the flow's outer cells, which only ever saw the repeated border, then take the nearest
         inner cell's x-offset), else from the frame, whose scene's border repeats outside. The ``hud_border``
         pixels at the frame's edge (an overlay, not the scene) stay where they are."""
+        return self.warp_with_known(frames, keys, correction, canvas)[0]
+
+    def warp_with_known(self, frames: torch.Tensor, keys: torch.Tensor, correction: torch.Tensor | None = None,
+                        canvas: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`forward`'s warp (B, C, H, W) and where it holds pixels (B, 1, H, W): 1 where it reads the
+        frame's scene inside its bounds, the canvas or the overlay, 0 where it only repeats the scene's
+        border (fractions where a pixel mixes both)."""
         size, hud = self.image_size, self.hud_border
         keys = keys.long()
         cells = self.flow[keys]
@@ -88,6 +95,9 @@ class MotionPrior(nn.Module):
         edge = 1 - 2 * hud / (size - 1)  # the scene's last pixel in normalised coordinates
         warped = F.grid_sample(frames, grid.clamp(-edge, edge), mode=self.interpolation, padding_mode="border",
                                align_corners=True)
+        # how far (in pixels, up to 1) each sample lies outside the scene: 0 inside, 1 a pixel or more beyond
+        beyond = ((grid.abs() - edge) * (size - 1) / 2).clamp(0, 1).amax(dim=-1)
+        known = (1 - beyond)[:, None].to(frames.dtype)
         if canvas is not None:
             # view coordinates -> the canvas's (the view sits in its middle columns, pixel for pixel)
             width, c = canvas.shape[-1], frames.shape[1]
@@ -97,7 +107,10 @@ class MotionPrior(nn.Module):
                                     mode="bilinear", padding_mode="zeros", align_corners=True)
             held = sampled[:, c:c + 1]  # how much of each pixel the canvas holds (its colours are premultiplied)
             warped = sampled[:, :c] + (1 - held) * warped
-        return torch.where(self.hud, frames, warped) if hud else warped
+            known = held + (1 - held) * known
+        if hud:
+            return torch.where(self.hud, frames, warped), torch.where(self.hud, torch.ones_like(known), known)
+        return warped, known
 
     def flatten_hud(self, frames: torch.Tensor) -> torch.Tensor:
         """Frames (..., C, H, W) with the ``hud_border`` pixels replaced by their mean colour. The overlay is

@@ -157,19 +157,19 @@ class WorldModel(nn.Module):
                 raise ValueError(f"batch.{name} must be ({b}, {l}), got {tuple(t.shape)}")
         self._check_actions(actions)
 
-        ctx_sigma = self.edm.sample_context_sigma((b, l), dev, generator)
-        ctx_noise = torch.randn(y.shape, generator=generator, device=dev)
-        _, _, c_in, c_noise = self._precondition(ctx_sigma)
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not heads_only):
-            context = self.dit.forward_context(c_in * (committed + ctx_sigma[..., None, None, None] * ctx_noise),
-                                               c_noise, actions, is_first, state)
-        diffusion_metrics = dict.fromkeys(("diffusion_loss", "diffusion_loss_high_sigma", "diffusion_loss_low_sigma"),
-                                          float("nan"))
         observed, denoised = None, None
         if context_frames is not None and cfg.canvas_width:
             # a dreamed context frame is never bit-identical to the real one (rollout_frames keeps the real ones)
             observed = (context_frames.to(dev) == batch.frames.to(dev)).flatten(2).all(-1)
         canvases = self._canvases(committed, actions, is_first, state, observed)
+        ctx_sigma = self.edm.sample_context_sigma((b, l), dev, generator)
+        ctx_noise = torch.randn(y.shape, generator=generator, device=dev)
+        _, _, c_in, c_noise = self._precondition(ctx_sigma)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not heads_only):
+            context = self.dit.forward_context(c_in * (committed + ctx_sigma[..., None, None, None] * ctx_noise),
+                                               c_noise, actions, is_first, state, committed, canvases)
+        diffusion_metrics = dict.fromkeys(("diffusion_loss", "diffusion_loss_high_sigma", "diffusion_loss_low_sigma"),
+                                          float("nan"))
         if not heads_only:
             diffusion_loss, diffusion_metrics, denoised = self._diffusion_loss(
                 y, committed, actions, is_first, context, state, canvases, generator)

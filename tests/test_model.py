@@ -17,6 +17,9 @@ STEMS = {"patch": {}, "conv": {"stem": "conv", "stem_channels": [8, 8]}, "patch+
          "patch+motion": {"motion_prior": True, "motion_grid": 4},
          "patch+motion+flow": {"motion_prior": True, "motion_grid": 8, "flow_correction": True},
          "patch+motion+pairs": {"motion_prior": True, "motion_grid": 4, "motion_pairs": True}}
+# the stem reads the warp of the previous clean frame through the canvas: the streams need the clean frames
+PRIOR_INPUT = {"motion_prior": True, "motion_grid": 4, "canvas_width": 40, "pan_actions": [0, 1, 2],
+               "prior_input": True}
 
 
 
@@ -267,17 +270,20 @@ def _stream_inputs(model: WorldModel, b: int, l: int, seed: int, cut: int | None
     return ctx, ctx_noise, noisy, noise, actions, is_first
 
 
-@pytest.mark.parametrize("stem", list(STEMS))
+@pytest.mark.parametrize("stem", [*STEMS, "patch+motion+canvas+prior_input"])
 @pytest.mark.parametrize("memory", MEMORIES)
 def test_training_streams_equal_inference_steps(memory, stem):
     """Training computes, for every frame at once, what inference computes frame by frame: the context
     stream == commit_step (features, state), the target stream == denoise_step reading that state,
-    also across an episode start inside the sequence (== resetting that env's state)."""
-    model = micro_model(memory, **STEMS[stem])
+    also across an episode start inside the sequence (== resetting that env's state). With
+    ``prior_input`` the stem's warp of the previous clean frame through the canvas too."""
+    model = micro_model(memory, **{**STEMS, "patch+motion+canvas+prior_input": PRIOR_INPUT}[stem])
     b, l, cut = 2, 10, 6  # l > 3 * window
     ctx, ctx_noise, noisy, noise, actions, is_first = _stream_inputs(model, b, l, 1, cut)
+    frames = ctx.clamp(-1, 1)  # the clean committed frames (the canvas and the prior_input stem read them)
     with torch.no_grad():
-        context = model.dit.forward_context(ctx, ctx_noise, actions, is_first)
+        canvases = model._canvases(frames, actions, is_first, None)
+        context = model.dit.forward_context(ctx, ctx_noise, actions, is_first, None, frames, canvases)
         out = model.dit.forward_targets(noisy, noise, actions, context)
         state = model.init_state(b)
         outs, feats = [], []
@@ -285,11 +291,12 @@ def test_training_streams_equal_inference_steps(memory, stem):
             if t == cut:
                 state.index_copy_([1], model.init_state(1))
             outs.append(model.dit.denoise_step(noisy[:, t], noise[:, t], actions[:, t], state))
-            f, state = model.dit.commit_step(ctx[:, t], ctx_noise[:, t], actions[:, t], state, ctx[:, t])
+            f, state = model.dit.commit_step(ctx[:, t], ctx_noise[:, t], actions[:, t], state, frames[:, t])
             feats.append(f)
     torch.testing.assert_close(torch.stack(outs, 1), out, atol=1e-4, rtol=0)
     torch.testing.assert_close(torch.stack(feats, 1), context.features, atol=1e-4, rtol=0)
-    assert_states_close(model.dit.state_after(context, ctx[:, -1]), state, atol=1e-4)
+    last_canvas = canvases[:, -1] if canvases is not None else None
+    assert_states_close(model.dit.state_after(context, frames[:, -1], last_canvas), state, atol=1e-4)
     assert state.time.tolist() == [l, l - cut]
 
 
@@ -814,37 +821,7 @@ def test_canvas_config_errors():
 
 def _prior_input_model(perturb: float = 0.05) -> WorldModel:
     """A micro model with the canvas whose stem reads the denoiser's base (``prior_input``)."""
-    return micro_model("lstm", motion_prior=True, motion_grid=4, canvas_width=40, pan_actions=[0, 1, 2],
-                       prior_input=True, perturb=perturb)
-
-
-def test_prior_input_training_streams_equal_inference_steps():
-    """With ``prior_input`` the stem reads the warp of the previous clean frame through the canvas before
-    it: training builds it for every frame at once as committing frame by frame does, also across an episode
-    start inside the sequence."""
-    model = _prior_input_model()
-    b, l, cut = 2, 10, 6
-    ctx, ctx_noise, noisy, noise, actions, is_first = _stream_inputs(model, b, l, 1, cut)
-    frames = ctx.clamp(-1, 1)
-    with torch.no_grad():
-        canvases = model._canvases(frames, actions, is_first, None)
-        with pytest.raises(ValueError, match="needs the clean frames"):
-            model.dit.forward_context(ctx, ctx_noise, actions, is_first)
-        context = model.dit.forward_context(ctx, ctx_noise, actions, is_first, None, frames, canvases)
-        out = model.dit.forward_targets(noisy, noise, actions, context)
-        state = model.init_state(b)
-        outs, feats = [], []
-        for t in range(l):
-            if t == cut:
-                state.index_copy_([1], model.init_state(1))
-            outs.append(model.dit.denoise_step(noisy[:, t], noise[:, t], actions[:, t], state))
-            f, state = model.dit.commit_step(ctx[:, t], ctx_noise[:, t], actions[:, t], state, frames[:, t])
-            feats.append(f)
-    torch.testing.assert_close(torch.stack(outs, 1), out, atol=1e-4, rtol=0)
-    torch.testing.assert_close(torch.stack(feats, 1), context.features, atol=1e-4, rtol=0)
-    assert model.config.stem_in_channels == 7
-    loss = model.loss(make_batch(model.config, b=2, l=6)).loss
-    assert torch.isfinite(loss)
+    return micro_model("lstm", perturb=perturb, **PRIOR_INPUT)
 
 
 def test_prior_input_marks_the_pixels_the_warp_invents():
@@ -868,6 +845,9 @@ def test_prior_input_marks_the_pixels_the_warp_invents():
     back = model.dit.stem_base(state.prev_input, torch.tensor([2]), state.prev_frame, state.canvas)
     assert back[0, 3].min() > 1 - 1e-6  # the canvas holds what panning back shows
     torch.testing.assert_close(back[:, :3], frames_to_float(scene[:, :, 12:28]) / 0.5, atol=2e-3, rtol=0)
+    with pytest.raises(ValueError, match="needs the clean frames"):
+        model.dit.forward_context(torch.zeros(1, 2, 3, 16, 16), torch.zeros(1, 2), torch.zeros(1, 2))
+    assert torch.isfinite(model.loss(make_batch(model.config, b=1, l=4)).loss)
     with pytest.raises(ValueError, match="needs motion_prior=true and prev_frame_input=true"):
         micro_config(prior_input=True)
 

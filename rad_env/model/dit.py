@@ -208,7 +208,7 @@ class ContextPass:
     seg: torch.Tensor | None  # (B, L) episode index within the sequence
     is_first: torch.Tensor | None
     prefix: Prefix | None = None  # the carried state the sequence continues, if any
-    # with ``prior_input``: the clean frame before each committed frame and the canvas after it (B, L, ...)
+    # with ``prior_input``: the clean frame before each committed frame and the canvas before it (B, L, ...)
     prev_frames: torch.Tensor | None = None
     prev_canvases: torch.Tensor | None = None
 

@@ -335,14 +335,16 @@ def load_init_weights(model: WorldModel, weights: dict[str, torch.Tensor], path:
 
 def _widen_stem_input(model: WorldModel, weights: dict[str, torch.Tensor], path: str, verbose: bool
                       ) -> dict[str, torch.Tensor]:
-    """``--init`` weights whose stem reads fewer input channels than the model's (``prior_input`` adds one,
-    the last): the new channels' input weights start at zero, so the model computes what it did."""
+    """``--init`` weights whose stem reads one input channel fewer than the model's (``prior_input`` adds the
+    last, where the warp holds pixels): its input weights start at zero. The channels before it change
+    meaning a little (the warp now of the clean frame, through the canvas), so the fine-tune starts close
+    to, not exactly at, what the loaded model computed."""
     cfg = model.config
-    old_channels = cfg.stem_in_channels - (1 if cfg.prior_input else 0)
     name = "dit.stem.embed.weight" if cfg.stem == "patch" else "dit.stem.inp.weight"
     weight = weights.get(name)
     if not cfg.prior_input or weight is None:
         return weights
+    old_channels = cfg.stem_in_channels - 1
     per_channel = cfg.patch_size ** 2 if cfg.stem == "patch" else 1
     if weight.shape[1] != old_channels * per_channel:
         return weights  # already wide (or another shape: load_state_dict names the mismatch)

@@ -7,7 +7,7 @@
 #   the speed benchmarks, half of data/mix recorded again, and fine-tunes of the embedded default with
 #   stage 9's recipe side by side on the one GPU, one per argument (default: control=""), e.g.
 #     control="" adv10="--adversarial-weight 0.1 --adversarial-min-sigma 5 --critic-warmup 50"
-#   (the 2026-12-04 session: README "Speed on a GPU" and "Adversarial training").
+#   (the 2026-12-04 session: docs/speed.md "Speed on a GPU" and docs/experiments.md "Adversarial training").
 #
 #   PLAN=small (issue 8 item 4; ~11 min of work, more than one device call allows: start it detached,
 #   then collect the results with a second call, as ../shared/gpu/README.md describes):
@@ -43,7 +43,7 @@ if [ "${SCALE:-full}" = dry ]; then
 else
   DEV=cuda; STEPS=500; FT_STEPS=300; TIME_LIMIT=230; THREADS=""; SEQ=64
   SPEED="--train-steps 20 --dream-steps 20 --envs 1,16,64,256 --real-steps 100"
-  # small, batch 64 x 16 frames: ~3 steps/s expected teacher-forced (README "Speed on a GPU"); the time
+  # small, batch 64 x 16 frames: ~3 steps/s expected teacher-forced (docs/speed.md "Speed on a GPU"); the time
   # limits stop each stage cleanly (checkpoints written) if it runs slower than planned
   A_STEPS=${A_STEPS:-900}; A_LIMIT=${A_LIMIT:-300}; A_BATCH=64
   B_STEPS=${B_STEPS:-200}; B_LIMIT=${B_LIMIT:-150}; B_BATCH=32; HORIZON=300; EVAL_EPISODES=12

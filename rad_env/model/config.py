@@ -65,7 +65,7 @@ class RADConfig:
     # sampling step before, while teacher forcing conditions on sharp real ones; measured along free-running
     # dreams (`rad_env.evaluate`'s warp table) the embedded default's frames stay within ~31 dB of their own
     # warps: the network passes the blur on. With blurred context and sharp targets it learns to restore
-    # detail (measured, README "Context blur": more detail and contrast, -0.3 to -1.2 dB, same haze; not adopted).
+    # detail (measured, docs/experiments.md "Context blur": more detail and contrast, -0.3 to -1.2 dB, same haze; not adopted).
     context_blur: float = 0.0
     # With the motion prior: the stem reads the denoiser's base itself (the previous clean frame warped
     # through the canvas, what the output is relative to; scaled by 1 / sigma_data like a clean frame's

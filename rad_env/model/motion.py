@@ -63,7 +63,7 @@ class MotionPrior(nn.Module):
         return previous.long() * self.num_ids + actions.long()
 
     #: how the frame warp resamples (``grid_sample``'s mode). Trained and shipped with bilinear, which blurs a
-    #: little at every warp; ``benchmarks.motion_prior`` compares bicubic (README "Resampling blur of the warp").
+    #: little at every warp; ``benchmarks.motion_prior`` compares bicubic (docs/experiments.md "Resampling blur of the warp").
     interpolation: str = "bilinear"
 
     def forward(self, frames: torch.Tensor, keys: torch.Tensor, correction: torch.Tensor | None = None,

@@ -95,7 +95,7 @@ class TrainConfig:
     adversarial_weight: float = option(0.0, "weight of an adversarial loss on the denoiser's predictions at high "
                                             "noise levels (a frame critic trained alongside, rad_env.model.critic): "
                                             "where the context cannot tell what a frame shows, it draws one plausible "
-                                            "frame instead of the blurred mean (0: off; measured, not adopted: README)")
+                                            "frame instead of the blurred mean (0: off; measured, not adopted: docs/experiments.md)")
     adversarial_min_sigma: float = option(1.0, "the adversarial loss covers predictions from this noise level up")
     critic_lr: float = option(2e-4, "the frame critic's learning rate (Adam, betas 0.5 / 0.999)")
     critic_pool: str = option("patch", "the critic judges each 8x8 patch, or the whole frame (its patches' mean)",

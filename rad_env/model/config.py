@@ -30,7 +30,7 @@ class RADConfig:
     # patch stem: channels of a full-resolution conv head that refines the linear read-out (0: none).
     # A linear read-out of 8x8 patches hardly removes pixel noise (one-shot at sigma 0.05: 1.3 dB above
     # the noisy input), so low-noise sampling steps add grain. Measured: 32 channels fine-tuned 500 steps
-    # onto stage 4 gave +0.2 / +0.6 dB one-shot at sigma 0.05 / 0.5 but worse dreams (README).
+    # onto stage 4 gave +0.2 / +0.6 dB one-shot at sigma 0.05 / 0.5 but worse dreams (docs/experiments.md).
     pixel_channels: int = 0
     # Motion prior (rad_env.model.motion): the denoiser predicts the next frame relative to the previous
     # frame warped by the action's learned flow field (motion_grid x motion_grid offsets), and the stem
@@ -327,7 +327,7 @@ class RADConfig:
         return cls.from_dict(d)
 
 
-# Every preset predicts relative to the motion prior (measured on the embedded default, a fine-tune; README
+# Every preset predicts relative to the motion prior (measured on the embedded default, a fine-tune; docs/experiments.md
 # "Motion prior"); checkpoints without the key load with motion_prior=False, the dataclass default.
 PRESETS: dict[str, dict[str, Any]] = {
     # ~4M parameters: trains on a CPU. dim >= the 8x8x3 = 192 pixel values of a patch: a narrower

@@ -66,9 +66,16 @@ Exactly how the shipped files were made (see README "The embedded default"), on 
     # jointly, stayed calibrated (a random walk in its dream is paid 0.0 rewards per 1000 steps, real 0.1)
     python -m rad_env.train --data data/mix --init runs/heads/h3/assets/memory_maze_tiny.pt --model motion_pairs=true \
         --tbptt --rollout-prob 0.5 --steps 300 --lr 3e-4 --warmup 20 --threads 1 --ckpt-every 50 --out runs/pairs
-    python tools/build_default_assets.py --checkpoint runs/pairs/model.pt --data data/mix
+    python tools/build_default_assets.py --checkpoint runs/pairs/model.pt --data data/mix --out runs/pairs/assets
+    # stage 10, 20 min on 2 threads: the stem reads the denoiser's base (the previous clean frame warped through
+    # the canvas) and where that warp only repeats the border (`prior_input`; the new input channel starts at
+    # zero), the same fine-tuning otherwise; its jointly trained heads stayed calibrated (a random walk in its
+    # dream is paid 0.0 rewards per 1000 steps)
+    python -m rad_env.train --data data/mix --init runs/pairs/assets/memory_maze_tiny.pt --model prior_input=true \
+        --tbptt --rollout-prob 0.5 --steps 300 --lr 3e-4 --warmup 20 --threads 2 --ckpt-every 50 --out runs/prior
+    python tools/build_default_assets.py --checkpoint runs/prior/model.pt --data data/mix
     python -m rad_env.evaluate --checkpoint rad_env/assets/memory_maze_tiny.pt --data data/mm9_test \
-        --episodes 12 --threads 2 --out runs/v9_full --report
+        --episodes 12 --threads 2 --out runs/v10_full --report
 
 The checkpoint is stored with half-precision weights (loaded back as float32) to stay a few MB;
 the start frames are the first ``window`` frames of the held-out episodes.

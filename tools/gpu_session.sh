@@ -113,8 +113,8 @@ if [ "$PLAN" = finetune ]; then
     keep_logs "$name"
   done
 else
-  # the embedded default's features, from scratch (README "The embedded default", stages 3-9)
-  FEATURES=(motion_pairs=true canvas_width=448 hud_border=2 "pan_actions=[0,2,3]" sigma_skip=0.1
+  # the embedded default's features, from scratch (README "The embedded default", stages 3-10)
+  FEATURES=(motion_pairs=true prior_input=true canvas_width=448 hud_border=2 "pan_actions=[0,2,3]" sigma_skip=0.1
             sampling_steps=2 "sampling_sigmas=[80,0.8]" reward_event_weight=10)
   T="$PY -m rad_env.train --data $W/mix --tbptt --ckpt-every 100 --no-tensorboard --device $DEV $THREADS"
   # shellcheck disable=SC2086

@@ -890,6 +890,36 @@ def test_guidance_weighs_the_action():
     torch.testing.assert_close(sample(1, 2.5), d_null + 2.5 * (d_act - d_null), atol=1e-4, rtol=0)
 
 
+@pytest.mark.parametrize("stem", ["patch", "patch+motion+pairs", "patch+motion+flow", "prior_input"])
+def test_imagine_computes_the_frames_base_once(stem, monkeypatch):
+    """The stem's base and the motion prior's warp depend only on the state and the action, so ``imagine``
+    computes them once per frame for all its denoising steps and the commit: passing them gives exactly
+    what recomputing them gives (with a flow correction the warp still follows the network's flow)."""
+    model = micro_model("lstm", **{**STEMS, "prior_input": PRIOR_INPUT}[stem], sampling_steps=3)
+    cfg = model.config
+    state = model.init_state(2)
+    for t in range(3):
+        state = model.observe(random_frames(cfg, 2, t), torch.tensor([cfg.null_action if t == 0 else 1, 2]), state)
+    a = torch.tensor([2, 1])
+    x = cfg.sigma_max * torch.randn((2, 3, 16, 16), generator=torch.Generator().manual_seed(3))
+    sigma = torch.full((2,), 2.0)
+    with torch.no_grad():
+        base = model.dit.step_base(a, state)
+        warp = model.predict_warp(a, state)
+        torch.testing.assert_close(model.denoise(x, sigma, a, state, base=base, warp=warp),
+                                   model.denoise(x, sigma, a, state), atol=0, rtol=0)
+        y = x.clamp(-1, 1)
+        f_cached, s_cached = model.dit.commit_step(y, sigma, a, state, y, base=base)
+        f_fresh, s_fresh = model.dit.commit_step(y, sigma, a, state, y)
+    torch.testing.assert_close(f_cached, f_fresh, atol=0, rtol=0)
+    assert_states_close(s_cached, s_fresh, atol=0)
+    calls = []
+    stem_base = model.dit.stem_base
+    monkeypatch.setattr(model.dit, "stem_base", lambda *args, **kw: calls.append(1) or stem_base(*args, **kw))
+    model.imagine(a, state)
+    assert len(calls) == 1  # 3 denoising steps and the commit
+
+
 @pytest.mark.parametrize("memory", ["lstm", "none", "full"])
 def test_batched_imagine_equals_single_runs(memory):
     model = micro_model(memory)
@@ -1024,7 +1054,7 @@ def test_explicit_sampling_levels_are_what_the_sampler_calls_the_denoiser_at():
     torch.testing.assert_close(model.edm.sampling_sigmas(3), model.edm.karras_sigmas(3))
     called = []
     real_denoise = model.denoise
-    model.denoise = lambda x, sigma, a, st: called.append(round(float(sigma[0]), 4)) or real_denoise(x, sigma, a, st)
+    model.denoise = lambda x, sigma, a, st, **kw: called.append(round(float(sigma[0]), 4)) or real_denoise(x, sigma, a, st, **kw)
     with torch.no_grad():
         model.sample_next(torch.tensor([1, 2]), model.init_state(2))
     assert called == [80.0, 0.5]

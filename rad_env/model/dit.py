@@ -528,16 +528,25 @@ class RADDiT(nn.Module):
         )
 
     # -- inference: one frame ------------------------------------------------------------------
+    def step_base(self, actions: torch.Tensor, state: RADState) -> torch.Tensor:
+        """:meth:`stem_base` of the frame that ``actions`` (B,) lead to from ``state``: the same for every
+        denoising step of that frame and for its commit, so a caller may compute it once and pass it as
+        ``base`` to :meth:`denoise_step` and :meth:`commit_step`."""
+        keys = self.motion_keys(actions.reshape(-1), state.last_action)
+        return self.stem_base(state.prev_input, keys, state.prev_frame,
+                              state.canvas if self.cfg.canvas_width else None)
+
     def _step(self, x: torch.Tensor, c_noise: torch.Tensor, actions: torch.Tensor, state: RADState,
-              frame: torch.Tensor | None, observed: bool = True):
+              frame: torch.Tensor | None, observed: bool = True, base: torch.Tensor | None = None):
         b = x.shape[0]
         commit = frame is not None
         if state.batch_size != b:
             raise ValueError(f"state has batch {state.batch_size}, input has {b}")
         noise_e, act_e, cond = self._conditions(c_noise.reshape(b), actions.reshape(b))
         keys = self.motion_keys(actions.reshape(b), state.last_action)
-        base = self.stem_base(state.prev_input, keys, state.prev_frame,
-                              state.canvas if self.cfg.canvas_width else None)
+        if base is None:
+            base = self.stem_base(state.prev_input, keys, state.prev_frame,
+                                  state.canvas if self.cfg.canvas_width else None)
         tok, skips = self._tokens(x, base, cond)
         tok, noise_e, act_e, cond = tok[:, None], noise_e[:, None], act_e[:, None], cond[:, None]
         valid_all = torch.cat([state.valid, state.valid.new_ones(b, 1)], dim=1)
@@ -566,15 +575,18 @@ class RADDiT(nn.Module):
         return self._features(tok[:, 0], h_last), new_state
 
     def denoise_step(self, x: torch.Tensor, c_noise: torch.Tensor, actions: torch.Tensor,
-                     state: RADState) -> torch.Tensor:
-        """F for the next frame: x (B, C, H, W) network input, c_noise (B,), actions (B,); reads the state."""
-        return self._step(x, c_noise, actions, state, frame=None)
+                     state: RADState, base: torch.Tensor | None = None) -> torch.Tensor:
+        """F for the next frame: x (B, C, H, W) network input, c_noise (B,), actions (B,); reads the state.
+        ``base``: :meth:`step_base` of (actions, state) if already computed."""
+        return self._step(x, c_noise, actions, state, frame=None, base=base)
 
     def commit_step(self, x: torch.Tensor, c_noise: torch.Tensor, actions: torch.Tensor,
-                    state: RADState, frame: torch.Tensor, observed: bool = True) -> tuple[torch.Tensor, RADState]:
+                    state: RADState, frame: torch.Tensor, observed: bool = True,
+                    base: torch.Tensor | None = None) -> tuple[torch.Tensor, RADState]:
         """Commit a frame (network input x at context level c_noise; ``frame`` (B, C, H, W) the clean
-        frame, ``observed``: a real one, else dreamed): (head features (B, F), new state)."""
-        return self._step(x, c_noise, actions, state, frame=frame, observed=observed)
+        frame, ``observed``: a real one, else dreamed): (head features (B, F), new state). ``base`` as in
+        :meth:`denoise_step`."""
+        return self._step(x, c_noise, actions, state, frame=frame, observed=observed, base=base)
 
     def compile_frame_pass(self) -> None:
         """Compile each block's one-frame pass (used by ``denoise_step`` and ``commit_step``, and by the

@@ -336,12 +336,15 @@ class WorldModel(nn.Module):
         return (out, None) if out.shape[-3] == c else (out[..., :c, :, :], out[..., c:, :, :])
 
     def denoise(self, x: torch.Tensor, sigma: torch.Tensor, prev_actions: torch.Tensor,
-                state: RADState) -> torch.Tensor:
+                state: RADState, *, base: torch.Tensor | None = None,
+                warp: torch.Tensor | None = None) -> torch.Tensor:
         """The denoiser D(x; sigma) for the next frame: x (B, C, H, W) noisy frame, sigma (B,), the
-        action that leads to it (B,); reads ``state`` without changing it. Returns float (B, C, H, W)."""
+        action that leads to it (B,); reads ``state`` without changing it. Returns float (B, C, H, W).
+        ``base`` (:meth:`RADDiT.step_base`) and ``warp`` (:meth:`predict_warp` without a flow correction):
+        the same for every denoising step of a frame, passed when the caller computed them already."""
         c_skip, c_out, c_in, c_noise = self._precondition(sigma)
-        out, flow = self._split_output(self.dit.denoise_step(c_in * x, c_noise, prev_actions, state))
-        prior = self.predict_warp(prev_actions, state, flow)
+        out, flow = self._split_output(self.dit.denoise_step(c_in * x, c_noise, prev_actions, state, base))
+        prior = warp if warp is not None and flow is None else self.predict_warp(prev_actions, state, flow)
         return self._flatten_hud(c_skip * x + (1 - c_skip) * prior + c_out * out)
 
     def predict_warp(self, prev_actions: torch.Tensor, state: RADState, flow: torch.Tensor | None = None
@@ -359,11 +362,12 @@ class WorldModel(nn.Module):
 
     def sample_next(self, prev_actions: torch.Tensor, state: RADState, steps: int | None = None,
                     generators: Sequence[torch.Generator] | None = None, sampler: str | None = None,
-                    guidance: float | None = None) -> torch.Tensor:
+                    guidance: float | None = None, *, base: torch.Tensor | None = None) -> torch.Tensor:
         """Sample the next frame (float (B, C, H, W) in about [-1, 1]) from pure noise; state unchanged.
 
         ``guidance`` (default: the config's) != 1 mixes in the action-free denoiser (classifier-free
-        guidance on the action, two network calls per step)."""
+        guidance on the action, two network calls per step). The stem's base and the motion prior's warp
+        are computed once for all steps (``base``: :meth:`RADDiT.step_base`, if the caller has it)."""
         cfg = self.config
         b = state.batch_size
         w = cfg.guidance if guidance is None else guidance
@@ -373,10 +377,14 @@ class WorldModel(nn.Module):
             rows = torch.arange(b, device=self.device)
             pair_state = state.select(torch.cat([rows, rows]))
             pair_actions = torch.cat([prev_actions, torch.full_like(prev_actions, cfg.null_action)])
+        else:
+            base = self.dit.step_base(prev_actions, state) if base is None else base
+            warp = None if cfg.flow_correction else self.predict_warp(prev_actions, state)
 
         def denoise(x: torch.Tensor, s: float) -> torch.Tensor:
             if w == 1.0:
-                return self.denoise(x, torch.full((b,), s, device=x.device), prev_actions, state)
+                return self.denoise(x, torch.full((b,), s, device=x.device), prev_actions, state,
+                                    base=base, warp=warp)
             d, d_null = self.denoise(torch.cat([x, x]), torch.full((2 * b,), s, device=x.device), pair_actions,
                                      pair_state).chunk(2)
             return d_null + w * (d - d_null)
@@ -384,15 +392,16 @@ class WorldModel(nn.Module):
         return sample(denoise, noise, sigmas, sampler or cfg.sampler)
 
     def _commit(self, y: torch.Tensor, prev_actions: torch.Tensor, state: RADState,
-                generators: Sequence[torch.Generator] | None, observed: bool
+                generators: Sequence[torch.Generator] | None, observed: bool, base: torch.Tensor | None = None
                 ) -> tuple[RADState, torch.Tensor, torch.Tensor]:
         """Push clean frames y (B, C, H, W) into the context at ``context_sigma`` (``observed``: real frames,
-        else dreamed)."""
+        else dreamed; ``base``: :meth:`RADDiT.step_base` if already computed)."""
         b = y.shape[0]
         cs = self.config.context_sigma
         noise = randn_rows(y.shape[1:], b, generators, y.device)
         _, _, c_in, c_noise = self._precondition(torch.full((b,), cs, device=y.device))
-        feats, new_state = self.dit.commit_step(c_in * (y + cs * noise), c_noise, prev_actions, state, y, observed)
+        feats, new_state = self.dit.commit_step(c_in * (y + cs * noise), c_noise, prev_actions, state, y, observed,
+                                                base)
         reward, term = self.predict_outcome(feats)
         return new_state, reward, term
 
@@ -417,6 +426,8 @@ class WorldModel(nn.Module):
         frame (quantised to uint8, exactly like ``observe``) is then committed at ``context_sigma``,
         which also gives the heads' outputs."""
         a = self._actions(prev_actions, state.batch_size)
-        frames = float_to_frames(self.sample_next(a, state, steps, generators, sampler, guidance))
-        new_state, reward, term = self._commit(frames_to_float(frames), a, state, generators, observed=False)
+        base = self.dit.step_base(a, state)  # one for the denoising steps and the commit
+        frames = float_to_frames(self.sample_next(a, state, steps, generators, sampler, guidance, base=base))
+        new_state, reward, term = self._commit(frames_to_float(frames), a, state, generators, observed=False,
+                                               base=base)
         return Imagined(frames, reward, term, new_state)

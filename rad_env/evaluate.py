@@ -10,7 +10,8 @@ Sections (each can be switched off):
   retrieval  memory retrieval (Po et al. 2025, the RAD paper): observe the first ``--retrieval-prefix``
              real frames of each episode, dream ``--retrieval-horizon`` frames; the same with only the last
              window of the prefix observed, identical noise: PSNR/SSIM on revisited and new places, and the
-             gain of remembering (:mod:`rad_env.evaluation.retrieval`).
+             gain of remembering (:mod:`rad_env.evaluation.retrieval`); the same one step ahead (each
+             frame after the prefix predicted from the real frames before it, all vs the last window).
   denoiser   one-shot denoising of the true next frame at several noise levels vs sampling it from
              pure noise (Euler/Heun, 1-10 steps): is the network or the sampler at fault?
   probes     (Memory Maze with recorded seeds) from real states, 8 steps of left / right / forward in the
@@ -47,7 +48,8 @@ from .evaluation.probes import (NOOP, PROBE_ACTIONS, TURN_LEFT, TURN_RIGHT, Memo
                                 real_continuations, unrelated_first_frames_psnr)
 from .evaluation.report import markdown_table, rollout_grid, sequence_grid, text_table
 from .evaluation.places import revisit_masks
-from .evaluation.retrieval import memory_retention, memory_retrieval, memoryless_frames, retrieval_grid
+from .evaluation.retrieval import (memory_retention, memory_retrieval, memoryless_frames, one_step_retrieval,
+                                  retrieval_grid)
 from .evaluation.rewards import reward_replay
 from .evaluation.rollout import (dream_rollout, horizon_masks, mean_image, reward_rate_table, rollout_table,
                                  score_rollout, stability_table, warp_edit_table)
@@ -318,9 +320,12 @@ def _retrieval(model, store: EpisodeStore, episodes: list[int], cfg: EvalConfig,
         return {"retrieval_skipped": str(exc)}
     if out:
         pictures.append(str(retrieval_grid(out / "memory_retrieval.png", r, r.most_revisits(2))))
+    one_step = one_step_retrieval(model, clips, cfg.retrieval_prefix, window, mean_image(clips.frames), steps,
+                                  cfg.seed, sampler)
     retention = memory_retention(model, clips.frames[:, :cfg.retrieval_prefix],
                                  clips.prev_actions[:, :cfg.retrieval_prefix], seed=cfg.seed)
-    return {"retrieval": r.summary(), **({"memory_retention": retention} if retention else {})}
+    return {"retrieval": r.summary(), "retrieval_one_step": one_step.summary(),
+            **({"memory_retention": retention} if retention else {})}
 
 
 def _probes(model, clips, cfg: EvalConfig, steps, out: Path | None, pictures: list[str]) -> dict[str, Any]:
@@ -409,6 +414,18 @@ def format_report(result: dict[str, Any], markdown: bool = True) -> str:
                   f"{gain(r['gain on new places'])} on new places", ""]
     elif "retrieval_skipped" in result:
         lines += [f"memory retrieval skipped: {result['retrieval_skipped']}", ""]
+    if "retrieval_one_step" in result:
+        r = result["retrieval_one_step"]
+        gain = lambda v: "n/a (no such frames)" if v is None else f"{v:+.2f} dB"  # noqa: E731
+        lines += ["## Memory one step ahead" if markdown else "memory one step ahead", "",
+                  f"The same clips without the dream: each of the {r['horizon']} frames after the prefix predicted from "
+                  f"the real frames before it, by a state that observed all of them (full prefix) and by one that "
+                  f"observed only the last {r['window']} (window only), with identical noise; a frame revisits when "
+                  f"its cell and heading match a frame at least {r['window']} frames earlier, and is a new place when "
+                  f"they match no earlier frame; copy-last is the previous real frame. PSNR dB / SSIM:", "",
+                  table(r["table"], ".3f"), "",
+                  f"memory gain one step ahead: {gain(r['gain on revisits'])} on revisits, "
+                  f"{gain(r['gain on new places'])} on new places", ""]
     if "memory_retention" in result:
         r = result["memory_retention"]
         rows = [{"layer": i, **{f"+{lag}": v for lag, v in zip(r["lags"], values)}}

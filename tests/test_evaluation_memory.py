@@ -13,7 +13,8 @@ from rad_env.data import Episode, FileMeta, write_episodes
 from rad_env.evaluate import EvalConfig, evaluate, format_report
 from rad_env.evaluation.clips import Clips
 from rad_env.evaluation.places import prefix_revisit_masks
-from rad_env.evaluation.retrieval import memory_retention, memory_retrieval, memoryless_frames, retrieval_dreams
+from rad_env.evaluation.retrieval import (memory_retention, memory_retrieval, memoryless_frames, one_step_masks,
+                                         one_step_predictions, one_step_retrieval, retrieval_dreams)
 from rad_env.model import RADConfig, WorldModel
 from rad_env.model.world_model import Imagined
 
@@ -123,6 +124,43 @@ def test_without_memory_both_dreams_are_identical() -> None:
     lstm = tiny_model("lstm", depth=2)
     full, last = retrieval_dreams(lstm, frames, actions, prefix=9, window=k, seed=3)
     assert not np.array_equal(full.frames, last.frames)  # the memory remembers the earlier prefix
+
+
+def test_one_step_masks_count_every_earlier_frame() -> None:
+    """One step ahead the full state has seen every earlier frame, the prefix and the predicted frames alike: a
+    revisit matches a frame at least ``window`` earlier, a new place matches no earlier frame."""
+    cells = [0, 1, 2, 3, 4, 0, 4, 5, 5, 1]
+    revisit, new = one_step_masks(maze_extras(cells, [EAST] * len(cells)), prefix=4, window=2)
+    # frame 4: cell 4 new; 5: cell 0 (frame 0): revisit; 6: cell 4 seen at frame 4, 2 frames earlier: revisit;
+    # 7: cell 5 new; 8: cell 5 seen 1 frame earlier: neither; 9: cell 1 (frame 1): revisit
+    assert revisit.tolist() == [[False, True, True, False, False, True]]
+    assert new.tolist() == [[True, False, False, True, False, False]]
+    assert one_step_masks({"agent_pos": np.zeros((1, 5, 2))}, 4, 1) is None
+
+
+def test_one_step_predictions_differ_only_by_memory() -> None:
+    """Identical noise: a memory-less model predicts each frame after the prefix the same from all earlier real
+    frames as from the last ``memoryless_frames``; an LSTM memory makes them differ. The scores put the previous
+    real frame as copy-last."""
+    rng = np.random.default_rng(4)
+    frames = rng.integers(0, 256, (2, 12, 16, 16, 3), dtype=np.uint8)
+    frames[:, 10] = frames[:, 9]  # the agent stood still: copy-last is exact there
+    actions = rng.integers(0, 6, (2, 12))
+    model = tiny_model("none", depth=2)
+    k = memoryless_frames(model.config)
+    full, last = one_step_predictions(model, frames, actions, prefix=8, window=k, seed=3)
+    assert full.shape == (2, 4, 16, 16, 3) and full.dtype == np.uint8
+    np.testing.assert_array_equal(full, last)
+    full, last = one_step_predictions(tiny_model("lstm", depth=2), frames, actions, prefix=8, window=k, seed=3)
+    assert not np.array_equal(full, last)
+    cells = list(range(6)) + [0, 1, 2, 3, 4, 5]
+    extras = {k_: np.repeat(v, 2, 0) for k_, v in maze_extras(cells, [EAST] * 12).items()}
+    clips = Clips(frames=frames, prev_actions=actions, episodes=[0, 1], starts=[0, 0], env_seeds=[-1, -1],
+                  episode_actions=[actions[0, 1:]] * 2, extras=extras)
+    r = one_step_retrieval(model, clips, prefix=8, window=k, mean_frame=frames.mean((0, 1)).astype(np.uint8))
+    assert r.revisit.all() and not r.new.any()  # frames 8-11 revisit cells 2-5 of frames 2-5
+    assert r.scores.psnr["copy-last"][:, 2].tolist() == [100.0, 100.0]
+    assert r.summary()["gain on revisits"] == 0.0  # no memory, identical predictions
 
 
 def test_memory_retention_measures_how_long_the_memory_keeps_a_frame() -> None:

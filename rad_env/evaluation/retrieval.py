@@ -17,6 +17,11 @@ one layer). Dreamed frames are scored on *revisits* (the place matches a prefix 
 ``window``: seen only by dream A, and out of every dreamed frame's attention) and *new places* (it
 matches no prefix frame); see
 :func:`.places.prefix_revisit_masks`.
+
+:func:`one_step_retrieval` asks the same question without the dream: every frame after the prefix is
+predicted one step ahead from the real frames before it, by a state that observed all of them and by one
+that observed only the last ``window``. A dream that loses the scene after a few frames hides any memory;
+one step ahead, a memory that carries something useful beyond the window must show.
 """
 
 from __future__ import annotations
@@ -28,8 +33,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..model.world_model import float_to_frames
 from .clips import Clips
-from .places import prefix_revisit_masks
+from .places import known_places, places, prefix_revisit_masks, revisit_masks, same_place
 from .report import frame_grid_png
 from .rollout import Dream, RolloutScores, dream_from_state, psnr_and_ssim, rollout_table, score_rollout
 
@@ -167,6 +173,65 @@ def memory_retrieval(model, clips: Clips, prefix: int, window: int, mean_frame: 
         psnr={FULL: base.psnr["model"], WINDOW: b["psnr"], **{k: base.psnr[k] for k in ("copy-last", "mean frame")}},
         ssim={FULL: base.ssim["model"], WINDOW: b["ssim"], **{k: base.ssim[k] for k in ("copy-last", "mean frame")}})
     return Retrieval(prefix, window, list(clips.episodes), real, last_prefix, full.frames, last.frames,
+                     masks[0], masks[1], scores)
+
+
+@torch.no_grad()
+def one_step_predictions(model, frames: np.ndarray, prev_actions: np.ndarray, prefix: int, window: int,
+                         steps: int | None = None, seed: int = 0, sampler: str | None = None
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """Each frame ``t >= prefix`` of clips uint8 (N, T, ...) predicted from the real frames before it, by a state
+    that observed all of them (A) and by a fresh one that observed only ``frames[t - window:t]`` (B), with the
+    same sampling noise (per row and frame) and the same observation noise (:func:`observe_seeded`).
+    Returns uint8 (N, T - prefix, ...) twice. Costs ``window + 1`` commits per predicted frame for B."""
+    frames_t = torch.as_tensor(np.asarray(frames))
+    actions_t = torch.as_tensor(np.asarray(prev_actions), dtype=torch.long)
+    n, length = frames_t.shape[:2]
+    full = observe_seeded(model, frames_t[:, :prefix], actions_t[:, :prefix], 0, seed)
+    predicted: tuple[list, list] = ([], [])
+    for t in range(prefix, length):
+        last = observe_seeded(model, frames_t[:, t - window:t], actions_t[:, t - window:t], t - window, seed)
+        action = actions_t[:, t].to(model.device)
+        for out, state in zip(predicted, (full, last)):
+            noise = frame_generators(model, n, t, seed + 1)  # the sampling noise of frame t, the same for A and B
+            out.append(float_to_frames(model.sample_next(action, state, steps, noise, sampler)).cpu().numpy())
+        full = observe_seeded(model, frames_t[:, t:t + 1], actions_t[:, t:t + 1], t, seed, full)
+    return np.stack(predicted[0], 1), np.stack(predicted[1], 1)
+
+
+def one_step_masks(extras, prefix: int, window: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """(revisit, new) masks (N, T - prefix) for one-step predictions: frame ``t`` *revisits* when its place
+    matches a frame at least ``window`` frames earlier (seen by state A only), and is a *new place* when it
+    matches no earlier frame. None without positions."""
+    found = places(extras)
+    if found is None:
+        return None
+    cells, headings, tolerance = found
+    revisit = revisit_masks(extras, window)
+    match = same_place(cells, headings, tolerance, slice(None), slice(None))  # (N, T, T)
+    seen = np.tril(match, -1).any(-1)
+    new = known_places(cells, headings) & ~seen
+    return revisit[:, prefix:], new[:, prefix:]
+
+
+def one_step_retrieval(model, clips: Clips, prefix: int, window: int, mean_frame: np.ndarray,
+                       steps: int | None = None, seed: int = 0, sampler: str | None = None) -> Retrieval:
+    """The memory check one step ahead (module doc) on ``clips``: :class:`Retrieval` whose "dreams" are the
+    one-step predictions (:func:`one_step_predictions`) and whose copy-last baseline is the previous real
+    frame; ValueError when the clips record no places or the prefix does not exceed ``window``."""
+    if not 0 < window < prefix < clips.length:
+        raise ValueError(f"need 0 < window ({window}) < prefix ({prefix}) < clip length ({clips.length})")
+    masks = one_step_masks(clips.extras, prefix, window)
+    if masks is None:
+        raise ValueError("the episodes record no positions (agent_pos/agent_dir or x/z/yaw)")
+    full, last = one_step_predictions(model, clips.frames, clips.prev_actions, prefix, window, steps, seed, sampler)
+    real, previous = clips.frames[:, prefix:], clips.frames[:, prefix - 1:-1]
+    a, b = psnr_and_ssim(full, real), psnr_and_ssim(last, real)
+    copy, mean = psnr_and_ssim(previous, real), psnr_and_ssim(np.broadcast_to(mean_frame, real.shape), real)
+    scores = RolloutScores(
+        psnr={FULL: a["psnr"], WINDOW: b["psnr"], "copy-last": copy["psnr"], "mean frame": mean["psnr"]},
+        ssim={FULL: a["ssim"], WINDOW: b["ssim"], "copy-last": copy["ssim"], "mean frame": mean["ssim"]})
+    return Retrieval(prefix, window, list(clips.episodes), real, clips.frames[:, prefix - 1], full, last,
                      masks[0], masks[1], scores)
 
 

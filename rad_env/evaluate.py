@@ -399,33 +399,35 @@ def format_report(result: dict[str, Any], markdown: bool = True) -> str:
                   "Rewards the dream pays (expected reward >= 0.5, as the env pays) beside the real rewards of the "
                   "same frames; a dream that lost the scene should pay no more than the walk it follows.", "",
                   table(result["rollout_rewards"]), ""]
+    def memory_section(title: str, r: dict[str, Any], intro: str, gain_name: str) -> list[str]:
+        gain = lambda v: "n/a (no such frames)" if v is None else f"{v:+.2f} dB"  # noqa: E731
+        return ["## " + title if markdown else title.lower(), "", intro, "", table(r["table"], ".3f"), "",
+                f"{gain_name}: {gain(r['gain on revisits'])} on revisits, {gain(r['gain on new places'])} on new "
+                f"places", ""]
+
     if "retrieval" in result:
         r = result["retrieval"]
-        gain = lambda v: "n/a (no such frames)" if v is None else f"{v:+.2f} dB"  # noqa: E731
-        lines += ["## Memory retrieval" if markdown else "memory retrieval", "",
-                  f"{r['clips']} clips: the first {r['prefix']} real frames of each episode, then {r['horizon']} "
-                  f"frames dreamed from the true actions by a state that observed the whole prefix (full prefix) and "
-                  f"by a fresh one that observed only its last {r['window']} frames (window only: all a memory-less "
-                  f"model of window {m['window']} sees), with identical noise; a dreamed frame revisits when its cell "
-                  f"and heading match a prefix frame before the last {r['window']} (one only the full-prefix dream saw), "
-                  f"and is a new place when they match no prefix frame. PSNR dB / SSIM:", "",
-                  table(r["table"], ".3f"), "",
-                  f"memory gain (full prefix - window only PSNR): {gain(r['gain on revisits'])} on revisits, "
-                  f"{gain(r['gain on new places'])} on new places", ""]
+        lines += memory_section(
+            "Memory retrieval", r,
+            f"{r['clips']} clips: the first {r['prefix']} real frames of each episode, then {r['horizon']} frames "
+            f"dreamed from the true actions by a state that observed the whole prefix (full prefix) and by a fresh "
+            f"one that observed only its last {r['window']} frames (window only: all a memory-less model of window "
+            f"{m['window']} sees), with identical noise; a dreamed frame revisits when its cell and heading match a "
+            f"prefix frame before the last {r['window']} (one only the full-prefix dream saw), and is a new place "
+            f"when they match no prefix frame. PSNR dB / SSIM:",
+            "memory gain (full prefix - window only PSNR)")
     elif "retrieval_skipped" in result:
         lines += [f"memory retrieval skipped: {result['retrieval_skipped']}", ""]
     if "retrieval_one_step" in result:
         r = result["retrieval_one_step"]
-        gain = lambda v: "n/a (no such frames)" if v is None else f"{v:+.2f} dB"  # noqa: E731
-        lines += ["## Memory one step ahead" if markdown else "memory one step ahead", "",
-                  f"The same clips without the dream: each of the {r['horizon']} frames after the prefix predicted from "
-                  f"the real frames before it, by a state that observed all of them (full prefix) and by one that "
-                  f"observed only the last {r['window']} (window only), with identical noise; a frame revisits when "
-                  f"its cell and heading match a frame at least {r['window']} frames earlier, and is a new place when "
-                  f"they match no earlier frame; copy-last is the previous real frame. PSNR dB / SSIM:", "",
-                  table(r["table"], ".3f"), "",
-                  f"memory gain one step ahead: {gain(r['gain on revisits'])} on revisits, "
-                  f"{gain(r['gain on new places'])} on new places", ""]
+        lines += memory_section(
+            "Memory one step ahead", r,
+            f"The same clips without the dream: each of the {r['horizon']} frames after the prefix predicted from "
+            f"the real frames before it, by a state that observed all of them (full prefix) and by one that "
+            f"observed only the last {r['window']} (window only), with identical noise; a frame revisits when its "
+            f"cell and heading match a frame at least {r['window']} frames earlier, and is a new place when they "
+            f"match no earlier frame; copy-last is the previous real frame. PSNR dB / SSIM:",
+            "memory gain one step ahead")
     if "memory_retention" in result:
         r = result["memory_retention"]
         rows = [{"layer": i, **{f"+{lag}": v for lag, v in zip(r["lags"], values)}}

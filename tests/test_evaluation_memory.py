@@ -229,6 +229,10 @@ def test_evaluate_runs_the_memory_retrieval_section(store: dict[str, Path], tmp_
     assert "## Memory retrieval" in report and "memory gain" in report and "memory_retrieval.png" in report
     assert "memory_retention" not in result and "## Memory retention" not in report  # 8-frame prefix: no lag fits
     assert "memory retrieval" in format_report(result, markdown=False)
+    one = result["retrieval_one_step"]  # the same clips predicted one step ahead from real frames
+    assert (one["prefix"], one["horizon"], one["window"], one["clips"]) == (8, 6, 3, 3)
+    assert {row["frames"]: row for row in one["table"]}["all"]["n"] == 3 * 6
+    assert "## Memory one step ahead" in report and "memory gain one step ahead" in report
 
 
 def test_evaluate_skips_memory_retrieval_with_a_reason(store: dict[str, Path]) -> None:

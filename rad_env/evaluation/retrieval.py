@@ -37,7 +37,7 @@ from ..model.world_model import float_to_frames
 from .clips import Clips
 from .places import known_places, places, prefix_revisit_masks, revisit_masks, same_place
 from .report import frame_grid_png
-from .rollout import Dream, RolloutScores, dream_from_state, psnr_and_ssim, rollout_table, score_rollout
+from .rollout import Dream, RolloutScores, dream_from_state, psnr_and_ssim, rollout_table
 
 FULL, WINDOW = "full prefix", "window only"
 
@@ -160,20 +160,32 @@ def memory_retrieval(model, clips: Clips, prefix: int, window: int, mean_frame: 
                      steps: int | None = None, seed: int = 0, sampler: str | None = None) -> Retrieval:
     """Run the protocol on ``clips`` (their frames after ``prefix`` are dreamed); ValueError when the clips
     record no places or the prefix does not exceed ``window``."""
-    if not 0 < window < prefix < clips.length:
-        raise ValueError(f"need 0 < window ({window}) < prefix ({prefix}) < clip length ({clips.length})")
-    masks = prefix_revisit_masks(clips.extras, prefix, window)
-    if masks is None:
-        raise ValueError("the episodes record no positions (agent_pos/agent_dir or x/z/yaw)")
+    revisit, new = _place_masks(prefix_revisit_masks, clips, prefix, window)
     full, last = retrieval_dreams(model, clips.frames, clips.prev_actions, prefix, window, steps, seed, sampler)
     real, last_prefix = clips.frames[:, prefix:], clips.frames[:, prefix - 1]
-    base = score_rollout(full.frames, real, last_prefix, mean_frame)
-    b = psnr_and_ssim(last.frames, real)
-    scores = RolloutScores(
-        psnr={FULL: base.psnr["model"], WINDOW: b["psnr"], **{k: base.psnr[k] for k in ("copy-last", "mean frame")}},
-        ssim={FULL: base.ssim["model"], WINDOW: b["ssim"], **{k: base.ssim[k] for k in ("copy-last", "mean frame")}})
+    scores = _scores(full.frames, last.frames, real, np.broadcast_to(last_prefix[:, None], real.shape), mean_frame)
     return Retrieval(prefix, window, list(clips.episodes), real, last_prefix, full.frames, last.frames,
-                     masks[0], masks[1], scores)
+                     revisit, new, scores)
+
+
+def _place_masks(masks, clips: Clips, prefix: int, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """``masks(extras, prefix, window)`` of ``clips`` after checking the lengths; ValueError when the clips
+    record no places or the prefix does not exceed ``window``."""
+    if not 0 < window < prefix < clips.length:
+        raise ValueError(f"need 0 < window ({window}) < prefix ({prefix}) < clip length ({clips.length})")
+    found = masks(clips.extras, prefix, window)
+    if found is None:
+        raise ValueError("the episodes record no positions (agent_pos/agent_dir or x/z/yaw)")
+    return found
+
+
+def _scores(full: np.ndarray, last: np.ndarray, real: np.ndarray, copy: np.ndarray, mean_frame: np.ndarray
+            ) -> RolloutScores:
+    """Per-frame PSNR/SSIM (N, H) against ``real`` of the full-prefix and window-only predictions, the
+    copy-last frames ``copy`` and the mean frame."""
+    predictions = {FULL: full, WINDOW: last, "copy-last": copy, "mean frame": np.broadcast_to(mean_frame, real.shape)}
+    scores = {k: psnr_and_ssim(v, real) for k, v in predictions.items()}
+    return RolloutScores(psnr={k: v["psnr"] for k, v in scores.items()}, ssim={k: v["ssim"] for k, v in scores.items()})
 
 
 @torch.no_grad()
@@ -219,20 +231,12 @@ def one_step_retrieval(model, clips: Clips, prefix: int, window: int, mean_frame
     """The memory check one step ahead (module doc) on ``clips``: :class:`Retrieval` whose "dreams" are the
     one-step predictions (:func:`one_step_predictions`) and whose copy-last baseline is the previous real
     frame; ValueError when the clips record no places or the prefix does not exceed ``window``."""
-    if not 0 < window < prefix < clips.length:
-        raise ValueError(f"need 0 < window ({window}) < prefix ({prefix}) < clip length ({clips.length})")
-    masks = one_step_masks(clips.extras, prefix, window)
-    if masks is None:
-        raise ValueError("the episodes record no positions (agent_pos/agent_dir or x/z/yaw)")
+    revisit, new = _place_masks(one_step_masks, clips, prefix, window)
     full, last = one_step_predictions(model, clips.frames, clips.prev_actions, prefix, window, steps, seed, sampler)
-    real, previous = clips.frames[:, prefix:], clips.frames[:, prefix - 1:-1]
-    a, b = psnr_and_ssim(full, real), psnr_and_ssim(last, real)
-    copy, mean = psnr_and_ssim(previous, real), psnr_and_ssim(np.broadcast_to(mean_frame, real.shape), real)
-    scores = RolloutScores(
-        psnr={FULL: a["psnr"], WINDOW: b["psnr"], "copy-last": copy["psnr"], "mean frame": mean["psnr"]},
-        ssim={FULL: a["ssim"], WINDOW: b["ssim"], "copy-last": copy["ssim"], "mean frame": mean["ssim"]})
+    real = clips.frames[:, prefix:]
+    scores = _scores(full, last, real, clips.frames[:, prefix - 1:-1], mean_frame)
     return Retrieval(prefix, window, list(clips.episodes), real, clips.frames[:, prefix - 1], full, last,
-                     masks[0], masks[1], scores)
+                     revisit, new, scores)
 
 
 def retrieval_grid(path: str | Path, r: Retrieval, clips: list[int],

@@ -35,7 +35,7 @@ import torch
 
 from ..model.world_model import float_to_frames
 from .clips import Clips
-from .places import known_places, places, prefix_revisit_masks, revisit_masks, same_place
+from .places import known_places, places, prefix_revisit_masks, same_place
 from .report import frame_grid_png
 from .rollout import Dream, RolloutScores, dream_from_state, psnr_and_ssim, rollout_table
 
@@ -219,10 +219,9 @@ def one_step_masks(extras, prefix: int, window: int) -> tuple[np.ndarray, np.nda
     if found is None:
         return None
     cells, headings, tolerance = found
-    revisit = revisit_masks(extras, window)
-    match = same_place(cells, headings, tolerance, slice(None), slice(None))  # (N, T, T)
-    seen = np.tril(match, -1).any(-1)
-    new = known_places(cells, headings) & ~seen
+    match = same_place(cells, headings, tolerance, slice(None), slice(None))  # (N, T, T): frame t matches frame j
+    revisit = np.tril(match, -window).any(-1)  # a match at least ``window`` frames earlier
+    new = known_places(cells, headings) & ~np.tril(match, -1).any(-1)
     return revisit[:, prefix:], new[:, prefix:]
 
 

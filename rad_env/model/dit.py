@@ -544,10 +544,7 @@ class RADDiT(nn.Module):
             raise ValueError(f"state has batch {state.batch_size}, input has {b}")
         noise_e, act_e, cond = self._conditions(c_noise.reshape(b), actions.reshape(b))
         keys = self.motion_keys(actions.reshape(b), state.last_action)
-        if base is None:
-            base = self.stem_base(state.prev_input, keys, state.prev_frame,
-                                  state.canvas if self.cfg.canvas_width else None)
-        tok, skips = self._tokens(x, base, cond)
+        tok, skips = self._tokens(x, self.step_base(actions, state) if base is None else base, cond)
         tok, noise_e, act_e, cond = tok[:, None], noise_e[:, None], act_e[:, None], cond[:, None]
         valid_all = torch.cat([state.valid, state.valid.new_ones(b, 1)], dim=1)
         new_mem, new_k, new_v = [], [], []

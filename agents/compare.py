@@ -33,6 +33,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from rad_env.cli import UserError, add_dataclass_arguments, dataclass_from_args, option, require_at_least, run_cli
+from rad_env.runtime import AMP_CHOICES
 
 PROG = "python -m agents.compare"
 #: The compared agents: name -> (train_ppo flags, where it is evaluated).
@@ -59,6 +60,8 @@ class CompareConfig:
     eval_max_steps: int = option(1000, "evaluation episode cap (the real task: 1000)")
     compile: bool = option(True, "compile the dream model's frame pass (torch.compile, in the dream agent's "
                                  "budget: ~25 s, then ~1.6x faster dream steps on a CPU)")
+    amp: str = option("auto", "the dream's precision: auto (bf16 where the device multiplies it natively), bf16, "
+                              "none (float32)", choices=AMP_CHOICES)
     jobs: int = option(2, "runs at a time (each its own process)")
     threads: int = option(1, "torch CPU threads per run")
     seed: int = option(0, "seed of the agents, envs and evaluations")
@@ -90,7 +93,8 @@ def run_command(cfg: CompareConfig, name: str) -> list[str]:
     if cfg.context:
         cmd += ["--context", cfg.context]
     if name == "ppo-dream":
-        cmd += ["--train-max-steps", str(cfg.dream_horizon), "--compile" if cfg.compile else "--no-compile"]
+        cmd += ["--train-max-steps", str(cfg.dream_horizon), "--compile" if cfg.compile else "--no-compile",
+                "--amp", cfg.amp]
     if name == "random":  # evaluation only; the dream is not needed
         cmd[cmd.index("--timesteps") + 1] = "0"
     return cmd

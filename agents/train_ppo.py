@@ -31,6 +31,7 @@ from typing import Any, Literal, Sequence
 from rad_env.cli import (UserError, add_dataclass_arguments, dataclass_from_args, option, removed_if_failed,
                           require_at_least, run_cli)
 from rad_env.defaults import TRAIN_HINT
+from rad_env.runtime import AMP_CHOICES
 from rad_env.envs.factory import (make_dream_core, make_dream_env, make_dream_sb3_vec_env, make_real_env,
                                   make_real_vec_env, share_core)
 
@@ -74,6 +75,8 @@ class PPOConfig:
     sampling_steps: int | None = option(None, "dream Euler steps per frame (default: the model's)")
     compile: bool = option(True, "compile the dream model's frame pass (torch.compile: ~1.6x faster dream "
                                  "steps on a CPU after ~25 s)")
+    amp: str = option("auto", "the dream's precision: auto (bf16 where the device multiplies it natively: CUDA, CPUs "
+                              "with AVX512-BF16 or AMX), bf16, none (float32)", choices=AMP_CHOICES)
     subprocess: bool = option(False, "real training envs in subprocesses (--train-env real)")
     out: str = option("runs/ppo", "output folder: agent, TensorBoard logs, eval.json, video")
     seed: int = option(0, "seed of the agent, the envs and the evaluation")
@@ -130,7 +133,7 @@ def load_core(cfg: PPOConfig, device: str, need_dream: bool):
         return None
     try:
         return make_dream_core(cfg.checkpoint, cfg.context, cfg.num_envs, device=device,
-                               sampling_steps=cfg.sampling_steps, compile=cfg.compile and need_dream)
+                               sampling_steps=cfg.sampling_steps, compile=cfg.compile and need_dream, amp=cfg.amp)
     except UserError as exc:
         if cfg.checkpoint is None and exc.hint is None:
             exc.hint = TRAIN_HINT

@@ -87,9 +87,10 @@ def random_start_frames(model, segments: int = 4, seed: int = 0):
 
 def benchmark_core(num_envs: int, *, checkpoint: str | None = None, context: str | None = None,
                    device: str = "cpu", sampling_steps: int | None = None, memory: str = "lstm",
-                   seed: int = 0, compile: bool = False):
+                   seed: int = 0, compile: bool = False, amp: str = "auto"):
     """A :class:`rad_env.envs.core.DreamCore` from ``checkpoint`` (with ``context`` start frames,
-    default: the shipped ones), or from a random tiny model with random start frames.
+    default: the shipped ones), or from a random tiny model with random start frames; ``amp``: the dream's
+    precision (:func:`rad_env.runtime.inference_autocast`).
 
     Returns (core, description of the model used)."""
     from rad_env.envs.factory import make_dream_core
@@ -97,11 +98,11 @@ def benchmark_core(num_envs: int, *, checkpoint: str | None = None, context: str
 
     if checkpoint:
         core = make_dream_core(checkpoint, context, num_envs, device=device, sampling_steps=sampling_steps,
-                               compile=compile)
+                               compile=compile, amp=amp)
         return core, f"checkpoint {checkpoint} (memory={core.model.config.memory})"
     model = random_model(memory, seed=seed, device=resolve_device(device))
     core = make_dream_core(model, random_start_frames(model, seed=seed), num_envs, device=device,
-                           sampling_steps=sampling_steps, compile=compile)
+                           sampling_steps=sampling_steps, compile=compile, amp=amp)
     return core, (f"randomly initialised tiny model (memory={memory}, "
                   f"{model.num_parameters() / 1e6:.2f}M parameters, random start frames)")
 

@@ -36,7 +36,7 @@ import torch
 
 from benchmarks._common import (benchmark_core, format_table, machine_description, random_model, rss_bytes,
                                 write_json)
-from rad_env.runtime import set_cpu_threads
+from rad_env.runtime import AMP_CHOICES, set_cpu_threads
 
 PARTS = ("dream", "memory", "train", "collect")
 #: Untimed calls before every timing.
@@ -48,10 +48,13 @@ MEMORIES = ("lstm", "linear", "none", "full")
 def bench_dream(args) -> dict[str, Any]:
     from rad_env.envs.factory import make_dream_vector_env
 
+    from rad_env.runtime import inference_dtype, resolve_device
+
     rows, results, model_used = [], [], ""
-    for n in args.envs:
+    for amp, n in [(amp, n) for amp in args.amp for n in args.envs]:
+        precision = str(inference_dtype(resolve_device(args.device), amp)).removeprefix("torch.")
         core, model_used = benchmark_core(n, checkpoint=args.checkpoint, context=args.context, device=args.device,
-                                           sampling_steps=args.sampling_steps or None, compile=args.compile)
+                                           sampling_steps=args.sampling_steps or None, compile=args.compile, amp=amp)
         env = make_dream_vector_env(core)
         rng = np.random.default_rng(0)
         start = time.perf_counter()
@@ -65,12 +68,12 @@ def bench_dream(args) -> dict[str, Any]:
             env.step(rng.integers(0, env.single_action_space.n, n))
         seconds = time.perf_counter() - start
         env.close()
-        result = {"num_envs": n, "batch_steps": args.dream_steps, "seconds": seconds,
+        result = {"num_envs": n, "amp": amp, "precision": precision, "batch_steps": args.dream_steps, "seconds": seconds,
                   "env_steps_per_s": n * args.dream_steps / seconds,
                   "ms_per_batch_step": 1000 * seconds / args.dream_steps, "reset_all_s": reset_s,
                   "reset_and_warmup_s": warmup_s}
         results.append(result)
-        rows.append([f"dream x{n}", result["env_steps_per_s"], result["ms_per_batch_step"], n * args.dream_steps])
+        rows.append([f"dream x{n} ({precision})", result["env_steps_per_s"], result["ms_per_batch_step"], n * args.dream_steps])
     real = bench_real_env(args.real_steps)
     rows.append(["real Memory Maze 9x9 x1", real["env_steps_per_s"], real["ms_per_step"], real["steps"]])
     table = format_table(["env", "env steps/s", "ms/step call", "steps timed"], rows)
@@ -279,6 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sampling-steps", type=int, default=0, help="Euler steps per dream frame (0: model default)")
     p.add_argument("--compile", action="store_true",
                    help="dream part: compile the model's frame pass (torch.compile; the warm-up calls compile)")
+    p.add_argument("--amp", type=str_list, default=["auto"],
+                   help="dream part: precisions to time, comma list of auto (bf16 where the device multiplies it "
+                        "natively), bf16, none (float32) (%(default)s)")
     p.add_argument("--envs", type=int_list, default=[1, 4, 16], help="dream env counts (%(default)s)")
     p.add_argument("--dream-steps", type=int, default=30, help="timed batch steps per env count (%(default)s)")
     p.add_argument("--real-steps", type=int, default=200, help="timed real Memory Maze steps (%(default)s)")
@@ -321,6 +327,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     unknown = [p for p in args.parts if p not in PARTS]
     bad_memory = [m for m in args.memories + args.train_memories if m not in MEMORIES]
+    bad_amp = [a for a in args.amp if a not in AMP_CHOICES]
+    if bad_amp:
+        print(f"error: unknown --amp {bad_amp} (choose from {AMP_CHOICES})", file=sys.stderr)
+        return 2
     if unknown or bad_memory:
         print(f"error: unknown parts {unknown} (choose from {PARTS}) / memory types {bad_memory} "
               f"(choose from {MEMORIES})", file=sys.stderr)

@@ -54,7 +54,7 @@ from .evaluation.rewards import reward_replay
 from .evaluation.rollout import (dream_rollout, horizon_masks, mean_image, reward_rate_table, rollout_table,
                                  score_rollout, stability_table, warp_edit_table)
 from .metrics import LPIPS_UNAVAILABLE
-from .runtime import resolve_device, set_cpu_threads
+from .runtime import AMP_CHOICES, inference_autocast, inference_dtype, resolve_device, set_cpu_threads
 from .video import write_side_by_side
 
 
@@ -91,6 +91,8 @@ class EvalConfig:
     probe_steps: int = option(8, "steps of each probe action")
     loop_turns: int = option(10, "loop closure: N left then N right")
     device: str = option("auto", "auto (CUDA if available), cpu, cuda:0, ...")
+    amp: str = option("auto", "the model's precision, as in the dream env: auto (bf16 where the device multiplies it "
+                              "natively: CUDA, CPUs with AVX512-BF16 or AMX), bf16, none (float32)", choices=AMP_CHOICES)
     threads: int = option(0, "torch CPU threads (0: half the cores, -1: torch's default)")
     seed: int = option(0, "noise seed of the dreams")
     out: str = option("", "directory for metrics.json and the PNG grids")
@@ -173,8 +175,14 @@ def _seed_list(seeds: list[int]) -> str:
 
 
 def evaluate(cfg: EvalConfig) -> dict[str, Any]:
+    """Every section of the evaluation that ``cfg`` asks for, in the precision the dream env uses."""
     device = resolve_device(cfg.device)
     set_cpu_threads(cfg.threads)
+    with inference_autocast(device, cfg.amp):
+        return _evaluate(cfg, device)
+
+
+def _evaluate(cfg: EvalConfig, device: torch.device) -> dict[str, Any]:
     model, ckpt = load_world_model(cfg.checkpoint, device=device)
     model.eval()
     mcfg = model.config
@@ -221,6 +229,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
                   "sampling_sigmas": [round(float(v), 4) for v in model.edm.sampling_sigmas(steps)[:-1]],
                   "sampler": sampler or mcfg.sampler, "sigma_max": mcfg.sigma_max,
                   "context_sigma": mcfg.context_sigma, "guidance": mcfg.guidance,
+                  "precision": str(inference_dtype(device, cfg.amp)).removeprefix("torch."),
                   "warp_interpolation": model.dit.motion.interpolation if model.dit.motion is not None else None,
                   "parameters": model.num_parameters(), "trained_steps": ckpt.get("step")},
         "lpips": LPIPS_UNAVAILABLE, "pictures": [], "seconds": {},
@@ -379,7 +388,8 @@ def format_report(result: dict[str, Any], markdown: bool = True) -> str:
              f"- model: memory={m['memory']}, window={m['window']}, {m['parameters'] / 1e6:.2f}M parameters, "
              f"{m['trained_steps']} training steps; sampler {m['sampler']} at sigma "
              f"{'/'.join(f'{v:g}' for v in m.get('sampling_sigmas', [m['sigma_max']]))}, guidance "
-             f"{m['guidance']:g}, frames committed at sigma {m['context_sigma']:g}",
+             f"{m['guidance']:g}, frames committed at sigma {m['context_sigma']:g}, "
+             f"{m.get('precision', 'float32')} matrix products",
              f"- context {result['config']['context']} real frames, then {result['config']['horizon']} dreamed "
              f"from the true actions ({result['dream_frames_per_s']:.1f} dreamed frames/s in a batch of "
              f"{len(result['episodes'])})", ""]

@@ -22,6 +22,7 @@ from rad_env.evaluation.probes import action_probe_scores, loop_closure_scores
 from rad_env.evaluation.places import revisit_masks
 from rad_env.train import cli as train_cli
 from rad_env.train import main as train_main
+from rad_env.runtime import inference_dtype
 from test_data_integrity import flip_chunk_bytes
 
 MICRO = ["dim=32", "depth=1", "heads=2", "memory_slots=2", "memory_dim=16", "window=2", "seq_len=6"]
@@ -335,6 +336,9 @@ def test_evaluate_reports_model_beside_baselines(episodes: Path, tmp_path: Path)
     assert {r["method"] for r in result["denoiser"]} >= {"copy-last frame", "one-shot denoise, sigma=80",
                                                           "sample from noise, euler 1 step", "motion prior's warp alone"}
     assert "no recorded env seeds" in result["probes_skipped"]  # synthetic data: no real env to replay
+    # evaluated in the dream env's default precision (bf16 on a CPU with AVX512-BF16), and the report says which
+    assert result["model"]["precision"] == str(inference_dtype(torch.device("cpu"), "auto")).removeprefix("torch.")
+    assert f"{result['model']['precision']} matrix products" in (tmp_path / "eval" / "report.md").read_text()
     assert {t["target"] for t in result["targets"]} >= {"h=1 PSNR - copy-last", "h=2-16 PSNR - copy-last",
                                                         "h=17 PSNR - best baseline"}
     replay = result["reward_replay"]  # the synthetic episodes pay for action 1

@@ -12,7 +12,7 @@ from ..checkpoint import CheckpointError, load_world_model
 from ..data import get_action_set
 from ..defaults import default_assets_dir
 from ..model import WorldModel
-from ..runtime import resolve_device
+from ..runtime import inference_autocast, resolve_device
 from .context import StartFrames
 from .specs import DreamSpec
 
@@ -53,12 +53,14 @@ class DreamCore:
     """``num_envs`` dream episodes advanced together: one model forward per denoising step for all.
 
     Each env owns a ``numpy`` generator (start segments) and a ``torch`` generator (diffusion noise)
-    drawn from it, so a batch of envs reproduces the same envs run one by one.
+    drawn from it, so a batch of envs reproduces the same envs run one by one. ``amp``: the model's
+    precision (:func:`rad_env.runtime.inference_autocast`; ``auto``: bf16 where the device multiplies it
+    natively, ``none``: float32).
     """
 
     def __init__(self, model, starts: StartFrames, num_envs: int, *, sampling_steps: int | None = None,
                  device: torch.device | str = "cpu", reward_threshold: float = 0.5,
-                 termination_threshold: float = 0.5) -> None:
+                 termination_threshold: float = 0.5, amp: str = "auto") -> None:
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         self.model = model
@@ -66,6 +68,8 @@ class DreamCore:
         self.num_envs = num_envs
         self.starts = starts
         self.sampling_steps = sampling_steps
+        inference_autocast(self.device, amp)  # a bad value fails here, not at the first step
+        self.amp = amp
         self.num_actions = model.config.num_actions
         size = model.config.image_size
         self.frame_shape = (size, size, 3)
@@ -94,7 +98,8 @@ class DreamCore:
         for t in range(len(frames)):
             frame = torch.from_numpy(np.ascontiguousarray(frames[t][None])).to(self.device)
             action = torch.tensor([int(prev_actions[t])], device=self.device)
-            state = self.model.observe(frame, action, state, generators=[self.generators[i]])
+            with inference_autocast(self.device, self.amp):
+                state = self.model.observe(frame, action, state, generators=[self.generators[i]])
         self.state.index_copy_(torch.tensor([i], device=self.device), state)
         self.frames[i] = frames[-1]
         self.steps[i] = 0
@@ -128,8 +133,9 @@ class DreamCore:
         """Imagine the next frame of every env; returns (frames, rewards, terminated)."""
         actions = self.check_actions(actions)
         action_t = torch.from_numpy(actions).to(self.device)
-        frames, reward, term_prob, self.state = self.model.imagine(
-            action_t, self.state, steps=self.sampling_steps, generators=self.generators)
+        with inference_autocast(self.device, self.amp):
+            frames, reward, term_prob, self.state = self.model.imagine(
+                action_t, self.state, steps=self.sampling_steps, generators=self.generators)
         self.frames = frames.cpu().numpy()
         self.steps += 1
         # The head predicts the reward's sign class (-1/0/+1); its expected value is thresholded so

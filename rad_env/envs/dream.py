@@ -30,13 +30,14 @@ class DreamEnv(gym.Env):
         sampling_steps: Euler steps per frame (None: the model's own levels; another count: a Karras schedule).
         context: start segments: a path to recorded episodes, frames, a StartFrames, or None.
         compile: compile the model's frame pass (``torch.compile``): faster steps after ~25 s.
+        amp: the model's precision: ``"auto"`` (bf16 where the device multiplies it natively), ``"bf16"``, ``"none"``.
     """
 
     metadata = {"render_modes": render_modes(), "render_fps": 4}
 
     def __init__(self, spec: DreamSpec = MEMORY_MAZE_SPEC, *, checkpoint=None, device: str = "auto",
                  sampling_steps: int | None = None, context: Any = None, compile: bool = False,
-                 render_mode: str | None = None,
+                 render_mode: str | None = None, amp: str = "auto",
                  core: DreamCore | None = None) -> None:
         if render_mode == "human" and "human" not in self.metadata["render_modes"]:
             raise ValueError("render_mode='human' needs pygame and a display: pip install pygame "
@@ -44,7 +45,7 @@ class DreamEnv(gym.Env):
         if render_mode not in (None, *self.metadata["render_modes"]):
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}")
         self.core = core or make_dream_core(checkpoint, context, 1, spec=spec, device=device,
-                                            sampling_steps=sampling_steps, compile=compile)
+                                            sampling_steps=sampling_steps, compile=compile, amp=amp)
         self.render_mode = render_mode
         self.observation_space = gym.spaces.Box(0, 255, self.core.frame_shape, np.uint8)
         self.action_space = gym.spaces.Discrete(self.core.num_actions)

@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # SB3 and the env classes load only when an env is built
 
 def make_dream_core(checkpoint: str | os.PathLike | WorldModel | None = None, context: Any = None,
                     num_envs: int = 1, *, spec: DreamSpec = MEMORY_MAZE_SPEC, device: str | Any = "auto",
-                    sampling_steps: int | None = None, compile: bool = False) -> DreamCore:
+                    sampling_steps: int | None = None, compile: bool = False, amp: str = "auto") -> DreamCore:
     """A batch of ``num_envs`` dream episodes over one world model.
 
     Args:
@@ -45,19 +45,22 @@ def make_dream_core(checkpoint: str | os.PathLike | WorldModel | None = None, co
         sampling_steps: Euler steps per frame (None: the model's own levels; another count: a Karras schedule).
         compile: compile the model's frame pass with ``torch.compile`` (~1.6x faster steps on a CPU after
             ~25 s of compilation in the first steps; worth it for long runs such as PPO training).
+        amp: the model's precision: ``"auto"`` (bf16 autocast where the device multiplies bf16 natively: CUDA,
+            CPUs with AVX512-BF16 or AMX; 1.25x faster on such a CPU, PSNR within 0.02 dB), ``"bf16"``, ``"none"``.
     """
     device = resolve_device(device)
     model, _ = load_dream_model(checkpoint, spec, device)
     if compile:
         model.dit.compile_frame_pass()
     starts = resolve_start_frames(context, model.config.window, spec.default_context)
-    return DreamCore(model, starts, num_envs, sampling_steps=sampling_steps, device=device)
+    return DreamCore(model, starts, num_envs, sampling_steps=sampling_steps, device=device, amp=amp)
 
 
 def share_core(core: DreamCore, num_envs: int) -> DreamCore:
     """A new batch of ``num_envs`` dream episodes that reuses ``core``'s model and start frames."""
     return DreamCore(core.model, core.starts, num_envs, sampling_steps=core.sampling_steps, device=core.device,
-                     reward_threshold=core.reward_threshold, termination_threshold=core.termination_threshold)
+                     reward_threshold=core.reward_threshold, termination_threshold=core.termination_threshold,
+                     amp=core.amp)
 
 
 def make_dream_env(core: DreamCore, max_episode_steps: int | None = None, *, spec: DreamSpec = MEMORY_MAZE_SPEC,

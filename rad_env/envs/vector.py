@@ -27,9 +27,10 @@ class DreamVectorEnv(VectorEnv):
     def __init__(self, num_envs: int = 1, spec: DreamSpec = MEMORY_MAZE_SPEC, *, checkpoint=None,
                  device: str = "auto", sampling_steps: int | None = None, context: Any = None,
                  compile: bool = False, max_episode_steps: int | None = None, render_mode: str | None = None,
-                 autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP, core: DreamCore | None = None) -> None:
+                 autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP, amp: str = "auto",
+                 core: DreamCore | None = None) -> None:
         self.core = core or make_dream_core(checkpoint, context, num_envs, spec=spec, device=device,
-                                            sampling_steps=sampling_steps, compile=compile)
+                                            sampling_steps=sampling_steps, compile=compile, amp=amp)
         self.num_envs = self.core.num_envs
         self.autoreset_mode = AutoresetMode(autoreset_mode)
         if self.autoreset_mode == AutoresetMode.DISABLED:

@@ -37,6 +37,10 @@ from .state import RADState
 from .stem import make_stem
 
 
+#: Compiled frame-pass graphs one process may hold (torch._dynamo's recompile limit, 8 by default).
+FRAME_PASS_GRAPHS = 64
+
+
 # ----------------------------------------------------------------------------------------
 # temporal attention
 # ----------------------------------------------------------------------------------------
@@ -589,7 +593,12 @@ class RADDiT(nn.Module):
         """Compile each block's one-frame pass (used by ``denoise_step`` and ``commit_step``, and by the
         training target stream) with ``torch.compile``. On a CPU a dream step of the tiny model becomes
         ~1.6x faster after ~25 s of compilation spread over the first calls (one graph per batch size
-        and for denoising / committing; the blocks share it). Idempotent."""
+        and for denoising / committing; the blocks share it). Idempotent.
+
+        Dynamo keeps its graphs per code object, so every model, batch size and precision compiled in one
+        process adds to one count; at its default limit (8) a process that builds several dream batches (a
+        benchmark over batch sizes and precisions) silently runs the later ones eager: the limit is raised."""
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, FRAME_PASS_GRAPHS)
         for blk in self.blocks:
             if not getattr(blk, "frame_pass_compiled", False):
                 blk.forward_frame = torch.compile(blk.forward_frame, dynamic=False)

@@ -47,7 +47,6 @@ MEMORIES = ("lstm", "linear", "none", "full")
 # -- (a) dream env vs real env ----------------------------------------------------------------
 def bench_dream(args) -> dict[str, Any]:
     from rad_env.envs.factory import make_dream_vector_env
-
     from rad_env.runtime import inference_dtype, resolve_device
 
     rows, results, model_used = [], [], ""
@@ -68,12 +67,14 @@ def bench_dream(args) -> dict[str, Any]:
             env.step(rng.integers(0, env.single_action_space.n, n))
         seconds = time.perf_counter() - start
         env.close()
-        result = {"num_envs": n, "amp": amp, "precision": precision, "batch_steps": args.dream_steps, "seconds": seconds,
+        result = {"num_envs": n, "amp": amp, "precision": precision, "batch_steps": args.dream_steps,
+                  "seconds": seconds,
                   "env_steps_per_s": n * args.dream_steps / seconds,
                   "ms_per_batch_step": 1000 * seconds / args.dream_steps, "reset_all_s": reset_s,
                   "reset_and_warmup_s": warmup_s}
         results.append(result)
-        rows.append([f"dream x{n} ({precision})", result["env_steps_per_s"], result["ms_per_batch_step"], n * args.dream_steps])
+        rows.append([f"dream x{n} ({precision})", result["env_steps_per_s"], result["ms_per_batch_step"],
+                     n * args.dream_steps])
     real = bench_real_env(args.real_steps)
     rows.append(["real Memory Maze 9x9 x1", real["env_steps_per_s"], real["ms_per_step"], real["steps"]])
     table = format_table(["env", "env steps/s", "ms/step call", "steps timed"], rows)

@@ -12,7 +12,7 @@ from ..checkpoint import CheckpointError, load_world_model
 from ..data import get_action_set
 from ..defaults import default_assets_dir
 from ..model import WorldModel
-from ..runtime import inference_autocast, resolve_device
+from ..runtime import inference_autocast, inference_dtype, resolve_device
 from .context import StartFrames
 from .specs import DreamSpec
 
@@ -68,7 +68,7 @@ class DreamCore:
         self.num_envs = num_envs
         self.starts = starts
         self.sampling_steps = sampling_steps
-        inference_autocast(self.device, amp)  # a bad value fails here, not at the first step
+        inference_dtype(self.device, amp)  # a bad value fails here, not at the first step
         self.amp = amp
         self.num_actions = model.config.num_actions
         size = model.config.image_size

@@ -29,10 +29,15 @@ def _psnr(p: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 
 def frame_psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Per-frame PSNR (dB, capped at 100) for matching uint8 frame batches ``(N, H, W, 3)``."""
-    return _psnr(*_pair(pred, target))
+    with torch.autocast(pred.device.type, enabled=False):
+        return _psnr(*_pair(pred, target))
 
 
 def frame_metrics(pred: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Per-frame PSNR (dB) and SSIM for matching uint8 frame batches ``(N, H, W, 3)``."""
+    """Per-frame PSNR (dB) and SSIM for matching uint8 frame batches ``(N, H, W, 3)``, in float32 whatever the
+    caller's autocast (the evaluation dreams in bf16: SSIM's local variances, E[x^2] - E[x]^2 over a Gaussian
+    window, lose most of their digits in bf16)."""
     p, t = _pair(pred, target)
-    return {"psnr": _psnr(p, t), "ssim": structural_similarity_index_measure(p, t, data_range=1.0, reduction="none")}
+    with torch.autocast(p.device.type, enabled=False):
+        return {"psnr": _psnr(p, t),
+                "ssim": structural_similarity_index_measure(p, t, data_range=1.0, reduction="none")}

@@ -47,11 +47,11 @@ MEMORIES = ("lstm", "linear", "none", "full")
 # -- (a) dream env vs real env ----------------------------------------------------------------
 def bench_dream(args) -> dict[str, Any]:
     from rad_env.envs.factory import make_dream_vector_env
-    from rad_env.runtime import inference_dtype, resolve_device
+    from rad_env.runtime import inference_precision, resolve_device
 
     rows, results, model_used = [], [], ""
     for amp, n in [(amp, n) for amp in args.amp for n in args.envs]:
-        precision = str(inference_dtype(resolve_device(args.device), amp)).removeprefix("torch.")
+        precision = inference_precision(resolve_device(args.device), amp)
         core, model_used = benchmark_core(n, checkpoint=args.checkpoint, context=args.context, device=args.device,
                                            sampling_steps=args.sampling_steps or None, compile=args.compile, amp=amp)
         env = make_dream_vector_env(core)
@@ -329,12 +329,9 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [p for p in args.parts if p not in PARTS]
     bad_memory = [m for m in args.memories + args.train_memories if m not in MEMORIES]
     bad_amp = [a for a in args.amp if a not in AMP_CHOICES]
-    if bad_amp:
-        print(f"error: unknown --amp {bad_amp} (choose from {AMP_CHOICES})", file=sys.stderr)
-        return 2
-    if unknown or bad_memory:
+    if unknown or bad_memory or bad_amp:
         print(f"error: unknown parts {unknown} (choose from {PARTS}) / memory types {bad_memory} "
-              f"(choose from {MEMORIES})", file=sys.stderr)
+              f"(choose from {MEMORIES}) / --amp {bad_amp} (choose from {AMP_CHOICES})", file=sys.stderr)
         return 2
     if args.quick:
         apply_quick(args)

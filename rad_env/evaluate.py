@@ -54,7 +54,7 @@ from .evaluation.rewards import reward_replay
 from .evaluation.rollout import (dream_rollout, horizon_masks, mean_image, reward_rate_table, rollout_table,
                                  score_rollout, stability_table, warp_edit_table)
 from .metrics import LPIPS_UNAVAILABLE
-from .runtime import AMP_CHOICES, inference_autocast, inference_dtype, resolve_device, set_cpu_threads
+from .runtime import AMP_CHOICES, inference_autocast, inference_precision, resolve_device, set_cpu_threads
 from .video import write_side_by_side
 
 
@@ -229,7 +229,7 @@ def _evaluate(cfg: EvalConfig, device: torch.device) -> dict[str, Any]:
                   "sampling_sigmas": [round(float(v), 4) for v in model.edm.sampling_sigmas(steps)[:-1]],
                   "sampler": sampler or mcfg.sampler, "sigma_max": mcfg.sigma_max,
                   "context_sigma": mcfg.context_sigma, "guidance": mcfg.guidance,
-                  "precision": str(inference_dtype(device, cfg.amp)).removeprefix("torch."),
+                  "precision": inference_precision(device, cfg.amp),
                   "warp_interpolation": model.dit.motion.interpolation if model.dit.motion is not None else None,
                   "parameters": model.num_parameters(), "trained_steps": ckpt.get("step")},
         "lpips": LPIPS_UNAVAILABLE, "pictures": [], "seconds": {},

@@ -95,10 +95,10 @@ class DreamCore:
         if prev_actions is None:  # unknown: the null action (as after a reset)
             prev_actions = np.full(len(frames), self.model.config.null_action, np.int64)
         state = self.model.init_state(1, device=self.device)
-        for t in range(len(frames)):
-            frame = torch.from_numpy(np.ascontiguousarray(frames[t][None])).to(self.device)
-            action = torch.tensor([int(prev_actions[t])], device=self.device)
-            with inference_autocast(self.device, self.amp):
+        with inference_autocast(self.device, self.amp):
+            for t in range(len(frames)):
+                frame = torch.from_numpy(np.ascontiguousarray(frames[t][None])).to(self.device)
+                action = torch.tensor([int(prev_actions[t])], device=self.device)
                 state = self.model.observe(frame, action, state, generators=[self.generators[i]])
         self.state.index_copy_(torch.tensor([i], device=self.device), state)
         self.frames[i] = frames[-1]

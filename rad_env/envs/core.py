@@ -91,7 +91,13 @@ class DreamCore:
     def reset_env(self, i: int, rng: np.random.Generator) -> np.ndarray:
         """Start env ``i`` from a real segment chosen with ``rng``; returns its first observation."""
         frames, prev_actions = self.starts.sample(rng)
-        self.generators[i].manual_seed(int(rng.integers(2**63 - 1)))
+        return self.start_env(i, frames, prev_actions, int(rng.integers(2**63 - 1)))
+
+    @torch.no_grad()
+    def start_env(self, i: int, frames: np.ndarray, prev_actions: np.ndarray | None, seed: int) -> np.ndarray:
+        """Start env ``i`` from the real ``frames`` (C, H, W, 3) that ``prev_actions`` (C,) led to (None:
+        unknown), its diffusion noise seeded ``seed``; returns its first observation (the last frame)."""
+        self.generators[i].manual_seed(seed)
         if prev_actions is None:  # unknown: the null action (as after a reset)
             prev_actions = np.full(len(frames), self.model.config.null_action, np.int64)
         state = self.model.init_state(1, device=self.device)

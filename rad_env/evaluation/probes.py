@@ -38,9 +38,8 @@ class MemoryMazeReplay:
 
         self.env = MemoryMazeEnv(size)
 
-    def run(self, env_seed: int, prefix: np.ndarray, actions: list[int], expect: np.ndarray | None = None
-            ) -> np.ndarray:
-        """Frames after ``prefix`` and after each of ``actions``: uint8 (len(actions) + 1, H, W, 3).
+    def go_to(self, env_seed: int, prefix: np.ndarray, expect: np.ndarray | None = None) -> np.ndarray:
+        """Put the real env in the state after ``prefix``; returns its frame (``self.env`` steps on from it).
 
         ``expect``: the recorded frame after ``prefix``; a mismatch raises :class:`ReplayError`."""
         if env_seed < 0:
@@ -50,7 +49,14 @@ class MemoryMazeReplay:
             obs, *_ = self.env.step(int(a))
         if expect is not None and not np.array_equal(obs, expect):
             raise ReplayError(f"replaying seed {env_seed} did not reproduce the recorded frame")
-        frames = [obs]
+        return obs
+
+    def run(self, env_seed: int, prefix: np.ndarray, actions: list[int], expect: np.ndarray | None = None
+            ) -> np.ndarray:
+        """Frames after ``prefix`` and after each of ``actions``: uint8 (len(actions) + 1, H, W, 3).
+
+        ``expect``: the recorded frame after ``prefix``; a mismatch raises :class:`ReplayError`."""
+        frames = [self.go_to(env_seed, prefix, expect)]
         for a in actions:
             obs, *_ = self.env.step(int(a))
             frames.append(obs)

@@ -19,6 +19,7 @@ is finding one. An agent that only beats ``random`` in the dream learned the dre
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import time
 from dataclasses import asdict, dataclass
@@ -53,7 +54,8 @@ class ProbeConfig:
     amp: str = option("auto", "the dream's precision (auto, bf16, none)", choices=AMP_CHOICES)
     device: str = option("cpu", "device of the dream and the agent")
     threads: int = option(0, "torch CPU threads (0: half the cores, -1: torch's default)")
-    out: str | None = option(None, "folder for approach.json (default: print only)")
+    replay_dream: bool = option(True, "replay each policy's dream actions in the real maze: are the dream's rewards real?")
+    out: str | None = option(None, "folder for approach.json and approach_<policy>.png (default: print only)")
 
     def names(self, field: str, allowed: Sequence[str]) -> list[str]:
         values = [v.strip() for v in getattr(self, field).split(",") if v.strip()]
@@ -122,33 +124,54 @@ def recorded_actions(store, starts: list[Start], steps: int) -> np.ndarray:
     return recorded
 
 
-def run_real(policy_name: str, agent, store, starts: list[Start], steps: int, seed: int) -> np.ndarray:
-    """Step of the first reward (1..steps) from each start in the real maze, 0 where none arrives."""
+@dataclass
+class Walks:
+    """What a policy did from each start: ``first[i]`` the step of its first reward (1..steps; 0: none),
+    ``actions`` (N, steps) and ``frames`` (N, steps + 1, H, W, 3), the start's frame first."""
+
+    first: np.ndarray
+    actions: np.ndarray
+    frames: np.ndarray
+
+
+def first_rewards(rewards: np.ndarray) -> np.ndarray:
+    """(N, steps) rewards -> the step (1-based) of each row's first positive reward, 0 where none."""
+    paid = rewards > 0
+    return np.where(paid.any(1), paid.argmax(1) + 1, 0)
+
+
+def run_real(policy_name: str, agent, store, starts: list[Start], steps: int, seed: int,
+             actions: np.ndarray | None = None) -> Walks:
+    """``steps`` steps of the policy from each start in the real maze. ``actions`` (N, steps): play these
+    instead of the policy (``recorded``: the walk's own)."""
     from rad_env.evaluation.probes import MemoryMazeReplay
 
     replay = MemoryMazeReplay()
-    recorded = recorded_actions(store, starts, steps)
-    first = np.zeros(len(starts), np.int64)
+    fixed = recorded_actions(store, starts, steps) if actions is None else actions
+    taken = np.zeros((len(starts), steps), np.int64)
+    rewards = np.zeros((len(starts), steps), np.float32)
+    frames = []
     try:
         for i, s in enumerate(starts):
             ref = store.episodes[s.episode]
             env_seed = int(store.group(ref).attrs.get("seed", -1))
             obs = replay.go_to(env_seed, store.read(ref, "action_id")[:s.t],
                                expect=store.read(ref, "obs", s.t, s.t + 1)[0])
-            policy = make_policy(policy_name, agent, replay.env.action_space.n, recorded[i:i + 1], seed + i)
+            name = "recorded" if actions is not None else policy_name
+            policy = make_policy(name, agent, replay.env.action_space.n, fixed[i:i + 1], seed + i)
+            walk = [obs]
             for k in range(steps):
-                obs, reward, *_ = replay.env.step(int(policy(obs[None], k)[0]))
-                if reward > 0:
-                    first[i] = k + 1
-                    break
+                taken[i, k] = int(policy(obs[None], k)[0])
+                obs, rewards[i, k], *_ = replay.env.step(int(taken[i, k]))
+                walk.append(obs)
+            frames.append(np.stack(walk))
     finally:
         replay.close()
-    return first
+    return Walks(first_rewards(rewards), taken, np.stack(frames))
 
 
-def run_dream(policy_name: str, agent, core, store, starts: list[Start], steps: int, seed: int) -> np.ndarray:
-    """Step of the first reward (1..steps) the dream pays from each start, 0 where it pays none.
-    ``core`` holds one env per start."""
+def run_dream(policy_name: str, agent, core, store, starts: list[Start], steps: int, seed: int) -> Walks:
+    """``steps`` steps of the policy from each start in the dream (``core`` holds one env per start)."""
     from rad_env.data import read_segment
 
     window = core.starts.context
@@ -157,11 +180,14 @@ def run_dream(policy_name: str, agent, core, store, starts: list[Start], steps: 
         segment = read_segment(store, store.episodes[s.episode], s.t - window + 1, s.t + 1)
         obs[i] = core.start_env(i, segment.frames, segment.prev_actions, seed + i)
     policy = make_policy(policy_name, agent, core.num_actions, recorded_actions(store, starts, steps), seed)
-    first = np.zeros(len(starts), np.int64)
+    taken = np.zeros((len(starts), steps), np.int64)
+    rewards = np.zeros((len(starts), steps), np.float32)
+    frames = [obs]
     for k in range(steps):
-        obs, rewards, _ = core.step(policy(obs, k))
-        first[(first == 0) & (rewards > 0)] = k + 1
-    return first
+        taken[:, k] = policy(obs, k)
+        obs, rewards[:, k], _ = core.step(taken[:, k])
+        frames.append(obs)
+    return Walks(first_rewards(rewards), taken, np.stack(frames, 1))
 
 
 def summarise(first: np.ndarray) -> dict[str, Any]:
@@ -169,6 +195,26 @@ def summarise(first: np.ndarray) -> dict[str, Any]:
     return {"starts": int(len(first)), "reached": int(reached.sum()), "fraction": float(reached.mean()),
             "mean steps to reward": float(first[reached].mean()) if reached.any() else None,
             "first reward step": first.tolist()}
+
+
+def dream_rewards_in_the_real_maze(dream: Walks, real: Walks, tolerance: int = 2) -> dict[str, Any]:
+    """The dream's actions replayed in the real maze: of the starts the dream paid, how many the real maze
+    pays within ``tolerance`` steps of the dream's reward (the dream's rewards that are real)."""
+    paid = dream.first > 0
+    confirmed = paid & (real.first > 0) & (np.abs(real.first - dream.first) <= tolerance)
+    return {"dream paid": int(paid.sum()), "real pays too": int(confirmed.sum()),
+            "real pays, dream not": int(((real.first > 0) & ~paid).sum()),
+            "precision": float(confirmed.sum() / paid.sum()) if paid.any() else None}
+
+
+def approach_picture(path: Path, dream: Walks, real: Walks, rows: int = 6) -> Path:
+    """Dream walks that paid (first) and the same actions in the real maze: row pairs, the start first."""
+    from rad_env.evaluation.report import sequence_grid
+
+    order = [i for i in np.argsort(dream.first == 0, kind="stable")][:rows]
+    pairs = [(f"#{i} dream paid at {dream.first[i] or '-'}, real at {real.first[i] or '-'}", real.frames[i],
+              dream.frames[i, 1:]) for i in order]
+    return sequence_grid(path, pairs, "the agent's dream walks (dream rows) and the same actions in the real maze")
 
 
 def format_table(results: dict[str, dict[str, dict[str, Any]]], cfg: ProbeConfig) -> str:
@@ -186,6 +232,12 @@ def format_table(results: dict[str, dict[str, dict[str, Any]]], cfg: ProbeConfig
             steps = f" ({r['mean steps to reward']:.1f})" if r["mean steps to reward"] is not None else ""
             cells.append(f"{r['reached']}/{r['starts']} = {r['fraction']:.2f}{steps}")
         lines.append(f"{name:<10}" + "".join(f"{c:>24}" for c in cells))
+    for name, per_env in results.items():
+        check = per_env.get("dream actions in the real maze")
+        if check:
+            lines.append(f"{name}'s dream walks replayed in the real maze: the dream paid {check['dream paid']}, the real "
+                         f"maze pays {check['real pays too']} of those within 2 steps; it pays "
+                         f"{check['real pays, dream not']} that the dream did not")
     return "\n".join(lines)
 
 
@@ -221,26 +273,33 @@ def run(cfg: ProbeConfig) -> dict[str, Any]:
     print(f"{len(starts)} starts from {len({s.episode for s in starts})} episodes of {cfg.data}", flush=True)
     results: dict[str, dict[str, dict[str, Any]]] = {}
     timings: dict[str, float] = {}
-    for name in policies:
-        results[name] = {}
-        for env in envs:
-            if env == "real" and name == "recorded":
-                continue  # reaches the reward in exactly ``before`` steps: the replay is exact
-            begin = time.perf_counter()
-            first = (run_real(name, agent, store, starts, cfg.steps, cfg.seed) if env == "real"
-                     else run_dream(name, agent, core, store, starts, cfg.steps, cfg.seed))
-            timings[f"{name} {env}"] = time.perf_counter() - begin
-            results[name][env] = summarise(first)
-            print(f"{name} in the {env}: {results[name][env]['reached']}/{len(starts)} reached "
-                  f"({timings[f'{name} {env}']:.0f} s)", flush=True)
-    print(format_table(results, cfg))
-    summary = {"config": asdict(cfg), "starts": [asdict(s) for s in starts], "results": results, "seconds": timings}
-    if cfg.out:
-        out = Path(cfg.out)
-        with removed_if_failed(out):
+    out = Path(cfg.out) if cfg.out else None
+    with removed_if_failed(out) if out else contextlib.nullcontext():
+        for name in policies:
+            results[name] = {}
+            for env in envs:
+                if env == "real" and name == "recorded":
+                    continue  # reaches the reward in exactly ``before`` steps: the replay is exact
+                begin = time.perf_counter()
+                walks = (run_real(name, agent, store, starts, cfg.steps, cfg.seed) if env == "real"
+                         else run_dream(name, agent, core, store, starts, cfg.steps, cfg.seed))
+                results[name][env] = summarise(walks.first)
+                if env == "dream" and name != "recorded" and cfg.replay_dream:
+                    real = run_real(name, agent, store, starts, cfg.steps, cfg.seed, actions=walks.actions)
+                    results[name]["dream actions in the real maze"] = dream_rewards_in_the_real_maze(walks, real)
+                    if out:
+                        out.mkdir(parents=True, exist_ok=True)
+                        approach_picture(out / f"approach_{name}.png", walks, real)
+                timings[f"{name} {env}"] = time.perf_counter() - begin
+                print(f"{name} in the {env}: {results[name][env]['reached']}/{len(starts)} reached "
+                      f"({timings[f'{name} {env}']:.0f} s)", flush=True)
+        print(format_table(results, cfg))
+        summary = {"config": asdict(cfg), "starts": [asdict(s) for s in starts], "results": results,
+                   "seconds": timings}
+        if out:
             out.mkdir(parents=True, exist_ok=True)
             (out / "approach.json").write_text(json.dumps(summary, indent=2))
-        print(f"results: {out / 'approach.json'}")
+            print(f"results: {out / 'approach.json'}")
     return summary
 
 

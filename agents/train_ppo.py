@@ -174,6 +174,10 @@ def train_agent(cfg: PPOConfig, core, device: str, out: Path, summary: dict[str,
     """The agent to evaluate and its name: random actions, or PPO trained (or loaded) as ``cfg`` says."""
     if cfg.policy == "random":
         return RandomAgent(core.num_actions if core is not None else 6, seed=cfg.seed), "random"
+    if cfg.timesteps == 0:  # evaluate a saved agent (validate() requires --load): no training env needed
+        from stable_baselines3 import PPO
+
+        return PPO.load(cfg.load, device=device), "ppo"
     tb = str(out / "tb") if cfg.tensorboard else None
     if cfg.train_env == "dream":
         train_venv = make_dream_sb3_vec_env(core, cfg.train_max_steps)

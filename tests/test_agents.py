@@ -95,6 +95,15 @@ def test_real_memory_maze_evaluation(trained, files, tmp_path) -> None:
     assert summary["video"].endswith("episode_real_vs_dream.mp4") and video_frames(summary["video"]) == 21
 
 
+def test_saved_agent_evaluates_in_the_real_maze_alone(trained, files, tmp_path) -> None:
+    """Only the real maze: no dream is built (this used to fail building a dream training env from nothing)."""
+    summary = train_ppo.cli([*dream_args(files), "--load", str(trained["out"] / "ppo_dream.zip"), "--timesteps", "0",
+                             "--eval-episodes", "1", "--eval-max-steps", "5", "--eval-envs", "real", "--no-video",
+                             "--out", str(tmp_path)])
+    (real,) = summary["eval"]
+    assert real["env"] == "real" and real["lengths"] == [5]
+
+
 def test_train_in_real_memory_maze(tmp_path) -> None:
     summary = train_real.cli(["--num-envs", "1", "--n-steps", "16", "--batch-size", "16", "--n-epochs", "1",
                                "--timesteps", "16", "--train-max-steps", "8", "--eval-episodes", "0",

@@ -41,9 +41,14 @@ def test_the_recorded_walk_reaches_its_reward_in_exactly_before_steps_in_the_rea
     then pay the reward at the step it was recorded; a random walk from there is scored on the same clock."""
     store = EpisodeStore(target_walk)
     starts = find_starts(store, BEFORE, context=2, per_episode=2, max_starts=2)
-    assert run_real("recorded", None, store, starts, steps=8, seed=0).tolist() == [BEFORE] * len(starts)
+    walks = run_real("recorded", None, store, starts, steps=8, seed=0)
+    assert walks.first.tolist() == [BEFORE] * len(starts)
+    first = store.read(store.episodes[0], "obs", starts[0].t, starts[0].t + 9)
+    assert np.array_equal(walks.frames[0], first)  # the recorded frames, start included
     random = run_real("random", None, store, starts, steps=8, seed=0)
-    assert ((random >= 0) & (random <= 8)).all()
+    assert ((random.first >= 0) & (random.first <= 8)).all() and random.frames.shape == walks.frames.shape
+    again = run_real("random", None, store, starts, steps=8, seed=0, actions=random.actions)
+    assert np.array_equal(again.frames, random.frames)  # a policy's actions replay its walk exactly
 
 
 class PayingCore:
@@ -72,7 +77,7 @@ def test_dream_counts_the_first_reward_of_each_start(target_walk: Path) -> None:
     store = EpisodeStore(target_walk)
     starts = [Start(0, 10), Start(0, 20), Start(0, 30)]
     core = PayingCore(3, window=4)
-    first = run_dream("recorded", None, core, store, starts, steps=2, seed=7)
+    first = run_dream("recorded", None, core, store, starts, steps=2, seed=7).first
     assert first.tolist() == [1, 2, 0]  # later rewards do not move the first; none within 2 steps: 0
     assert core.started == {0: (4, 7), 1: (4, 8), 2: (4, 9)}  # each start its real window and its own noise
 
@@ -82,9 +87,11 @@ def test_cli_runs_both_envs_and_writes_the_table(target_walk: Path, dream_files,
     assert main(["--data", str(target_walk), "--checkpoint", dream_files["checkpoint"], "--policies", "random,recorded",
                  "--before", str(BEFORE), "--steps", "6", "--max-starts", "1", "--threads", "1", "--out", str(out)]) == 0
     result = json.loads((out / "approach.json").read_text())["results"]
-    assert set(result["random"]) == {"real", "dream"} and set(result["recorded"]) == {"dream"}
+    assert set(result["random"]) == {"real", "dream", "dream actions in the real maze"}
+    assert set(result["recorded"]) == {"dream"} and (out / "approach_random.png").is_file()
     assert result["random"]["real"]["starts"] == 1
-    assert "by construction" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "by construction" in printed and "replayed in the real maze" in printed
 
 
 def test_user_errors_are_one_line(target_walk: Path, random_episodes, tmp_path: Path, capsys) -> None:
@@ -97,3 +104,14 @@ def test_user_errors_are_one_line(target_walk: Path, random_episodes, tmp_path: 
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert words in err and "Traceback" not in err and len(err.strip().splitlines()) <= 2, err
+
+
+def test_dream_rewards_are_checked_against_the_same_actions_in_the_real_maze() -> None:
+    from agents.approach_probe import Walks, dream_rewards_in_the_real_maze, first_rewards
+
+    assert first_rewards(np.array([[0, 1, 1], [0, 0, 0], [1, 0, 0]])).tolist() == [2, 0, 1]
+    frames = np.zeros((4, 4, 8, 8, 3), np.uint8)
+    dream = Walks(np.array([3, 5, 0, 2]), np.zeros((4, 3), np.int64), frames)
+    real = Walks(np.array([4, 0, 6, 9]), np.zeros((4, 3), np.int64), frames)
+    check = dream_rewards_in_the_real_maze(dream, real, tolerance=2)
+    assert check == {"dream paid": 3, "real pays too": 1, "real pays, dream not": 1, "precision": 1 / 3}

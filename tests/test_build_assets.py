@@ -35,3 +35,29 @@ def test_start_segments_from_anywhere_are_the_recorded_frames(tmp_path, random_e
     for e, s in picks:
         real = store.read_episode(store.episodes[e], ("obs",))["obs"][s:s + 4]
         assert real.tobytes() in exported
+
+
+def test_segments_before_rewards_end_within_reach_of_a_real_reward(tmp_path) -> None:
+    import numpy as np
+    import pytest
+
+    from rad_env.data import Episode, FileMeta, write_episodes
+
+    tool = load_tool()
+    rewards = {0: [2, 20], 1: []}  # reward[t] arrives with frame t + 1: frames 3 and 21 of episode 0
+    episodes = []
+    for e, paid in rewards.items():
+        reward = np.zeros(30, np.float32)
+        reward[paid] = 1
+        actions = np.zeros(30, np.int64)
+        episodes.append(Episode(obs=np.zeros((31, 8, 8, 3), np.uint8), action_id=actions, action=actions.astype(np.int32),
+                                reward=reward, terminated=np.zeros(30, bool), truncated=np.zeros(30, bool), seed=e))
+    path = write_episodes(tmp_path / "r.h5", episodes,
+                          FileMeta(source="test", action_set="memory-maze", num_actions=6, frame_shape=(8, 8, 3)))
+    store = EpisodeStore(path)
+    picks = tool.segments_before_rewards(store, 4, 50, within=3)
+    ends = {s + 3 for _, s in picks}
+    assert {e for e, _ in picks} == {0}  # the episode without rewards gives none
+    assert ends == {18, 19, 20}  # 1..3 frames before frame 21; frame 3 has no 4 frames of context 1..3 before it
+    with pytest.raises(SystemExit, match="no reward"):
+        tool.segments_before_rewards(store, 30, 5, within=3)

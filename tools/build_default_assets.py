@@ -125,6 +125,21 @@ def start_segments(store: EpisodeStore, episodes: list[int], frames: int, count:
     return [(int(e), int(rng.integers(0, store.episodes[e].num_frames - frames + 1))) for e in picks]
 
 
+def segments_before_rewards(store: EpisodeStore, frames: int, count: int, within: int,
+                            seed: int = 0) -> list[tuple[int, int]]:
+    """(episode, first frame) of ``count`` segments whose last frame lies 1..``within`` steps before a real
+    reward (events and offsets drawn at random), so that a dream started there has a target in reach."""
+    ends = []  # (episode, last frame) of every candidate
+    for e, ref in enumerate(store.episodes):
+        reward = np.asarray(store.read(ref, "reward"))  # reward[t] arrives with frame t + 1
+        for r in np.nonzero(reward > 0)[0] + 1:
+            ends += [(e, int(r) - k) for k in range(1, within + 1) if int(r) - k >= frames - 1]
+    if not ends:
+        raise SystemExit(f"{store.path}: no reward with {frames + within} frames before it (record --policy target)")
+    picks = np.random.default_rng(seed).choice(len(ends), count, replace=count > len(ends))
+    return [(ends[i][0], ends[i][1] - frames + 1) for i in picks]
+
+
 def export_start_frames(data: Path, segments: list[tuple[int, int]], frames: int, dst: Path) -> Path:
     """Each segment as a short episode (the first frame's previous action is lost: the dream sees the
     null action for it, as after a reset)."""
@@ -149,6 +164,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--anywhere", action="store_true",
                         help="start segments at random positions of all episodes (default: the held-out "
                              "episodes' first frames)")
+    parser.add_argument("--before-rewards", type=int, default=0, metavar="N",
+                        help="start segments ending 1..N steps before a real reward of the data (PPO starts with "
+                             "a target in reach; overrides --anywhere)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="inference settings of the shipped model, e.g. sampling_steps=3 context_sigma=0.1")
     args = parser.parse_args(argv)
@@ -158,8 +176,11 @@ def main(argv: list[str] | None = None) -> None:
     held = ckpt["data"].get("held_out_episodes") or list(range(len(store)))
     path = export_checkpoint(ckpt, args.checkpoint, args.out / "memory_maze_tiny.pt", parse_overrides(args.set, "--set"),
                              sorted(store.seeds))
-    segments = start_segments(store, list(range(len(store))) if args.anywhere else held, window, args.segments,
-                              args.anywhere)
+    if args.before_rewards:
+        segments = segments_before_rewards(store, window, args.segments, args.before_rewards)
+    else:
+        segments = start_segments(store, list(range(len(store))) if args.anywhere else held, window, args.segments,
+                                  args.anywhere)
     starts = export_start_frames(args.data, segments, window, args.out / "memory_maze_starts.h5")
     for p in (path, starts):
         print(f"{p}: {p.stat().st_size / 1e6:.2f} MB")

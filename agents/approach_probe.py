@@ -148,6 +148,7 @@ def run_real(policy_name: str, agent, store, starts: list[Start], steps: int, se
 
     replay = MemoryMazeReplay()
     fixed = recorded_actions(store, starts, steps) if actions is None else actions
+    name = policy_name if actions is None else "recorded"  # given actions are played like a recorded walk
     taken = np.zeros((len(starts), steps), np.int64)
     rewards = np.zeros((len(starts), steps), np.float32)
     frames = []
@@ -157,7 +158,6 @@ def run_real(policy_name: str, agent, store, starts: list[Start], steps: int, se
             env_seed = int(store.group(ref).attrs.get("seed", -1))
             obs = replay.go_to(env_seed, store.read(ref, "action_id")[:s.t],
                                expect=store.read(ref, "obs", s.t, s.t + 1)[0])
-            name = "recorded" if actions is not None else policy_name
             policy = make_policy(name, agent, replay.env.action_space.n, fixed[i:i + 1], seed + i)
             walk = [obs]
             for k in range(steps):
@@ -211,7 +211,7 @@ def approach_picture(path: Path, dream: Walks, real: Walks, rows: int = 6) -> Pa
     """Dream walks that paid (first) and the same actions in the real maze: row pairs, the start first."""
     from rad_env.evaluation.report import sequence_grid
 
-    order = [i for i in np.argsort(dream.first == 0, kind="stable")][:rows]
+    order = np.argsort(dream.first == 0, kind="stable")[:rows]
     pairs = [(f"#{i} dream paid at {dream.first[i] or '-'}, real at {real.first[i] or '-'}", real.frames[i],
               dream.frames[i, 1:]) for i in order]
     return sequence_grid(path, pairs, "the agent's dream walks (dream rows) and the same actions in the real maze")
@@ -284,15 +284,17 @@ def run(cfg: ProbeConfig) -> dict[str, Any]:
                 walks = (run_real(name, agent, store, starts, cfg.steps, cfg.seed) if env == "real"
                          else run_dream(name, agent, core, store, starts, cfg.steps, cfg.seed))
                 results[name][env] = summarise(walks.first)
-                if env == "dream" and name != "recorded" and cfg.replay_dream:
-                    real = run_real(name, agent, store, starts, cfg.steps, cfg.seed, actions=walks.actions)
-                    results[name]["dream actions in the real maze"] = dream_rewards_in_the_real_maze(walks, real)
-                    if out:
-                        out.mkdir(parents=True, exist_ok=True)
-                        approach_picture(out / f"approach_{name}.png", walks, real)
                 timings[f"{name} {env}"] = time.perf_counter() - begin
                 print(f"{name} in the {env}: {results[name][env]['reached']}/{len(starts)} reached "
                       f"({timings[f'{name} {env}']:.0f} s)", flush=True)
+                if env == "dream" and name != "recorded" and cfg.replay_dream:
+                    begin = time.perf_counter()
+                    real = run_real(name, agent, store, starts, cfg.steps, cfg.seed, actions=walks.actions)
+                    results[name]["dream actions in the real maze"] = dream_rewards_in_the_real_maze(walks, real)
+                    timings[f"{name} dream actions in the real maze"] = time.perf_counter() - begin
+                    if out:
+                        out.mkdir(parents=True, exist_ok=True)
+                        approach_picture(out / f"approach_{name}.png", walks, real)
         print(format_table(results, cfg))
         summary = {"config": asdict(cfg), "starts": [asdict(s) for s in starts], "results": results,
                    "seconds": timings}

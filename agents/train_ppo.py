@@ -64,6 +64,9 @@ class PPOConfig:
     gamma: float = option(0.99, "discount factor")
     ent_coef: float = option(0.01, "entropy bonus coefficient")
     train_max_steps: int = option(REAL_EPISODE_STEPS, "episode length during training (dream or real)")
+    start_turns: int = option(0, "dream training episodes first turn in place 0..N steps one way, dreamed (0: "
+                                 "none): the agent must find the target instead of facing where the recorded "
+                                 "walk was heading")
     eval_episodes: int = option(5, "episodes per evaluation env (0: no evaluation)")
     eval_max_steps: int = option(REAL_EPISODE_STEPS,
                                  f"cut evaluation episodes to this many steps (the real task: {REAL_EPISODE_STEPS})")
@@ -93,7 +96,8 @@ class PPOConfig:
         """Raise :class:`UserError` naming the first unusable setting."""
         require_at_least(self, ("num_envs", "n_steps", "batch_size", "n_epochs", "train_max_steps",
                                 "eval_max_steps"), 1)
-        require_at_least(self, ("timesteps", "time_limit", "eval_episodes", "eval_num_envs", "video_max_steps"), 0)
+        require_at_least(self, ("timesteps", "time_limit", "eval_episodes", "eval_num_envs", "video_max_steps",
+                                "start_turns"), 0)
         unknown = sorted(set(self.eval_env_list) - set(EVAL_ENVS))
         if unknown:
             raise UserError(f"--eval-envs: unknown env(s) {unknown}; choose from {', '.join(EVAL_ENVS)}")
@@ -133,7 +137,8 @@ def load_core(cfg: PPOConfig, device: str, need_dream: bool):
         return None
     try:
         return make_dream_core(cfg.checkpoint, cfg.context, cfg.num_envs, device=device,
-                               sampling_steps=cfg.sampling_steps, compile=cfg.compile and need_dream, amp=cfg.amp)
+                               sampling_steps=cfg.sampling_steps, compile=cfg.compile and need_dream, amp=cfg.amp,
+                               start_turns=cfg.start_turns if cfg.train_env == "dream" else 0)
     except UserError as exc:
         if cfg.checkpoint is None and exc.hint is None:
             exc.hint = TRAIN_HINT

@@ -98,6 +98,8 @@ class PolicyOptions:
                                   "new cell")
     look_around: float = option(0.0, "explore/target/retrace: probability per step of looking around: 3-10 turns "
                                       "one way, then as many back (data to learn to remember a view)")
+    bump: float = option(0.0, "explore/target/retrace: probability per step of walking straight into a wall "
+                              "and pushing 2-8 more times (data where forward does not move: what an agent does)")
     wander: float = option(0.2, "target: probability that a goal is a random cell instead of the target")
     explore_steps: int = option(250, "retrace: steps of exploring before the agent walks back to the first "
                                      "explored cell and retraces the explored cells in order (looping)")
@@ -114,6 +116,8 @@ class PolicyOptions:
             kwargs: dict[str, Any] = {"noise": self.noise, "stuck_steps": self.stuck_steps}
             if self.look_around:  # only when used: older record.json files stay resumable
                 kwargs["look_around"] = self.look_around
+            if self.bump:
+                kwargs["bump"] = self.bump
             if policy == "target":
                 kwargs["wander"] = self.wander
             if policy == "retrace":  # only for retrace: explore/target record.json files stay resumable

@@ -21,6 +21,9 @@ Sections (each can be switched off):
   rewards    every real reward event of the evaluation episodes replayed into the model (real frames until
              6 frames before it, then the true actions): paid within 2 frames? False rewards in quiet
              stretches? (:mod:`rad_env.evaluation.rewards`)
+  walls      (``--walls EPISODES``: walks into walls, ``collect/record.py --bump P``) real frames up to a wall,
+             then forward presses the real maze refused: does the dream stop too? Beside forward presses
+             that moved (:mod:`rad_env.evaluation.walls`).
 With ``--out`` it writes metrics.json, PNG grids and two real | dream videos, with ``--report`` a markdown
 report.
 """
@@ -51,6 +54,7 @@ from .evaluation.places import revisit_masks
 from .evaluation.retrieval import (memory_retention, memory_retrieval, memoryless_frames, one_step_retrieval,
                                   retrieval_grid)
 from .evaluation.rewards import reward_replay
+from .evaluation.walls import dream_runs, find_forward_runs, run_scores, wall_table
 from .evaluation.rollout import (dream_rollout, horizon_masks, mean_image, reward_rate_table, rollout_table,
                                  score_rollout, stability_table, warp_edit_table)
 from .metrics import LPIPS_UNAVAILABLE
@@ -87,6 +91,10 @@ class EvalConfig:
     probes: bool = option(True, "action probe, loop closure and standing still against the real env (Memory Maze)")
     rewards: bool = option(True, "reward replay: real reward events of all evaluation episodes replayed into the "
                                  "model (paid within 2 frames?) and quiet stretches (false rewards?)")
+    walls: str = option("", "episodes with walks into walls (collect/record.py --bump P, held out) for the wall "
+                            "probe: does forward stop at a wall in the dream as in the real maze? (default: skip)")
+    wall_presses: int = option(6, "wall probe: forward presses dreamed after the real frames up to the wall")
+    wall_runs: int = option(24, "wall probe: runs into walls (and as many moving forward runs)")
     probe_states: int = option(2, "probe states per clip")
     probe_steps: int = option(8, "steps of each probe action")
     loop_turns: int = option(10, "loop closure: N left then N right")
@@ -216,7 +224,7 @@ def _evaluate(cfg: EvalConfig, device: torch.device) -> dict[str, Any]:
                         "another action set")
     if cfg.sampler not in ("", "euler", "heun"):
         raise UserError(f"--sampler must be euler or heun, got {cfg.sampler!r}")
-    require_at_least(cfg, ("context", "horizon", "retrieval_prefix", "retrieval_horizon"), 1)
+    require_at_least(cfg, ("context", "horizon", "retrieval_prefix", "retrieval_horizon", "wall_presses", "wall_runs"), 1)
     require_at_least(cfg, ("retrieval_window",), 0)
     episodes, provenance = _held_out(ckpt, store, data_path, bool(cfg.data))
     steps = cfg.sampling_steps or None
@@ -299,6 +307,12 @@ def _evaluate(cfg: EvalConfig, device: torch.device) -> dict[str, Any]:
             result["reward_replay"] = replay
         result["seconds"]["reward_replay"] = time.perf_counter() - t0
 
+    # -- walking into walls -------------------------------------------------------------------------
+    if cfg.walls:
+        t0 = time.perf_counter()
+        result.update(_walls(model, cfg, steps, out, result["pictures"]))
+        result["seconds"]["walls"] = time.perf_counter() - t0
+
     result["targets"] = targets(result)
     if out:
         out.mkdir(parents=True, exist_ok=True)
@@ -306,6 +320,32 @@ def _evaluate(cfg: EvalConfig, device: torch.device) -> dict[str, Any]:
         if cfg.report:
             (out / "report.md").write_text(format_report(result))
     return result
+
+
+def _walls(model, cfg: EvalConfig, steps, out: Path | None, pictures: list[str]) -> dict[str, Any]:
+    """The wall probe's table (and picture), or a note saying why it was skipped."""
+    if not Path(cfg.walls).exists():
+        raise UserError(f"--walls {cfg.walls}: no such episodes",
+                        hint="record some: python collect/record.py --env memory-maze-9x9 --policy explore --bump 0.05 "
+                             "--seed 13 --out data/bump_test")
+    store = EpisodeStore(cfg.walls)
+    window = model.config.window
+    blocked = find_forward_runs(store, window, cfg.wall_presses, cfg.wall_runs, blocked=True)
+    if not blocked:
+        return {"walls_skipped": f"{cfg.walls} has no {cfg.wall_presses} blocked forward presses in a row "
+                                 "(record with collect/record.py --bump P)"}
+    moving = find_forward_runs(store, window, cfg.wall_presses, len(blocked), blocked=False)
+    b_dream, b_real, b_last = dream_runs(model, store, blocked, window, cfg.wall_presses, steps, cfg.seed)
+    scores = {"blocked": run_scores(b_dream, b_real, b_last)}
+    if moving:
+        scores["moving"] = run_scores(*dream_runs(model, store, moving, window, cfg.wall_presses, steps, cfg.seed))
+    if out:
+        pairs = [(f"wall #{i}", np.concatenate([b_last[i:i + 1], b_real[i]]), b_dream[i])
+                 for i in range(min(4, len(blocked)))]
+        pictures.append(str(sequence_grid(out / "walls.png", pairs,
+                                          f"{cfg.wall_presses} forward presses into a wall after real frames")))
+    return {"walls": {"runs": len(blocked), "presses": cfg.wall_presses, "per press": scores,
+                      "table": wall_table(scores["blocked"], scores.get("moving"))}}
 
 
 def _retrieval(model, store: EpisodeStore, episodes: list[int], cfg: EvalConfig, steps, sampler,
@@ -465,6 +505,14 @@ def format_report(result: dict[str, Any], markdown: bool = True) -> str:
                       table([result["standing_still"]]), ""]
     elif "probes_skipped" in result:
         lines += [f"probes skipped: {result['probes_skipped']}", ""]
+    if "walls" in result:
+        w = result["walls"]
+        lines += ["## Walking into walls" if markdown else "walking into walls", "",
+                  f"{w['runs']} runs of {w['presses']} forward presses that the real maze refused (its view stays the "
+                  "same), dreamed after the real frames up to the wall, beside as many runs that moved; PSNR dB to the "
+                  "real frames, change per press in grey levels (real into a wall: 0):", "", table(w["table"]), ""]
+    elif "walls_skipped" in result:
+        lines += [f"wall probe skipped: {result['walls_skipped']}", ""]
     if "reward_replay" in result:
         r = result["reward_replay"]
         lines += ["## Reward replay" if markdown else "reward replay", "",

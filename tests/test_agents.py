@@ -118,6 +118,7 @@ def test_bad_arguments(files, tmp_path, capsys) -> None:
     cases = [
         ([*dream_args(files), "--eval-envs", "moon"], "unknown env(s) ['moon']"),
         ([*dream_args(files), "--timesteps", "0"], "--timesteps 0 needs --load"),
+        ([*dream_args(files), "--start-turns", "-1"], "--start-turns must be >= 0"),
         (["--checkpoint", str(tmp_path / "none.pt"), "--context", files["context"], "--timesteps", "64"],
          "checkpoint file not found"),
         ([*dream_args(files), "--load", str(tmp_path / "agent.zip"), "--timesteps", "0"], "no saved agent"),

@@ -309,3 +309,34 @@ def test_retrace_revisits_the_prefix_facing_the_same_way_on_real_memory_maze():
         env.close()
     assert prefixes["retrace"] == prefixes["explore"]  # phase 1 is the explorer
     assert fractions["retrace"] >= 0.35 and fractions["retrace"] >= fractions["explore"] + 0.25, fractions
+
+
+def test_explore_bumps_into_walls_and_pushes():
+    """With bump=1 the walker goes straight ahead until k forward presses are blocked, then walks on."""
+    sim = GridSim(SYNTHETIC_LAYOUT, start=(4.5, 4.5))
+    info = sim.info()
+    policy = ExplorePolicy(noise=0.0, bump=1.0, bump_pushes=(3, 3), seed=0)
+    policy.reset(info, seed=0)
+    blocked_runs, run, actions = [], 0, []
+    for _ in range(120):
+        before = sim.pos.copy()
+        actions.append(policy(None, info))
+        info = sim.step(actions[-1])
+        if actions[-1] == FORWARD and np.allclose(before, sim.pos):
+            run += 1
+        elif run:
+            blocked_runs.append(run)
+            run = 0
+    assert blocked_runs and all(r == 3 for r in blocked_runs), blocked_runs
+    plain = ExplorePolicy(noise=0.0, seed=0)
+    sim = GridSim(SYNTHETIC_LAYOUT, start=(4.5, 4.5))
+    info = sim.info()
+    plain.reset(info, seed=0)
+    stuck = 0
+    for _ in range(120):
+        before, action = sim.pos.copy(), plain(None, info)
+        info = sim.step(action)
+        stuck += int(action == FORWARD and np.allclose(before, sim.pos))
+    assert stuck == 0  # off by default: the scripted walks do not walk into walls
+    with pytest.raises(ValueError, match="bump"):
+        ExplorePolicy(bump=2.0)

@@ -104,3 +104,47 @@ def test_a_model_in_memory_is_a_checkpoint(dream_files) -> None:
     env.step(3)
     with pytest.raises(ValueError, match="needs 6"):
         make_dream_core(tiny_model(num_actions=4), str(dream_files["context"]), 1, device="cpu")
+
+
+def test_a_start_spin_is_the_dream_of_its_turns(dream_files) -> None:
+    """start_env(..., then=turns) gives the frame and state that stepping those turns from the start gives."""
+    spun = make_dream_core(str(dream_files["checkpoint"]), str(dream_files["context"]), 1, device="cpu",
+                           start_turns=3)
+    plain = share_core(spun, 1)
+    assert spun.turn_actions == (2, 3) and plain.start_turns == 0  # memory-maze: turn_left, turn_right
+    frames, prev_actions = spun.starts.sample(np.random.default_rng(0))
+    obs = spun.start_env(0, frames, prev_actions, seed=5, then=[2, 2])
+    assert np.array_equal(plain.start_env(0, frames, prev_actions, seed=5), frames[-1])
+    plain.step([2])
+    expected = plain.step([2])[0][0]
+    assert np.array_equal(obs, expected) and not np.array_equal(obs, frames[-1])
+    assert np.array_equal(spun.step([1])[0], plain.step([1])[0])  # the spun state carries on alike
+    with pytest.raises(ValueError, match=r"\[0, 6\)"):
+        spun.start_env(0, frames, prev_actions, seed=5, then=[6])
+
+
+def test_reset_env_spins_each_start_up_to_start_turns_steps_one_way(dream_files, monkeypatch) -> None:
+    core = make_dream_core(str(dream_files["checkpoint"]), str(dream_files["context"]), 1, device="cpu",
+                           start_turns=3)
+    spins: list[tuple[int, ...]] = []
+    monkeypatch.setattr(core, "start_env", lambda i, frames, prev, seed, then=(): spins.append(tuple(then)))
+    rng = np.random.default_rng(0)
+    for _ in range(60):
+        core.reset_env(0, rng)
+    assert {len(s) for s in spins} == {0, 1, 2, 3}
+    assert {s[0] for s in spins if s} == {2, 3} and all(len(set(s)) <= 1 for s in spins)
+    core.start_turns, spins[:] = 0, []
+    core.reset_env(0, rng)
+    assert spins == [()]
+    with pytest.raises(ValueError, match="start_turns must be >= 0"):
+        share_core(core, 1, start_turns=-1)
+    with pytest.raises(ValueError, match="turn_actions"):
+        type(core)(core.model, core.starts, 1, start_turns=2)
+
+
+def test_every_action_set_names_its_turns_in_place() -> None:
+    from rad_env.data.actions import ACTION_SETS
+
+    for action_set in ACTION_SETS.values():
+        left, right = (action_set.names[i] for i in action_set.turns)
+        assert "left" in left and "right" in right and "forward" not in left + right, action_set.name

@@ -17,6 +17,7 @@ class ActionSet:
 
     name: str
     names: tuple[str, ...]
+    turns: tuple[int, ...] = ()  # ids that turn the camera in place (left, right): a dream start's random spin
 
     @property
     def num_actions(self) -> int:
@@ -31,10 +32,11 @@ class ActionSet:
 MEMORY_MAZE = ActionSet(
     "memory-maze",
     ("noop", "forward", "turn_left", "turn_right", "forward_left", "forward_right"),
+    turns=(2, 3),
 )
 
 # TECO Minecraft's integer actions (0 is only used at t=0 in TECO data: no action).
-MINECRAFT = ActionSet("minecraft", ("noop", "forward_jump", "turn_left_20", "turn_right_20"))
+MINECRAFT = ActionSet("minecraft", ("noop", "forward_jump", "turn_left_20", "turn_right_20"), turns=(2, 3))
 
 # The RAD authors' Minecraft walker (MineRL): every combination of a move (none / forward / back), jump
 # (no / yes) and a camera turn (none / yaw -20 degrees / yaw +20 degrees). Forward and back pressed
@@ -43,7 +45,7 @@ WALK_MOVES = ("", "forward", "back")
 WALK_TURNS = ("", "left_20", "right_20")
 MINECRAFT_WALK = ActionSet("minecraft-walk", tuple(
     "+".join(part for part in (move, "jump" if jump else "", turn) if part) or "noop"
-    for move in WALK_MOVES for jump in (0, 1) for turn in WALK_TURNS))
+    for move in WALK_MOVES for jump in (0, 1) for turn in WALK_TURNS), turns=(1, 2))
 
 
 def walk_action_ids(vectors: np.ndarray) -> np.ndarray:

@@ -56,13 +56,22 @@ class DreamCore:
     drawn from it, so a batch of envs reproduces the same envs run one by one. ``amp``: the model's
     precision (:func:`rad_env.runtime.inference_autocast`; ``auto``: bf16 where the device multiplies it
     natively, ``none``: float32).
+
+    ``start_turns`` > 0: each episode drawn by :meth:`reset_env` first turns in place, dreamed, 0 to
+    ``start_turns`` steps one way (``turn_actions``: the left and right ids; rewards not paid), so that an
+    agent does not start where the recorded walk was heading but must find what it is after.
     """
 
     def __init__(self, model, starts: StartFrames, num_envs: int, *, sampling_steps: int | None = None,
                  device: torch.device | str = "cpu", reward_threshold: float = 0.5,
-                 termination_threshold: float = 0.5, amp: str = "auto") -> None:
+                 termination_threshold: float = 0.5, amp: str = "auto", start_turns: int = 0,
+                 turn_actions: Sequence[int] = ()) -> None:
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        if start_turns < 0:
+            raise ValueError(f"start_turns must be >= 0, got {start_turns}")
+        if start_turns and not turn_actions:
+            raise ValueError("start_turns needs the action set's turn_actions (ids that turn in place)")
         self.model = model
         self.device = resolve_device(device) if isinstance(device, str) else device
         self.num_envs = num_envs
@@ -82,6 +91,8 @@ class DreamCore:
                              "they recorded with another action set than the checkpoint's?")
         self.reward_threshold = reward_threshold
         self.termination_threshold = termination_threshold
+        self.start_turns = start_turns
+        self.turn_actions = tuple(int(a) for a in turn_actions)
         self.state = model.init_state(num_envs, device=self.device)
         self.generators = [torch.Generator(device=self.device) for _ in range(num_envs)]
         self.frames = np.zeros((num_envs, *self.frame_shape), np.uint8)
@@ -89,14 +100,20 @@ class DreamCore:
 
     @torch.no_grad()
     def reset_env(self, i: int, rng: np.random.Generator) -> np.ndarray:
-        """Start env ``i`` from a real segment chosen with ``rng``; returns its first observation."""
+        """Start env ``i`` from a real segment chosen with ``rng`` (then its random spin: ``start_turns``);
+        returns its first observation."""
         frames, prev_actions = self.starts.sample(rng)
-        return self.start_env(i, frames, prev_actions, int(rng.integers(2**63 - 1)))
+        turns: list[int] = []
+        if self.start_turns:
+            turns = [int(rng.choice(self.turn_actions))] * int(rng.integers(0, self.start_turns + 1))
+        return self.start_env(i, frames, prev_actions, int(rng.integers(2**63 - 1)), turns)
 
     @torch.no_grad()
-    def start_env(self, i: int, frames: np.ndarray, prev_actions: np.ndarray | None, seed: int) -> np.ndarray:
+    def start_env(self, i: int, frames: np.ndarray, prev_actions: np.ndarray | None, seed: int,
+                  then: Sequence[int] = ()) -> np.ndarray:
         """Start env ``i`` from the real ``frames`` (C, H, W, 3) that ``prev_actions`` (C,) led to (None:
-        unknown), its diffusion noise seeded ``seed``; returns its first observation (the last frame)."""
+        unknown), its diffusion noise seeded ``seed``, then dream the actions ``then`` (their rewards are
+        not paid); returns its first observation (the last real frame, or the last dreamed one)."""
         self.generators[i].manual_seed(seed)
         if prev_actions is None:  # unknown: the null action (as after a reset)
             prev_actions = np.full(len(frames), self.model.config.null_action, np.int64)
@@ -106,10 +123,22 @@ class DreamCore:
                 frame = torch.from_numpy(np.ascontiguousarray(frames[t][None])).to(self.device)
                 action = torch.tensor([int(prev_actions[t])], device=self.device)
                 state = self.model.observe(frame, action, state, generators=[self.generators[i]])
+            last = frames[-1]
+            for a in self.check_actions_of_one(then):
+                step = self.model.imagine(torch.tensor([a], device=self.device), state, steps=self.sampling_steps,
+                                          generators=[self.generators[i]])
+                state, last = step.state, step.frames[0].cpu().numpy()
         self.state.index_copy_(torch.tensor([i], device=self.device), state)
-        self.frames[i] = frames[-1]
+        self.frames[i] = last
         self.steps[i] = 0
         return self.frames[i].copy()
+
+    def check_actions_of_one(self, actions: Sequence[int]) -> list[int]:
+        """One env's action ids; ``ValueError`` for one outside ``[0, num_actions)``."""
+        bad = [a for a in actions if not 0 <= int(a) < self.num_actions]
+        if bad:
+            raise ValueError(f"actions must lie in [0, {self.num_actions}), got {bad}")
+        return [int(a) for a in actions]
 
     def check_actions(self, actions: Sequence[int] | np.ndarray) -> np.ndarray:
         """The actions as int64 ids, one per env; ``ValueError`` naming the problem otherwise.

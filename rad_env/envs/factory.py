@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import gymnasium as gym
 from gymnasium.vector import AutoresetMode
 
+from ..data import get_action_set
 from ..model import WorldModel
 from ..runtime import resolve_device
 from .context import resolve_start_frames
@@ -33,7 +34,8 @@ if TYPE_CHECKING:  # SB3 and the env classes load only when an env is built
 
 def make_dream_core(checkpoint: str | os.PathLike | WorldModel | None = None, context: Any = None,
                     num_envs: int = 1, *, spec: DreamSpec = MEMORY_MAZE_SPEC, device: str | Any = "auto",
-                    sampling_steps: int | None = None, compile: bool = False, amp: str = "auto") -> DreamCore:
+                    sampling_steps: int | None = None, compile: bool = False, amp: str = "auto",
+                    start_turns: int = 0) -> DreamCore:
     """A batch of ``num_envs`` dream episodes over one world model.
 
     Args:
@@ -47,20 +49,25 @@ def make_dream_core(checkpoint: str | os.PathLike | WorldModel | None = None, co
             ~25 s of compilation in the first steps; worth it for long runs such as PPO training).
         amp: the model's precision: ``"auto"`` (bf16 autocast where the device multiplies bf16 natively: CUDA,
             CPUs with AVX512-BF16 or AMX; 1.25x faster on such a CPU, PSNR within 0.02 dB), ``"bf16"``, ``"none"``.
+        start_turns: each episode first turns in place, dreamed, 0 to this many steps one way (0: none), so
+            that it does not face where the recorded start was heading (:class:`DreamCore`).
     """
     device = resolve_device(device)
-    model, _ = load_dream_model(checkpoint, spec, device)
+    model, ckpt = load_dream_model(checkpoint, spec, device)
+    action_set = get_action_set(ckpt.get("data", {}).get("action_set") or spec.action_sets[0])
     if compile:
         model.dit.compile_frame_pass()
     starts = resolve_start_frames(context, model.config.window, spec.default_context)
-    return DreamCore(model, starts, num_envs, sampling_steps=sampling_steps, device=device, amp=amp)
+    return DreamCore(model, starts, num_envs, sampling_steps=sampling_steps, device=device, amp=amp,
+                     start_turns=start_turns, turn_actions=action_set.turns)
 
 
-def share_core(core: DreamCore, num_envs: int) -> DreamCore:
-    """A new batch of ``num_envs`` dream episodes that reuses ``core``'s model and start frames."""
+def share_core(core: DreamCore, num_envs: int, start_turns: int = 0) -> DreamCore:
+    """A new batch of ``num_envs`` dream episodes that reuses ``core``'s model and start frames (with its own
+    ``start_turns``: evaluation starts where the recorded walks were, whatever spin training used)."""
     return DreamCore(core.model, core.starts, num_envs, sampling_steps=core.sampling_steps, device=core.device,
                      reward_threshold=core.reward_threshold, termination_threshold=core.termination_threshold,
-                     amp=core.amp)
+                     amp=core.amp, start_turns=start_turns, turn_actions=core.turn_actions)
 
 
 def make_dream_env(core: DreamCore, max_episode_steps: int | None = None, *, spec: DreamSpec = MEMORY_MAZE_SPEC,

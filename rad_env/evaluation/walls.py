@@ -1,0 +1,95 @@
+"""Walking into a wall: the real maze stops the agent, so its view stays the same while ``forward`` is
+pressed. Does the dream stop too?
+
+A dream that walks on through walls teaches an agent trained in it that ``forward`` always gets
+somewhere: every PPO agent trained in the dream walked forward 60-100% of the time and stood at the first
+wall of the real maze. Recorded episodes with blocked forward presses (``collect/record.py --bump P``)
+give the test: the model observes the real frames up to the wall, then dreams the recorded forward
+presses, which the real maze refused. Scored per press beside the same model on forward presses that
+did move (a model that stops everywhere is no better).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..data import read_segment
+from .rollout import dream_rollout, psnr
+
+FORWARD = 1
+#: A forward press is blocked when the next frame differs from the one before by less than this (mean absolute
+#: difference, grey levels): a free step changes the view by ~10-20, a blocked one by exactly 0.
+STILL = 1.0
+
+
+@dataclass(frozen=True)
+class ForwardRun:
+    """Frame ``t`` of episode ``episode``, then ``presses`` forward presses, all blocked or all moving."""
+
+    episode: int
+    t: int
+    blocked: bool
+
+
+def _changes(obs: np.ndarray) -> np.ndarray:
+    """Mean absolute change between consecutive frames (T,) of frames (T + 1, H, W, 3)."""
+    return np.abs(np.diff(obs.astype(np.int16), axis=0)).mean(axis=(1, 2, 3))
+
+
+def find_forward_runs(store, context: int, presses: int, max_runs: int, blocked: bool) -> list[ForwardRun]:
+    """Up to ``max_runs`` runs of ``presses`` forward presses (all blocked or all moving, as ``blocked``
+    says) with ``context`` real frames up to their start, spread evenly over the episodes' runs (no two
+    overlap)."""
+    runs: list[ForwardRun] = []
+    for e, ref in enumerate(store.episodes):
+        actions = np.asarray(store.read(ref, "action_id"))  # action[t] leads from frame t to t + 1
+        still = _changes(np.asarray(store.read(ref, "obs"))) < STILL
+        t = context - 1
+        while t + presses <= len(actions):
+            window = slice(t, t + presses)
+            if np.all(actions[window] == FORWARD) and np.all(still[window] == blocked):
+                runs.append(ForwardRun(e, t, blocked))
+                t += presses
+            else:
+                t += 1
+    if len(runs) > max_runs:
+        runs = [runs[i] for i in np.linspace(0, len(runs) - 1, max_runs).round().astype(int)]
+    return runs
+
+
+@torch.no_grad()
+def dream_runs(model, store, runs: list[ForwardRun], context: int, presses: int, steps: int | None = None,
+               seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(dreamed, real, last context frame): frames (N, presses, H, W, 3), (N, presses, H, W, 3), (N, H, W, 3)."""
+    segments = [read_segment(store, store.episodes[r.episode], r.t - context + 1, r.t + presses + 1) for r in runs]
+    frames = np.stack([s.frames for s in segments])
+    prev_actions = np.stack([s.prev_actions for s in segments])
+    dream = dream_rollout(model, frames, prev_actions, context, steps=steps, seed=seed).frames
+    return dream, frames[:, context:], frames[:, context - 1]
+
+
+def run_scores(dream: np.ndarray, real: np.ndarray, last: np.ndarray) -> dict[str, list[float]]:
+    """Per press: PSNR of the dream to the real frame and of copy-last to it, and how much the dream and the
+    real view change per press (mean absolute change from the previous frame, grey levels)."""
+    def per_press(pred: np.ndarray) -> list[float]:
+        return [float(psnr(pred[:, k], real[:, k]).mean()) for k in range(real.shape[1])]
+
+    copy_last = np.repeat(last[:, None], real.shape[1], axis=1)
+    with_last = lambda x: np.concatenate([last[:, None], x], axis=1)  # noqa: E731
+    change = lambda x: np.abs(np.diff(with_last(x).astype(np.int16), axis=1)).mean(axis=(0, 2, 3, 4))  # noqa: E731
+    return {"dream psnr": per_press(dream), "copy-last psnr": per_press(copy_last),
+            "dream change": [float(v) for v in change(dream)], "real change": [float(v) for v in change(real)]}
+
+
+def wall_table(blocked: dict[str, list[float]], moving: dict[str, list[float]] | None) -> list[dict[str, object]]:
+    """One row per kind of run: mean over the presses of each score."""
+    rows = []
+    for name, scores in (("blocked (into a wall)", blocked), ("moving (control)", moving)):
+        if scores is None:
+            continue
+        rows.append({"forward presses": name, **{k: round(float(np.mean(v)), 2) for k, v in scores.items()},
+                     "dream change, last press": round(scores["dream change"][-1], 2)})
+    return rows

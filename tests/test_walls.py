@@ -1,0 +1,76 @@
+"""The wall probe (rad_env.evaluation.walls): forward presses the real maze refused, dreamed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rad_env.cli import UserError
+from rad_env.data import Episode, EpisodeStore, FileMeta, write_episodes
+from rad_env.evaluate import EvalConfig, evaluate, format_report
+from rad_env.evaluation.walls import ForwardRun, find_forward_runs, run_scores, wall_table
+
+BLOCKED_AT, MOVING_AT, RUN = 10, 30, 5  # forward presses from these steps: refused by a wall / moving on
+
+
+def walk(seed: int, blocked: bool = True, size: int = 64) -> Episode:
+    """40 steps of turns and noops, with RUN forward presses from MOVING_AT (new frames) and, if ``blocked``,
+    from BLOCKED_AT (the frame stays the same)."""
+    rng = np.random.default_rng(seed)
+    actions = rng.choice([0, 2, 3], 40)
+    obs = rng.integers(0, 256, (41, size, size, 3), dtype=np.uint8)
+    actions[MOVING_AT:MOVING_AT + RUN] = 1
+    if blocked:
+        actions[BLOCKED_AT:BLOCKED_AT + RUN] = 1
+        obs[BLOCKED_AT + 1:BLOCKED_AT + RUN + 1] = obs[BLOCKED_AT]
+    return Episode(obs=obs, action_id=actions, action=actions, reward=np.zeros(40, np.float32),
+                   terminated=np.zeros(40, bool), truncated=np.zeros(40, bool), seed=seed)
+
+
+@pytest.fixture(scope="module")
+def walls(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("walls")
+    meta = FileMeta("synthetic", "memory-maze", 6, (64, 64, 3))
+    return {"bumps": write_episodes(root / "bumps.h5", [walk(0), walk(1)], meta),
+            "none": write_episodes(root / "none.h5", [walk(2, blocked=False)], meta)}
+
+
+def test_runs_are_found_where_forward_was_refused_and_where_it_moved(walls) -> None:
+    store = EpisodeStore(walls["bumps"])
+    assert find_forward_runs(store, 4, 4, 10, blocked=True) == [ForwardRun(0, BLOCKED_AT, True),
+                                                                ForwardRun(1, BLOCKED_AT, True)]
+    assert find_forward_runs(store, 4, 4, 10, blocked=False) == [ForwardRun(0, MOVING_AT, False),
+                                                                 ForwardRun(1, MOVING_AT, False)]
+    assert find_forward_runs(store, 4, RUN + 1, 10, blocked=True) == []  # runs are only RUN presses long
+    assert find_forward_runs(store, BLOCKED_AT + 3, 4, 10, blocked=True) == []  # too little context before it
+    assert find_forward_runs(store, 4, 2, 1, blocked=True) == [ForwardRun(0, BLOCKED_AT, True)]  # capped
+
+
+def test_scores_a_dream_that_stops_against_one_that_walks_on() -> None:
+    rng = np.random.default_rng(0)
+    last = rng.integers(0, 256, (3, 8, 8, 3), dtype=np.uint8)
+    real = np.repeat(last[:, None], 4, axis=1)  # the wall: the view stays
+    stops = run_scores(real.copy(), real, last)
+    assert stops["dream psnr"] == [100.0] * 4 and stops["copy-last psnr"] == [100.0] * 4
+    assert stops["dream change"] == [0.0] * 4 and stops["real change"] == [0.0] * 4
+    walks_on = run_scores(rng.integers(0, 256, real.shape, dtype=np.uint8), real, last)
+    assert max(walks_on["dream psnr"]) < 15 and min(walks_on["dream change"]) > 50
+    rows = wall_table(walks_on, stops)
+    assert [r["forward presses"] for r in rows] == ["blocked (into a wall)", "moving (control)"]
+    assert rows[1]["dream change"] == 0.0 and rows[0]["dream change"] > 50
+
+
+def test_evaluate_reports_the_wall_probe(walls, dream_files, tmp_path) -> None:
+    base = dict(checkpoint=dream_files["checkpoint"], data=str(walls["bumps"]), context=4, horizon=2, retrieval=False,
+                denoiser=False, probes=False, rewards=False, wall_presses=4)
+    result = evaluate(EvalConfig(**base, walls=str(walls["bumps"]), out=str(tmp_path / "eval")))
+    w = result["walls"]
+    assert w["runs"] == 2 and len(w["per press"]["blocked"]["dream psnr"]) == 4 and "moving" in w["per press"]
+    assert w["per press"]["blocked"]["real change"] == [0.0] * 4
+    assert "Walking into walls" in format_report(result) and (tmp_path / "eval" / "walls.png").exists()
+    skipped = evaluate(EvalConfig(**base, walls=str(walls["none"])))
+    assert "walls" not in skipped and "--bump" in skipped["walls_skipped"]
+    with pytest.raises(UserError, match="no such episodes"):
+        evaluate(EvalConfig(**base, walls=str(tmp_path / "missing")))

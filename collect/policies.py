@@ -165,9 +165,9 @@ class ExplorePolicy:
 
     ``bump``: probability per step of walking straight ahead into a wall until ``k`` forward presses were
     blocked (``k`` uniform in ``bump_pushes``; at most ``bump_max_steps`` steps in all), without action
-    noise. The scripted walks otherwise almost never walk into a wall (2 of ~1800 forward
-    steps of the held-out explore walks were blocked), while an agent does it all the time; a world model
-    trained without it dreams that forward always moves on.
+    noise. The scripted walks otherwise almost never walk into a wall (3 of 1869 forward presses
+    of the held-out explore walks went nowhere; 26% of those of ``bump=0.05`` walks), while an agent does it
+    all the time; a world model trained without it dreams that forward always moves on.
 
     Needs ``info["maze_layout"]`` at reset and ``info["agent_pos"]``/``info["agent_dir"]`` every step.
     """

@@ -330,6 +330,9 @@ def _walls(model, cfg: EvalConfig, steps, out: Path | None, pictures: list[str])
                              "--seed 13 --out data/bump_test")
     store = EpisodeStore(cfg.walls)
     window = model.config.window
+    if "agent_pos" not in store.group(store.episodes[0]):
+        return {"walls_skipped": f"{cfg.walls} has no agent_pos (Memory Maze recordings have it): blocked presses "
+                                 "are found from the agent's position"}
     blocked = find_forward_runs(store, window, cfg.wall_presses, cfg.wall_runs, blocked=True)
     if not blocked:
         return {"walls_skipped": f"{cfg.walls} has no {cfg.wall_presses} blocked forward presses in a row "
@@ -508,9 +511,10 @@ def format_report(result: dict[str, Any], markdown: bool = True) -> str:
     if "walls" in result:
         w = result["walls"]
         lines += ["## Walking into walls" if markdown else "walking into walls", "",
-                  f"{w['runs']} runs of {w['presses']} forward presses that the real maze refused (its view stays the "
-                  "same), dreamed after the real frames up to the wall, beside as many runs that moved; PSNR dB to the "
-                  "real frames, change per press in grey levels (real into a wall: 0):", "", table(w["table"]), ""]
+                  f"{w['runs']} runs of {w['presses']} forward presses that the real maze refused (the agent stays put; "
+                  "its view changes only with what is left of a turn's momentum), dreamed after the real frames up to "
+                  "the wall, beside as many runs that moved; PSNR dB to the real frames, mean change per press in grey "
+                  "levels:", "", table(w["table"]), ""]
     elif "walls_skipped" in result:
         lines += [f"wall probe skipped: {result['walls_skipped']}", ""]
     if "reward_replay" in result:

@@ -16,25 +16,33 @@ BLOCKED_AT, MOVING_AT, RUN = 10, 30, 5  # forward presses from these steps: refu
 
 
 def walk(seed: int, blocked: bool = True, size: int = 64) -> Episode:
-    """40 steps of turns and noops, with RUN forward presses from MOVING_AT (new frames) and, if ``blocked``,
-    from BLOCKED_AT (the frame stays the same)."""
+    """40 steps of turns and noops (in place), with RUN forward presses from MOVING_AT (0.25 cells each,
+    new frames) and, if ``blocked``, from BLOCKED_AT (the agent does not move; the frame stays the same)."""
     rng = np.random.default_rng(seed)
     actions = rng.choice([0, 2, 3], 40)
     obs = rng.integers(0, 256, (41, size, size, 3), dtype=np.uint8)
+    step = np.zeros((40, 2))
     actions[MOVING_AT:MOVING_AT + RUN] = 1
+    step[MOVING_AT:MOVING_AT + RUN, 0] = 0.25
     if blocked:
         actions[BLOCKED_AT:BLOCKED_AT + RUN] = 1
+        step[BLOCKED_AT:BLOCKED_AT + RUN, 0] = 0.005
         obs[BLOCKED_AT + 1:BLOCKED_AT + RUN + 1] = obs[BLOCKED_AT]
+    position = np.concatenate([[[1.5, 1.5]], 1.5 + np.cumsum(step, axis=0)]).astype(np.float32)
     return Episode(obs=obs, action_id=actions, action=actions, reward=np.zeros(40, np.float32),
-                   terminated=np.zeros(40, bool), truncated=np.zeros(40, bool), seed=seed)
+                   terminated=np.zeros(40, bool), truncated=np.zeros(40, bool), extras={"agent_pos": position},
+                   seed=seed)
 
 
 @pytest.fixture(scope="module")
 def walls(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("walls")
     meta = FileMeta("synthetic", "memory-maze", 6, (64, 64, 3))
+    no_position = walk(3)
+    no_position.extras = {}
     return {"bumps": write_episodes(root / "bumps.h5", [walk(0), walk(1)], meta),
-            "none": write_episodes(root / "none.h5", [walk(2, blocked=False)], meta)}
+            "none": write_episodes(root / "none.h5", [walk(2, blocked=False)], meta),
+            "no position": write_episodes(root / "no_position.h5", [no_position], meta)}
 
 
 def test_runs_are_found_where_forward_was_refused_and_where_it_moved(walls) -> None:
@@ -72,5 +80,6 @@ def test_evaluate_reports_the_wall_probe(walls, dream_files, tmp_path) -> None:
     assert "Walking into walls" in format_report(result) and (tmp_path / "eval" / "walls.png").exists()
     skipped = evaluate(EvalConfig(**base, walls=str(walls["none"])))
     assert "walls" not in skipped and "--bump" in skipped["walls_skipped"]
+    assert "agent_pos" in evaluate(EvalConfig(**base, walls=str(walls["no position"])))["walls_skipped"]
     with pytest.raises(UserError, match="no such episodes"):
         evaluate(EvalConfig(**base, walls=str(tmp_path / "missing")))

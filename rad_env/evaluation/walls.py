@@ -1,12 +1,12 @@
-"""Walking into a wall: the real maze stops the agent, so its view stays the same while ``forward`` is
-pressed. Does the dream stop too?
+"""Walking into a wall: the real maze stops the agent, so its view stays (nearly) the same while
+``forward`` is pressed. Does the dream stop too?
 
 A dream that walks on through walls teaches an agent trained in it that ``forward`` always gets
 somewhere: every PPO agent trained in the dream walked forward 60-100% of the time and stood at the first
 wall of the real maze. Recorded episodes with blocked forward presses (``collect/record.py --bump P``)
 give the test: the model observes the real frames up to the wall, then dreams the recorded forward
-presses, which the real maze refused. Scored per press beside the same model on forward presses that
-did move (a model that stops everywhere is no better).
+presses, which the real maze refused (``agent_pos`` did not move). Scored per press beside copy-last and
+beside the same model on forward presses that did move (a model that stops everywhere is no better).
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from ..data import read_segment
 from .rollout import dream_rollout, psnr
 
 FORWARD = 1
-#: A forward press is blocked when the next frame differs from the one before by less than this (mean absolute
-#: difference, grey levels): a free step changes the view by ~10-20, a blocked one by exactly 0.
-STILL = 1.0
+#: A forward press is blocked when the agent moves less than this (cells; ``agent_pos``): a free step moves
+#: ~0.25, one pressed against a wall ~0.005 (its view still changes by ~1 grey level).
+BLOCKED_MOVE = 0.02
 
 
 @dataclass(frozen=True)
@@ -34,19 +34,15 @@ class ForwardRun:
     blocked: bool
 
 
-def _changes(obs: np.ndarray) -> np.ndarray:
-    """Mean absolute change between consecutive frames (T,) of frames (T + 1, H, W, 3)."""
-    return np.abs(np.diff(obs.astype(np.int16), axis=0)).mean(axis=(1, 2, 3))
-
-
 def find_forward_runs(store, context: int, presses: int, max_runs: int, blocked: bool) -> list[ForwardRun]:
     """Up to ``max_runs`` runs of ``presses`` forward presses (all blocked or all moving, as ``blocked``
-    says) with ``context`` real frames up to their start, spread evenly over the episodes' runs (no two
-    overlap)."""
+    says, from the recorded ``agent_pos``) with ``context`` real frames up to their start, spread evenly over
+    the episodes' runs (no two overlap). ``KeyError`` if the episodes have no ``agent_pos``."""
     runs: list[ForwardRun] = []
     for e, ref in enumerate(store.episodes):
         actions = np.asarray(store.read(ref, "action_id"))  # action[t] leads from frame t to t + 1
-        still = _changes(np.asarray(store.read(ref, "obs"))) < STILL
+        position = np.asarray(store.read(ref, "agent_pos"), np.float64)  # one per frame
+        still = np.hypot(*np.diff(position, axis=0).T) < BLOCKED_MOVE
         t = context - 1
         while t + presses <= len(actions):
             window = slice(t, t + presses)

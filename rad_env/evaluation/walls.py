@@ -73,11 +73,13 @@ def run_scores(dream: np.ndarray, real: np.ndarray, last: np.ndarray) -> dict[st
     def per_press(pred: np.ndarray) -> list[float]:
         return [float(psnr(pred[:, k], real[:, k]).mean()) for k in range(real.shape[1])]
 
+    def change(frames: np.ndarray) -> list[float]:  # from the last real frame on
+        steps = np.concatenate([last[:, None], frames], axis=1).astype(np.int16)
+        return [float(v) for v in np.abs(np.diff(steps, axis=1)).mean(axis=(0, 2, 3, 4))]
+
     copy_last = np.repeat(last[:, None], real.shape[1], axis=1)
-    with_last = lambda x: np.concatenate([last[:, None], x], axis=1)  # noqa: E731
-    change = lambda x: np.abs(np.diff(with_last(x).astype(np.int16), axis=1)).mean(axis=(0, 2, 3, 4))  # noqa: E731
     return {"dream psnr": per_press(dream), "copy-last psnr": per_press(copy_last),
-            "dream change": [float(v) for v in change(dream)], "real change": [float(v) for v in change(real)]}
+            "dream change": change(dream), "real change": change(real)}
 
 
 def wall_table(blocked: dict[str, list[float]], moving: dict[str, list[float]] | None) -> list[dict[str, object]]:

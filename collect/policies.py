@@ -186,7 +186,8 @@ class ExplorePolicy:
             raise ValueError(f"bump must lie in [0, 1], got {bump}")
         if not 1 <= bump_pushes[0] <= bump_pushes[1]:
             raise ValueError(f"bump_pushes must be (min, max) with 1 <= min <= max, got {bump_pushes}")
-        self.bump, self.bump_pushes, self.bump_max_steps = bump, (int(bump_pushes[0]), int(bump_pushes[1])), bump_max_steps
+        self.bump, self.bump_max_steps = bump, bump_max_steps
+        self.bump_pushes = (int(bump_pushes[0]), int(bump_pushes[1]))
         self._bump: _Bump | None = None  # a walk into a wall in progress
         self.noise, self.stuck_steps = noise, stuck_steps
         self.look_around, self.look_turns = look_around, (int(look_turns[0]), int(look_turns[1]))

@@ -98,8 +98,9 @@ class PolicyOptions:
                                   "new cell")
     look_around: float = option(0.0, "explore/target/retrace: probability per step of looking around: 3-10 turns "
                                       "one way, then as many back (data to learn to remember a view)")
-    bump: float = option(0.0, "explore/target/retrace: probability per step of walking straight into a wall "
-                              "and pushing 2-8 more times (data where forward does not move: what an agent does)")
+    bump: float = option(0.0, "explore/target/retrace: probability per step of walking straight ahead until 2-8 "
+                              "forward presses were refused by a wall (data where forward does not move: what an "
+                              "agent does)")
     wander: float = option(0.2, "target: probability that a goal is a random cell instead of the target")
     explore_steps: int = option(250, "retrace: steps of exploring before the agent walks back to the first "
                                      "explored cell and retraces the explored cells in order (looping)")

@@ -14,7 +14,7 @@ from ..defaults import default_assets_dir
 from ..model import WorldModel
 from ..runtime import inference_autocast, inference_dtype, resolve_device
 from .context import StartFrames
-from .specs import DreamSpec
+from .specs import DreamSpec, discrete_action
 
 
 def load_dream_model(checkpoint: str | os.PathLike | WorldModel | None, spec: DreamSpec,
@@ -114,6 +114,7 @@ class DreamCore:
         """Start env ``i`` from the real ``frames`` (C, H, W, 3) that ``prev_actions`` (C,) led to (None:
         unknown), its diffusion noise seeded ``seed``, then dream the actions ``then`` (their rewards are
         not paid); returns its first observation (the last real frame, or the last dreamed one)."""
+        then = [discrete_action(a, self.num_actions) for a in then]  # checked before any work
         self.generators[i].manual_seed(seed)
         if prev_actions is None:  # unknown: the null action (as after a reset)
             prev_actions = np.full(len(frames), self.model.config.null_action, np.int64)
@@ -124,7 +125,7 @@ class DreamCore:
                 action = torch.tensor([int(prev_actions[t])], device=self.device)
                 state = self.model.observe(frame, action, state, generators=[self.generators[i]])
             last = frames[-1]
-            for a in self.check_actions_of_one(then):
+            for a in then:
                 step = self.model.imagine(torch.tensor([a], device=self.device), state, steps=self.sampling_steps,
                                           generators=[self.generators[i]])
                 state, last = step.state, step.frames[0].cpu().numpy()
@@ -132,13 +133,6 @@ class DreamCore:
         self.frames[i] = last
         self.steps[i] = 0
         return self.frames[i].copy()
-
-    def check_actions_of_one(self, actions: Sequence[int]) -> list[int]:
-        """One env's action ids; ``ValueError`` for one outside ``[0, num_actions)``."""
-        bad = [a for a in actions if not 0 <= int(a) < self.num_actions]
-        if bad:
-            raise ValueError(f"actions must lie in [0, {self.num_actions}), got {bad}")
-        return [int(a) for a in actions]
 
     def check_actions(self, actions: Sequence[int] | np.ndarray) -> np.ndarray:
         """The actions as int64 ids, one per env; ``ValueError`` naming the problem otherwise.

@@ -17,9 +17,9 @@ import numpy as np
 import torch
 
 from ..data import read_segment
+from .probes import FORWARD
 from .rollout import dream_rollout, psnr
 
-FORWARD = 1
 #: A forward press is blocked when the agent moves less than this (cells; ``agent_pos``): a free step moves
 #: ~0.25, one pressed against a wall ~0.005 (its view still changes by ~1 grey level).
 BLOCKED_MOVE = 0.02

@@ -54,7 +54,7 @@ from .evaluation.places import revisit_masks
 from .evaluation.retrieval import (memory_retention, memory_retrieval, memoryless_frames, one_step_retrieval,
                                   retrieval_grid)
 from .evaluation.rewards import reward_replay
-from .evaluation.walls import dream_runs, find_forward_runs, run_scores, wall_table
+from .evaluation.walls import dream_runs, find_forward_runs, gate_scores, run_scores, wall_table
 from .evaluation.rollout import (dream_rollout, horizon_masks, mean_image, reward_rate_table, rollout_table,
                                  score_rollout, stability_table, warp_edit_table)
 from .metrics import LPIPS_UNAVAILABLE
@@ -347,8 +347,12 @@ def _walls(model, cfg: EvalConfig, steps, out: Path | None, pictures: list[str])
                  for i in range(min(4, len(blocked)))]
         pictures.append(str(sequence_grid(out / "walls.png", pairs,
                                           f"{cfg.wall_presses} forward presses into a wall after real frames")))
-    return {"walls": {"runs": len(blocked), "presses": cfg.wall_presses, "per press": scores,
-                      "table": wall_table(scores["blocked"], scores.get("moving"))}}
+    walls = {"runs": len(blocked), "presses": cfg.wall_presses, "per press": scores,
+             "table": wall_table(scores["blocked"], scores.get("moving"))}
+    gate = gate_scores(model, store)
+    if gate is not None:
+        walls["collision gate"] = gate
+    return {"walls": walls}
 
 
 def _retrieval(model, store: EpisodeStore, episodes: list[int], cfg: EvalConfig, steps, sampler,
@@ -515,6 +519,11 @@ def format_report(result: dict[str, Any], markdown: bool = True) -> str:
                   "its view changes only with what is left of a turn's momentum), dreamed after the real frames up to "
                   "the wall, beside as many runs that moved; PSNR dB to the real frames, mean change per press in grey "
                   "levels:", "", table(w["table"]), ""]
+        if "collision gate" in w:
+            g = w["collision gate"]
+            lines += [f"The collision gate on every press of these episodes it could refuse: it refuses "
+                      f"{g['refused ones it refuses']:.0%} of the {g['refused presses']} the maze refused and lets "
+                      f"{g['free ones it lets through']:.0%} of the {g['free presses']} free ones through.", ""]
     elif "walls_skipped" in result:
         lines += [f"wall probe skipped: {result['walls_skipped']}", ""]
     if "reward_replay" in result:

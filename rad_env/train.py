@@ -37,6 +37,7 @@ from .data import Batch, EpisodeStore, EpisodeStreams, WindowDataset, split_epis
 from .model import RADConfig, RADState, WorldModel, frames_to_float
 from .model.world_model import Denoised
 from .model.critic import CriticConfig, FrameCritic, critic_loss, generator_loss
+from .model.collision import POSITION_EXTRAS, CollisionGate, performed_batch, recorded_presses
 from .model.layers import zero_
 from .model.motion import MotionPrior
 from .runtime import autocast_context, resolve_device, set_cpu_threads
@@ -102,6 +103,8 @@ class TrainConfig:
                               choices=("patch", "frame"))
     critic_warmup: int = option(0, "steps in which only the critic learns from the adversarial loss (the world "
                                    "model's term starts once the critic tells predictions from real frames)")
+    collision_fit_steps: int = option(1200, "batches of 128 presses that fit a new collision gate "
+                                             "(--model refused_actions=...) before training")
 
 
 TRAIN_PRESETS: dict[str, dict[str, Any]] = {
@@ -162,12 +165,15 @@ def _forever(loader: DataLoader, sampler) -> Iterator[Batch]:
 
 
 def training_batches(cfg: TrainConfig, store: EpisodeStore, train_idx: list[int], seq_len: int, ddp: Distributed,
-                     device: torch.device) -> Iterator[Batch]:
+                     device: torch.device, extras: Sequence[str] = ()) -> Iterator[Batch]:
     """Endless training batches: with ``--tbptt`` consecutive chunks of whole episodes (row i of a batch
-    continues row i of the previous one; each rank its own streams), else shuffled windows."""
+    continues row i of the previous one; each rank its own streams), else shuffled windows. ``extras``:
+    per-frame datasets to include (:func:`rad_env.data.segment.read_segment`)."""
     if cfg.tbptt:
-        return EpisodeStreams(store, seq_len, cfg.batch_size, train_idx, seed=cfg.seed + 1009 * ddp.rank)
-    dataset = WindowDataset(store, seq_len, cfg.window_stride or max(1, seq_len // 2), episodes=train_idx)
+        return EpisodeStreams(store, seq_len, cfg.batch_size, train_idx, seed=cfg.seed + 1009 * ddp.rank,
+                              extras=extras)
+    dataset = WindowDataset(store, seq_len, cfg.window_stride or max(1, seq_len // 2), extras=extras,
+                            episodes=train_idx)
     if ddp.enabled:
         sampler = DistributedSampler(dataset, ddp.world_size, ddp.rank, shuffle=True, seed=cfg.seed)
     else:
@@ -203,6 +209,28 @@ def fit_motion_prior(model: WorldModel, batches: Iterator[Batch], device: torch.
         print(f"motion prior fit in {time.perf_counter() - start:.0f} s: next frame {db(errors['warp_mse']):.2f} dB "
               f"(copy the last frame: {db(errors['copy_mse']):.2f} dB); mean horizontal shift per action (px): "
               f"{shifts}")
+
+
+def fit_collision_gate(gate: CollisionGate, store: EpisodeStore, episodes: Sequence[int], steps: int,
+                       device: torch.device, seed: int, verbose: bool, batch_size: int = 128) -> None:
+    """Fit a collision gate to the training episodes' presses (shuffled batches of ``batch_size``)."""
+    start = time.perf_counter()
+    try:
+        frames, actions, refused = recorded_presses(store, episodes, gate, seed=seed)
+    except ValueError as exc:
+        raise UserError(str(exc), hint="train on walks that step forward, or with refused_actions=[]") from exc
+    rng = torch.Generator().manual_seed(seed)
+
+    def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        while True:
+            for idx in torch.randperm(len(frames), generator=rng).split(batch_size):
+                yield frames_to_float(frames[idx], device), actions[idx].to(device), refused[idx].to(device)
+
+    result = gate.fit(batches(), steps)
+    if verbose:
+        print(f"collision gate fit in {time.perf_counter() - start:.0f} s to {len(frames)} presses "
+              f"({int(refused.sum())} refused): over its last batches it caught {result['refused_caught']:.0%} of "
+              f"the refused presses and passed {result['free_passed']:.0%} of the free ones")
 
 
 def continues_dream(batch: Batch, carried: RADState | None, dreamed_chunks: int, max_chunks: int) -> bool:
@@ -460,7 +488,15 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     if cfg.tbptt and model_cfg.cache_frames is None:
         raise UserError("--tbptt carries a bounded window from chunk to chunk; memory=full keeps every frame",
                         hint="use memory=lstm, linear or none, or train full attention without --tbptt")
-    batches = training_batches(cfg, store, train_idx, model_cfg.seq_len, ddp, device)
+    extras: tuple[str, ...] = ()
+    if model_cfg.refused_actions:
+        lacking = [store.episodes[e] for e in train_idx if "agent_pos" not in store.group(store.episodes[e])]
+        if lacking:
+            raise UserError(f"{lacking[0].file}:{lacking[0].key} has no agent_pos: the collision gate "
+                            "(refused_actions) learns which presses the maze refused from the agent's positions",
+                            hint="record Memory Maze with collect/record.py, or train with refused_actions=[]")
+        extras = POSITION_EXTRAS
+    batches = training_batches(cfg, store, train_idx, model_cfg.seq_len, ddp, device, extras)
 
     model = WorldModel(model_cfg)
     if init_weights is not None:
@@ -477,6 +513,10 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     if model.dit.motion is not None and not bool(model.dit.motion.fitted) and not resuming:
         fit_motion_prior(model, training_batches(cfg, store, train_idx, model_cfg.seq_len, ddp, device), device,
                          ddp.is_main)
+    if model.collision is not None and not bool(model.collision.fitted) and not resuming:
+        fit_collision_gate(model.collision, store, train_idx, cfg.collision_fit_steps, device, cfg.seed, ddp.is_main)
+    if model.collision is not None:
+        model.collision.requires_grad_(False)  # fit to the presses before training, not by the world model's loss
     if cfg.heads_only:
         model.requires_grad_(False)
         model.head.requires_grad_(True)
@@ -543,6 +583,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     model.train()
     while step < cfg.steps:
         batch = next(batches).to(device, non_blocking=True)
+        if model.collision is not None:  # trained on the actions as performed
+            batch = performed_batch(batch, model.collision)
         context_frames = None
         if cfg.rollout_prob and float(torch.rand((), generator=rollout_rng)) < cfg.rollout_prob:
             first_dreamed = min(model_cfg.window, model_cfg.seq_len - 1)

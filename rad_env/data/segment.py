@@ -33,11 +33,17 @@ class Segment:
         return len(self.frames)
 
 
+#: An extra named ``PREVIOUS + key`` holds ``key``'s value at the frame before each frame (the frame's own at
+#: an episode's start): e.g. where the agent was before the step that led to each frame.
+PREVIOUS = "previous:"
+
+
 def read_segment(store: EpisodeStore, ref: EpisodeRef, start: int, stop: int,
                  extras: Sequence[str] = ()) -> Segment:
     """Frames ``start:stop`` of episode ``ref`` with the one-step shift of per-step arrays.
 
-    Only these rows are read from disk. ``extras`` names per-frame datasets (``agent_pos``, ...)."""
+    Only these rows are read from disk. ``extras`` names per-frame datasets (``agent_pos``, ...), or
+    :data:`PREVIOUS` + a name for the value at the frame before each frame."""
     if not 0 <= start < stop <= ref.num_frames:
         raise ValueError(f"{ref.file}:{ref.key}: frames {start}:{stop} outside the episode's {ref.num_frames} frames")
     assert store.meta is not None
@@ -49,13 +55,20 @@ def read_segment(store: EpisodeStore, ref: EpisodeRef, start: int, stop: int,
         values = store.read(ref, key, lo, stop - 1).astype(dtype)
         return np.concatenate([np.full(pad, fill, dtype), values]) if pad else values
 
+    def extra(key: str) -> np.ndarray:
+        if not key.startswith(PREVIOUS):
+            return np.asarray(store.read(ref, key, start, stop))
+        name = key[len(PREVIOUS):]
+        values = np.asarray(store.read(ref, name, lo, stop - 1))
+        return np.concatenate([np.asarray(store.read(ref, name, 0, 1)), values]) if pad else values
+
     return Segment(
         frames=store.read(ref, "obs", start, stop),
         prev_actions=shifted("action_id", null_action, np.int64),
         rewards=shifted("reward", 0.0, np.float32),
         terminated=shifted("terminated", 0.0, np.float32),
         is_first=np.arange(start, stop) == 0,
-        extras={key: np.asarray(store.read(ref, key, start, stop)) for key in extras},
+        extras={key: extra(key) for key in extras},
     )
 
 

@@ -17,12 +17,10 @@ import numpy as np
 import torch
 
 from ..data import read_segment
+from ..model.collision import REFUSED_MOVE, recorded_presses
+from ..model.world_model import frames_to_float
 from .probes import FORWARD
 from .rollout import dream_rollout, psnr
-
-#: A forward press is blocked when the agent moves less than this (cells; ``agent_pos``): a free step moves
-#: ~0.25, one pressed against a wall ~0.005 (its view still changes by ~1 grey level).
-BLOCKED_MOVE = 0.02
 
 
 @dataclass(frozen=True)
@@ -42,7 +40,7 @@ def find_forward_runs(store, context: int, presses: int, max_runs: int, blocked:
     for e, ref in enumerate(store.episodes):
         actions = np.asarray(store.read(ref, "action_id"))  # action[t] leads from frame t to t + 1
         position = np.asarray(store.read(ref, "agent_pos"), np.float64)  # one per frame
-        still = np.hypot(*np.diff(position, axis=0).T) < BLOCKED_MOVE
+        still = np.hypot(*np.diff(position, axis=0).T) < REFUSED_MOVE
         t = context - 1
         while t + presses <= len(actions):
             window = slice(t, t + presses)
@@ -91,3 +89,20 @@ def wall_table(blocked: dict[str, list[float]], moving: dict[str, list[float]] |
         rows.append({"forward presses": name, **{k: round(float(np.mean(v)), 2) for k, v in scores.items()},
                      "dream change, last press": round(scores["dream change"][-1], 2)})
     return rows
+
+
+@torch.no_grad()
+def gate_scores(model, store, batch_size: int = 256) -> dict[str, float] | None:
+    """How the model's collision gate (``RADConfig.refused_actions``) judges every press of the episodes it
+    could refuse, against the recorded positions: the share of refused presses it refuses and of free ones
+    it lets through (None without a gate)."""
+    gate = model.collision
+    if gate is None:
+        return None
+    frames, actions, refused = recorded_presses(store, range(len(store.episodes)), gate)
+    said = torch.cat([gate.performed(actions[i:i + batch_size].to(model.device),
+                                     frames_to_float(frames[i:i + batch_size], model.device)).cpu()
+                      != actions[i:i + batch_size] for i in range(0, len(actions), batch_size)])
+    n_refused, n_free = int(refused.sum()), int((~refused).sum())
+    return {"refused presses": n_refused, "refused ones it refuses": float((said & refused).sum()) / max(n_refused, 1),
+            "free presses": n_free, "free ones it lets through": float((~said & ~refused).sum()) / max(n_free, 1)}

@@ -74,6 +74,14 @@ class RADConfig:
     # network input without the canvas: where the canvas brings back a view the network sees the repeated
     # border, and it is never told which pixels the warp invented.
     prior_input: bool = False
+    # Collision gate (rad_env.model.collision): for each action id, what the camera does when the maze refuses
+    # the press (Memory Maze: [0, 0, 2, 3, 2, 3]: a refused step forward stands still, a refused forward-turn
+    # only turns); [] = no gate. The model is trained on the actions as performed (the trainer relabels refused
+    # presses from the episodes' ``agent_pos``); a dream asks the gate, from the last frame, whether a press is
+    # refused. Without it the dream walks through walls (docs/experiments.md "Walking into walls").
+    refused_actions: list[int] = dataclasses.field(default_factory=list)
+    # The gate refuses a press when its probability of being refused (a calibrated classifier) exceeds this.
+    collision_threshold: float = 0.3
     # --- transformer ------------------------------------------------------------------
     dim: int = 128
     depth: int = 4
@@ -201,6 +209,15 @@ class RADConfig:
                 isinstance(a, int) and not isinstance(a, bool) and 0 <= a < self.num_actions for a in self.pan_actions)):
             fail(f"pan_actions must be a list of action ids in [0, {self.num_actions - 1}], got {self.pan_actions!r}")
         self.pan_actions = list(self.pan_actions)
+        if not (isinstance(self.refused_actions, (list, tuple)) and all(
+                isinstance(a, int) and not isinstance(a, bool) and 0 <= a < self.num_actions
+                for a in self.refused_actions) and len(self.refused_actions) in (0, self.num_actions)):
+            fail(f"refused_actions must be [] or {self.num_actions} action ids in [0, {self.num_actions - 1}] "
+                 f"(what each action becomes when refused), got {self.refused_actions!r}")
+        self.refused_actions = list(self.refused_actions)
+        if isinstance(self.collision_threshold, bool) or not isinstance(self.collision_threshold, (int, float)) \
+                or not 0.0 < self.collision_threshold < 1.0:
+            fail(f"collision_threshold must be in (0, 1), got {self.collision_threshold!r}")
         if self.flow_correction and self.motion_grid % self.grid_size:
             fail(f"flow_correction predicts motion_grid / grid_size offsets per token side: motion_grid "
                  f"{self.motion_grid} must be a multiple of the token grid {self.grid_size}")

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .collision import CollisionGate
 from .config import RADConfig
 from .diffusion import EDM, randn_rows, sample
 from ..data.segment import Batch
@@ -81,6 +82,7 @@ class WorldModel(nn.Module):
         self.head = nn.Sequential(nn.LayerNorm(fd), nn.Linear(fd, cfg.dim), nn.SiLU(),
                                   nn.Linear(cfg.dim, cfg.reward_classes + 1))
         self.register_buffer("reward_values", torch.tensor([-1.0, 0.0, 1.0]), persistent=False)
+        self.collision = CollisionGate(cfg) if cfg.refused_actions else None
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> "WorldModel":
@@ -263,7 +265,8 @@ class WorldModel(nn.Module):
         from its own errors instead of compounding them. Rows that cross an episode start keep
         their real frames. ``state``: the carried state the batch continues (rows starting an episode
         start from an empty one); with it, ``start`` 0 dreams every frame on from that state (a dream
-        longer than one chunk), if no row starts an episode at frame 0."""
+        longer than one chunk), if no row starts an episode at frame 0. The batch's actions are taken as
+        performed (with a collision gate the trainer relabelled the refused presses): the gate is not asked."""
         l = batch.frames.shape[1]
         lowest = 0 if state is not None else 1
         if not lowest <= start < l:
@@ -284,9 +287,9 @@ class WorldModel(nn.Module):
             if len(fresh):
                 state.index_copy_(fresh, self.init_state(len(fresh)))
         for t in range(start):
-            state = self.observe(frames[:, t], actions[:, t], state)
+            state = self.observe(frames[:, t], actions[:, t], state, pressed=False)
         for t in range(start, l):
-            step = self.imagine(actions[:, t], state, steps=steps)
+            step = self.imagine(actions[:, t], state, steps=steps, pressed=False)
             frames[dreamed, t] = step.frames[dreamed]
             state = step.state
         return frames
@@ -300,13 +303,24 @@ class WorldModel(nn.Module):
         dtype of the K/V window cache (e.g. torch.bfloat16 on GPU to halve its size)."""
         return self.dit.init_state(batch_size, device, cache_dtype)
 
-    def _actions(self, prev_actions: Any, b: int) -> torch.Tensor:
+    def _actions(self, prev_actions: Any, state: RADState, pressed: bool = True) -> torch.Tensor:
+        """The actions (B,) that lead from ``state`` to the next frame, as performed: with a collision gate
+        and ``pressed``, the presses it finds refused from the state's last frame relabelled
+        (:meth:`performed_actions`)."""
+        b = state.batch_size
         a = torch.as_tensor(np.asarray(prev_actions) if not isinstance(prev_actions, torch.Tensor)
                             else prev_actions, device=self.device).long().reshape(-1)
         if a.numel() != b:
             raise ValueError(f"expected {b} prev_actions, got {a.numel()}")
         self._check_actions(a)
-        return a
+        return self.performed_actions(a, state) if pressed else a
+
+    def performed_actions(self, actions: torch.Tensor, state: RADState) -> torch.Tensor:
+        """Pressed actions (B,) -> the actions the camera performs from ``state``'s last frame: with a collision
+        gate (``RADConfig.refused_actions``) the presses it finds refused are relabelled; else unchanged."""
+        if self.collision is None:
+            return actions
+        return self.collision.performed(actions, state.prev_frame.to(self.device))
 
     def _check_actions(self, a: torch.Tensor) -> None:
         n = self.config.num_actions
@@ -407,25 +421,30 @@ class WorldModel(nn.Module):
 
     @torch.no_grad()
     def observe(self, frames: Any, prev_actions: Any, state: RADState,
-                generators: Sequence[torch.Generator] | None = None) -> RADState:
+                generators: Sequence[torch.Generator] | None = None, pressed: bool = True) -> RADState:
         """Commit real frames uint8 (B, H, W, 3) reached by ``prev_actions`` (B,) (NULL_ACTION =
-        num_actions after a reset). Returns the new state; ``state`` is not modified."""
+        num_actions after a reset). Returns the new state; ``state`` is not modified. ``pressed``: the
+        actions as pressed (a collision gate decides which were refused), else as performed."""
         y = frames_to_float(frames, self.device)
         if y.dim() != 4:
             raise ValueError(f"frames must be (B, H, W, 3), got {tuple(y.shape)}")
-        new_state, _, _ = self._commit(y, self._actions(prev_actions, y.shape[0]), state, generators, observed=True)
+        if y.shape[0] != state.batch_size:
+            raise ValueError(f"expected {state.batch_size} frames, got {y.shape[0]}")
+        new_state, _, _ = self._commit(y, self._actions(prev_actions, state, pressed), state, generators,
+                                       observed=True)
         return new_state
 
     @torch.no_grad()
     def imagine(self, prev_actions: Any, state: RADState, steps: int | None = None,
                 generators: Sequence[torch.Generator] | None = None, sampler: str | None = None,
-                guidance: float | None = None) -> Imagined:
+                guidance: float | None = None, pressed: bool = True) -> Imagined:
         """Sample the frame that ``prev_actions`` (B,) lead to and commit it.
 
         ``state`` is not modified. The denoising steps read the state without writing it; the final
         frame (quantised to uint8, exactly like ``observe``) is then committed at ``context_sigma``,
-        which also gives the heads' outputs."""
-        a = self._actions(prev_actions, state.batch_size)
+        which also gives the heads' outputs. ``pressed``: the actions as pressed (a collision gate
+        decides which the maze refuses, :meth:`performed_actions`), else as performed."""
+        a = self._actions(prev_actions, state, pressed)
         base = self.dit.step_base(a, state)  # one for the denoising steps and the commit
         frames = float_to_frames(self.sample_next(a, state, steps, generators, sampler, guidance, base=base))
         new_state, reward, term = self._commit(frames_to_float(frames), a, state, generators, observed=False,

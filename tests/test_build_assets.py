@@ -61,3 +61,16 @@ def test_segments_before_rewards_end_within_reach_of_a_real_reward(tmp_path) -> 
     assert ends == {18, 19, 20}  # 1..3 frames before frame 21; frame 3 has no 4 frames of context 1..3 before it
     with pytest.raises(SystemExit, match="no reward"):
         tool.segments_before_rewards(store, 30, 5, within=3)
+
+
+def test_model_only_leaves_the_start_frames_in_place(tmp_path, dream_files) -> None:
+    tool = load_tool()
+    out = tmp_path / "assets"
+    out.mkdir()
+    (out / "memory_maze_starts.h5").write_bytes(b"the starts shipped before")
+    tool.main(["--checkpoint", dream_files["checkpoint"], "--data", dream_files["context"], "--out", str(out),
+               "--model-only"])
+    assert (out / "memory_maze_tiny.pt").stat().st_size > 0
+    assert (out / "memory_maze_starts.h5").read_bytes() == b"the starts shipped before"
+    tool.main(["--checkpoint", dream_files["checkpoint"], "--data", dream_files["context"], "--out", str(out)])
+    assert (out / "memory_maze_starts.h5").read_bytes() != b"the starts shipped before"

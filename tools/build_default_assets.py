@@ -74,8 +74,19 @@ Exactly how the shipped files were made (see README "The embedded default"), on 
     python -m rad_env.train --data data/mix --init runs/pairs/assets/memory_maze_tiny.pt --model prior_input=true \
         --tbptt --rollout-prob 0.5 --steps 300 --lr 3e-4 --warmup 20 --threads 2 --ckpt-every 50 --out runs/prior
     python tools/build_default_assets.py --checkpoint runs/prior/model.pt --data data/mix
+    # stage 11, 10 min of walks that push into walls, then 1.5 min on 2 threads: the collision gate, fit to every
+    # recorded step forward (44702, 1870 of them refused by a wall); the network's weights stay stage 10's, and
+    # so do the start frames (the held-out episodes of data/mix before the bump walks joined it)
+    python collect/record.py --env memory-maze-9x9 --policy explore --noise 0.25 --bump 0.05 --episodes 24 \
+        --steps 500 --seed 9 --workers 2 --out data/mix/bump
+    python collect/record.py --env memory-maze-9x9 --policy explore --noise 0.25 --bump 0.05 --episodes 6 \
+        --steps 500 --seed 13 --workers 2 --out data/bump_test   # held out, for the wall probe
+    python -m rad_env.train --data data/mix --init rad_env/assets/memory_maze_tiny.pt \
+        --model "refused_actions=[0,0,2,3,2,3]" \
+        --tbptt --steps 0 --threads 2 --out runs/gate_only
+    python tools/build_default_assets.py --checkpoint runs/gate_only/model.pt --data data/mix --model-only
     python -m rad_env.evaluate --checkpoint rad_env/assets/memory_maze_tiny.pt --data data/mm9_test \
-        --episodes 12 --threads 2 --out runs/v10_full --report
+        --episodes 12 --walls data/bump_test --threads 2 --out runs/v11_full --report
 
 The checkpoint is stored with half-precision weights (loaded back as float32) to stay a few MB;
 the start frames are the first ``window`` frames of the held-out episodes.
@@ -167,6 +178,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--before-rewards", type=int, default=0, metavar="N",
                         help="start segments ending 1..N steps before a real reward of the data (PPO starts with "
                              "a target in reach; overrides --anywhere)")
+    parser.add_argument("--model-only", action="store_true",
+                        help="write only the model; the start frames already in --out stay (a model whose training "
+                             "data grew after its starts were drawn)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="inference settings of the shipped model, e.g. sampling_steps=3 context_sigma=0.1")
     args = parser.parse_args(argv)
@@ -176,6 +190,9 @@ def main(argv: list[str] | None = None) -> None:
     held = ckpt["data"].get("held_out_episodes") or list(range(len(store)))
     path = export_checkpoint(ckpt, args.checkpoint, args.out / "memory_maze_tiny.pt", parse_overrides(args.set, "--set"),
                              sorted(store.seeds))
+    if args.model_only:
+        print(f"{path}: {path.stat().st_size / 1e6:.2f} MB")
+        return
     if args.before_rewards:
         segments = segments_before_rewards(store, window, args.segments, args.before_rewards)
     else:

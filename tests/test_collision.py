@@ -52,11 +52,12 @@ def corridors(tmp_path_factory) -> dict[str, Path]:
             "no position": write_episodes(root / "none.h5", [unplaced] * 3, meta)}
 
 
-def gate_model(bias: float | None = None, motion_prior: bool = False) -> WorldModel:
+def gate_model(bias: float | None = None, motion_prior: bool = False,
+               hold_refused_as: tuple[int, ...] = ()) -> WorldModel:
     """A micro model with a gate; ``bias``: its logits fixed there (large: refuses every press it can)."""
     model = WorldModel(RADConfig(image_size=16, patch_size=4, dim=32, depth=1, heads=2, memory_slots=2,
                                  memory_dim=16, window=2, seq_len=6, motion_prior=motion_prior, motion_grid=4,
-                                 refused_actions=MEMORY_MAZE_REFUSED)).eval()
+                                 refused_actions=MEMORY_MAZE_REFUSED, hold_refused_as=list(hold_refused_as))).eval()
     if bias is not None:
         last = model.collision.net[-1]
         torch.nn.init.zeros_(last.weight)
@@ -127,6 +128,33 @@ def test_a_refused_press_is_dreamed_as_what_the_camera_does() -> None:
 
     assert torch.equal(dream(1), dream(0)) and torch.equal(dream(4), dream(2))
     assert not torch.equal(dream(1, pressed=False), dream(0))
+
+
+def test_a_refused_step_forward_can_hold_the_view() -> None:
+    """hold_refused_as=[0]: a press the gate refuses as a noop repeats the last frame exactly (and commits it);
+    a press refused as a turn, a noop pressed as such and a model without the option still sample a frame."""
+    frame = np.random.default_rng(1).integers(0, 256, (1, 16, 16, 3), dtype=np.uint8)
+
+    def dream(model: WorldModel, action: int, pressed: bool = True):
+        state = model.observe(frame, [6], model.init_state(1))
+        return model.imagine([action], state, generators=[torch.Generator().manual_seed(0)], pressed=pressed)
+
+    holding = gate_model(bias=10.0, hold_refused_as=(0,))
+    held = dream(holding, 1)
+    assert np.array_equal(held.frames.cpu().numpy(), frame)
+    assert torch.equal(held.state.prev_frame, holding.observe(frame, [6], holding.init_state(1)).prev_frame)
+    for action, pressed in ((4, True), (0, True), (1, False)):
+        assert not np.array_equal(dream(holding, action, pressed).frames.cpu().numpy(), frame), (action, pressed)
+    assert not np.array_equal(dream(gate_model(bias=10.0), 1).frames.cpu().numpy(), frame)
+    assert not np.array_equal(dream(gate_model(bias=-10.0, hold_refused_as=(0,)), 1).frames.cpu().numpy(), frame)
+
+
+@pytest.mark.parametrize("overrides", [{"hold_refused_as": [1]}, {"hold_refused_as": [0], "refused_actions": []},
+                                       {"hold_refused_as": 0}])
+def test_hold_refused_as_names_what_the_gate_refuses_to(overrides) -> None:
+    config = {"image_size": 16, "patch_size": 4, "refused_actions": MEMORY_MAZE_REFUSED, **overrides}
+    with pytest.raises(ValueError, match="hold_refused_as"):
+        RADConfig(**config)
 
 
 def test_gate_fits_which_frames_refuse_a_step(corridors) -> None:

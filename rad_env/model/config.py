@@ -82,6 +82,10 @@ class RADConfig:
     refused_actions: list[int] = dataclasses.field(default_factory=list)
     # The gate refuses a press when its probability of being refused (a calibrated classifier) exceeds this.
     collision_threshold: float = 0.3
+    # With the gate: a dream repeats the last frame, instead of sampling one, after a press the gate refuses
+    # as one of these actions (Memory Maze: [0], a refused step forward stands still): the camera did not
+    # move, and a frame sampled for "stand still" drifts (docs/experiments.md "Holding the view at a wall").
+    hold_refused_as: list[int] = dataclasses.field(default_factory=list)
     # --- transformer ------------------------------------------------------------------
     dim: int = 128
     depth: int = 4
@@ -215,6 +219,12 @@ class RADConfig:
             fail(f"refused_actions must be [] or {self.num_actions} action ids in [0, {self.num_actions - 1}] "
                  f"(what each action becomes when refused), got {self.refused_actions!r}")
         self.refused_actions = list(self.refused_actions)
+        if not (isinstance(self.hold_refused_as, (list, tuple)) and all(
+                isinstance(a, int) and not isinstance(a, bool) and a in self.refused_actions
+                for a in self.hold_refused_as)):
+            fail(f"hold_refused_as must be a list of actions that refused_actions maps a press to "
+                 f"({sorted(set(self.refused_actions))}), got {self.hold_refused_as!r}")
+        self.hold_refused_as = list(self.hold_refused_as)
         if isinstance(self.collision_threshold, bool) or not isinstance(self.collision_threshold, (int, float)) \
                 or not 0.0 < self.collision_threshold < 1.0:
             fail(f"collision_threshold must be in (0, 1), got {self.collision_threshold!r}")

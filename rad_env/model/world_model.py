@@ -444,9 +444,21 @@ class WorldModel(nn.Module):
         frame (quantised to uint8, exactly like ``observe``) is then committed at ``context_sigma``,
         which also gives the heads' outputs. ``pressed``: the actions as pressed (a collision gate
         decides which the maze refuses, :meth:`performed_actions`), else as performed."""
-        a = self._actions(prev_actions, state, pressed)
-        base = self.dit.step_base(a, state)  # one for the denoising steps and the commit
-        frames = float_to_frames(self.sample_next(a, state, steps, generators, sampler, guidance, base=base))
-        new_state, reward, term = self._commit(frames_to_float(frames), a, state, generators, observed=False,
+        a = self._actions(prev_actions, state, pressed=False)
+        performed = self.performed_actions(a, state) if pressed else a
+        base = self.dit.step_base(performed, state)  # one for the denoising steps and the commit
+        frames = float_to_frames(self.sample_next(performed, state, steps, generators, sampler, guidance, base=base))
+        held = self._held(a, performed)
+        if held.any():  # the camera did not move: the view stays as it was
+            frames[held] = float_to_frames(state.prev_frame[held].to(self.device))
+        new_state, reward, term = self._commit(frames_to_float(frames), performed, state, generators, observed=False,
                                                base=base)
         return Imagined(frames, reward, term, new_state)
+
+    def _held(self, pressed: torch.Tensor, performed: torch.Tensor) -> torch.Tensor:
+        """(B,) bool: the presses the collision gate refused as one of ``RADConfig.hold_refused_as``, after
+        which a dream repeats the last frame."""
+        hold = self.config.hold_refused_as
+        if not hold:
+            return torch.zeros_like(pressed, dtype=torch.bool)
+        return (performed != pressed) & torch.isin(performed, torch.tensor(hold, device=performed.device))

@@ -74,3 +74,24 @@ def test_model_only_leaves_the_start_frames_in_place(tmp_path, dream_files) -> N
     assert (out / "memory_maze_starts.h5").read_bytes() == b"the starts shipped before"
     tool.main(["--checkpoint", dream_files["checkpoint"], "--data", dream_files["context"], "--out", str(out)])
     assert (out / "memory_maze_starts.h5").read_bytes() != b"the starts shipped before"
+
+
+def test_model_only_without_data_keeps_the_weights_and_the_training_seeds(tmp_path, dream_files) -> None:
+    """An inference setting changed on a shipped model (``--set``) without its training data at hand."""
+    import pytest
+    import torch
+
+    from rad_env.checkpoint import load_checkpoint
+
+    tool = load_tool()
+    first, second = tmp_path / "first", tmp_path / "second"
+    tool.main(["--checkpoint", dream_files["checkpoint"], "--data", dream_files["context"], "--out", str(first),
+               "--model-only"])
+    tool.main(["--checkpoint", str(first / "memory_maze_tiny.pt"), "--out", str(second), "--model-only",
+               "--set", "sampling_steps=5"])
+    before, after = load_checkpoint(first / "memory_maze_tiny.pt"), load_checkpoint(second / "memory_maze_tiny.pt")
+    assert before["model"].keys() == after["model"].keys()
+    assert all(torch.equal(before["model"][k], after["model"][k]) for k in before["model"])
+    assert after["data"]["seeds"] == before["data"]["seeds"] and after["model_config"]["sampling_steps"] == 5
+    with pytest.raises(SystemExit):
+        tool.main(["--checkpoint", str(first / "memory_maze_tiny.pt"), "--out", str(second)])

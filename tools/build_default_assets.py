@@ -169,7 +169,8 @@ def export_start_frames(data: Path, segments: list[tuple[int, int]], frames: int
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True, type=Path)
-    parser.add_argument("--data", required=True, type=Path)
+    parser.add_argument("--data", type=Path,
+                        help="the training data (required, except with --model-only: the checkpoint's seeds stay)")
     parser.add_argument("--out", type=Path, default=default_assets_dir())
     parser.add_argument("--segments", type=int, default=16, help="start segments shipped")
     parser.add_argument("--anywhere", action="store_true",
@@ -186,10 +187,17 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     ckpt = load_checkpoint(args.checkpoint)
     window = int(ckpt["model_config"]["window"])
+    overrides = parse_overrides(args.set, "--set")
+    if args.data is None:
+        if not args.model_only or ckpt["data"].get("seeds") is None:
+            parser.error("--data is required (without --model-only, or when the checkpoint names no training seeds)")
+        path = export_checkpoint(ckpt, args.checkpoint, args.out / "memory_maze_tiny.pt", overrides,
+                                 list(ckpt["data"]["seeds"]))
+        print(f"{path}: {path.stat().st_size / 1e6:.2f} MB")
+        return
     store = EpisodeStore(args.data)
     held = ckpt["data"].get("held_out_episodes") or list(range(len(store)))
-    path = export_checkpoint(ckpt, args.checkpoint, args.out / "memory_maze_tiny.pt", parse_overrides(args.set, "--set"),
-                             sorted(store.seeds))
+    path = export_checkpoint(ckpt, args.checkpoint, args.out / "memory_maze_tiny.pt", overrides, sorted(store.seeds))
     if args.model_only:
         print(f"{path}: {path.stat().st_size / 1e6:.2f} MB")
         return

@@ -37,7 +37,7 @@ from .data import Batch, EpisodeStore, EpisodeStreams, WindowDataset, split_epis
 from .model import RADConfig, RADState, WorldModel, frames_to_float
 from .model.world_model import Denoised
 from .model.critic import CriticConfig, FrameCritic, critic_loss, generator_loss
-from .model.collision import POSITION_EXTRAS, CollisionGate, performed_batch, recorded_presses
+from .model.collision import POSITION_EXTRAS, CollisionGate, dreamed_presses, performed_batch, recorded_presses
 from .model.layers import zero_
 from .model.motion import MotionPrior
 from .runtime import autocast_context, resolve_device, set_cpu_threads
@@ -105,6 +105,10 @@ class TrainConfig:
                                    "model's term starts once the critic tells predictions from real frames)")
     collision_fit_steps: int = option(1200, "batches of 128 presses that fit a new collision gate "
                                              "(--model refused_actions=...) before training")
+    gate_dreams: int = option(0, "fine-tune the collision gate, before training, on the presses of this many "
+                                 "16-step dreams of the training episodes (the frames it judges in a dream), "
+                                 "mixed with recorded ones; 0: off (docs/experiments.md \"The gate on dreamed frames\")")
+    gate_dream_steps: int = option(600, "batches of 128 presses (half dreamed, half recorded) of --gate-dreams")
 
 
 TRAIN_PRESETS: dict[str, dict[str, Any]] = {
@@ -231,6 +235,47 @@ def fit_collision_gate(gate: CollisionGate, store: EpisodeStore, episodes: Seque
         print(f"collision gate fit in {time.perf_counter() - start:.0f} s to {len(frames)} presses "
               f"({int(refused.sum())} refused): over its last batches it caught {result['refused_caught']:.0%} of "
               f"the refused presses and passed {result['free_passed']:.0%} of the free ones")
+
+
+#: Dream steps over which --gate-dreams reports its gate (first, last), inclusive; 0 is the last real frame.
+GATE_DREAM_BUCKETS = ((0, 0), (1, 3), (4, 7), (8, 15))
+GATE_DREAM_HORIZON = 16
+
+
+def fit_collision_gate_on_dreams(model: WorldModel, store: EpisodeStore, episodes: Sequence[int], dreams: int,
+                                 steps: int, device: torch.device, seed: int, verbose: bool,
+                                 batch_size: int = 128) -> None:
+    """Fine-tune a fitted collision gate on the presses of ``dreams`` dreams of ``episodes``
+    (:func:`rad_env.model.collision.dreamed_presses`), each batch half dreamed presses, half recorded ones."""
+    gate = model.collision
+    assert gate is not None
+    start = time.perf_counter()
+    was_training = model.training
+    model.eval()
+    dreamed = dreamed_presses(model, store, episodes, dreams, model.config.window, GATE_DREAM_HORIZON, seed=seed)
+    model.train(was_training)
+    frames, actions, refused = recorded_presses(store, episodes, gate, seed=seed)
+    before = dreamed.caught(gate, GATE_DREAM_BUCKETS)
+    rng = torch.Generator().manual_seed(seed)
+    half = batch_size // 2
+
+    def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        while True:
+            d = torch.randint(len(dreamed.actions), (half,), generator=rng)
+            r = torch.randint(len(actions), (half,), generator=rng)
+            yield (frames_to_float(torch.cat([dreamed.frames[d], frames[r]]), device),
+                   torch.cat([dreamed.actions[d], actions[r]]).to(device),
+                   torch.cat([dreamed.refused[d], refused[r]]).to(device))
+
+    gate.fit(batches(), steps, lr=3e-4)
+    if verbose:
+        after = dreamed.caught(gate, GATE_DREAM_BUCKETS)
+        print(f"collision gate fine-tuned in {time.perf_counter() - start:.0f} s on {len(dreamed.actions)} presses of "
+              f"{dreams} dreams ({int(dreamed.refused.sum())} refused) and recorded ones; on those dreams "
+              "(refused presses caught / free ones passed, before -> after):")
+        for b, a in zip(before, after):
+            print(f"  dream steps {b['first']}-{b['last']}: {b['refused caught']:.0%} -> {a['refused caught']:.0%} "
+                  f"of {b['refused']} / {b['free passed']:.0%} -> {a['free passed']:.0%} of {b['free']}")
 
 
 def continues_dream(batch: Batch, carried: RADState | None, dreamed_chunks: int, max_chunks: int) -> bool:
@@ -515,6 +560,12 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                          ddp.is_main)
     if model.collision is not None and not bool(model.collision.fitted) and not resuming:
         fit_collision_gate(model.collision, store, train_idx, cfg.collision_fit_steps, device, cfg.seed, ddp.is_main)
+    if cfg.gate_dreams and not resuming:
+        if model.collision is None:
+            raise UserError("--gate-dreams fine-tunes the collision gate: the model has none",
+                            hint="add --model refused_actions=...")
+        fit_collision_gate_on_dreams(model, store, train_idx, cfg.gate_dreams, cfg.gate_dream_steps, device,
+                                     cfg.seed, ddp.is_main)
     if model.collision is not None:
         model.collision.requires_grad_(False)  # fit to the presses before training, not by the world model's loss
     if cfg.heads_only:

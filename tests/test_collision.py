@@ -13,7 +13,8 @@ from rad_env.checkpoint import load_world_model
 from rad_env.cli import UserError
 from rad_env.data import Batch, Episode, EpisodeStore, FileMeta, read_segment, write_episodes
 from rad_env.model import RADConfig, WorldModel
-from rad_env.model.collision import POSITION_EXTRAS, performed_batch, recorded_presses, refused_presses
+from rad_env.model.collision import (POSITION_EXTRAS, dreamed_presses, performed_batch, recorded_presses,
+                                     refused_presses)
 import rad_env.train as train_module
 from rad_env.train import cli as train_cli
 
@@ -202,3 +203,39 @@ def test_training_with_a_gate_fits_it_and_learns_the_performed_actions(corridors
         train_cli(["--data", str(corridors["no position"]), "--out", str(tmp_path / "bad"), "--steps", "1",
                    "--held-out", "0.34", "--no-tensorboard", "--model", *MICRO,
                    f"refused_actions={MEMORY_MAZE_REFUSED}"])
+
+
+def test_dreamed_presses_pair_each_press_with_the_frame_the_dream_presses_it_from(corridors) -> None:
+    store = EpisodeStore(corridors["walks"])
+    model = gate_model(bias=-10.0)  # refuses nothing: the dream follows the pressed actions
+    presses = dreamed_presses(model, store, range(6), windows=10, context=2, horizon=5, seed=3)
+    assert set(presses.dream_step.tolist()) <= set(range(5)) and 0 in presses.dream_step.tolist()
+    assert presses.frames.dtype == torch.uint8 and presses.frames.shape[1:] == (16, 16, 3)
+    assert set(presses.actions.tolist()) <= {1, 4, 5}  # only what the gate can refuse
+    # every press is labelled as the real maze answered it: refused exactly when pressed from the wall cell,
+    # which the frames pressed from at step 0 (real) show in red
+    real = presses.dream_step == 0
+    red = presses.frames[real][:, 0, 0, 0] == 220
+    assert torch.equal(red, presses.refused[real])
+    assert presses.refused.any() and (~presses.refused).any()
+    assert not torch.equal(presses.frames[~real].float().mean(), presses.frames[real].float().mean())
+    rows = presses.caught(gate_model(bias=10.0).collision, [(0, 0), (1, 4)])
+    assert [r["refused caught"] for r in rows] == [1.0, 1.0] and [r["free passed"] for r in rows] == [0.0, 0.0]
+    assert sum(r["refused"] + r["free"] for r in rows) == len(presses.actions)
+
+
+def test_gate_dreams_fine_tune_the_gate_before_training(corridors, tmp_path: Path, capsys) -> None:
+    common = ["--data", str(corridors["walks"]), "--batch-size", "4", "--held-out", "0.34", "--no-tensorboard",
+              "--warmup", "1", "--steps", "0", "--collision-fit-steps", "20", "--tbptt", "--model", *MICRO,
+              f"refused_actions={MEMORY_MAZE_REFUSED}"]
+    plain = train_cli(common + ["--out", str(tmp_path / "plain")])
+    tuned = train_cli(common + ["--out", str(tmp_path / "tuned"), "--gate-dreams", "6", "--gate-dream-steps", "5"])
+    out = capsys.readouterr().out
+    assert "collision gate fine-tuned" in out and "dream steps 8-15" in out
+    before, after = load_world_model(plain["checkpoint"])[0], load_world_model(tuned["checkpoint"])[0]
+    assert not torch.equal(before.collision.net[0].weight, after.collision.net[0].weight)
+    rest = [k for k in before.state_dict() if not k.startswith("collision.")]
+    assert all(torch.equal(before.state_dict()[k], after.state_dict()[k]) for k in rest)
+    with pytest.raises(UserError, match="gate-dreams"):
+        train_cli(["--data", str(corridors["walks"]), "--out", str(tmp_path / "bad"), "--steps", "0",
+                   "--held-out", "0.34", "--no-tensorboard", "--gate-dreams", "2", "--model", *MICRO])

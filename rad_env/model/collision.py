@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data import read_segment
 from .config import RADConfig
 
 #: A press is refused when the agent moves less than this far (cells of ``agent_pos``) in its step: a free
@@ -165,3 +166,94 @@ def performed_batch(batch, gate: CollisionGate):
     refused = refused_presses(batch.extras["agent_pos"], batch.extras["previous:agent_pos"], batch.prev_actions,
                               batch.is_first, gate.refusable.to(batch.prev_actions.device))
     return dataclasses.replace(batch, prev_actions=gate.relabel(batch.prev_actions, refused.to(batch.prev_actions.device)))
+
+
+@dataclasses.dataclass(frozen=True)
+class Presses:
+    """Presses of actions a gate can refuse: the frame each is pressed from (uint8 (N, H, W, 3)), the action
+    (N,), whether the maze refused it (N,) bool, and its dream step (N,) (0: pressed from the last real
+    frame, k: from the k-th dreamed frame)."""
+
+    frames: torch.Tensor
+    actions: torch.Tensor
+    refused: torch.Tensor
+    dream_step: torch.Tensor
+
+    def caught(self, gate: CollisionGate, buckets: Sequence[tuple[int, int]], batch_size: int = 256
+               ) -> list[dict[str, float]]:
+        """Per dream-step bucket (first, last), inclusive: how many refused and free presses there are, the
+        share of refused ones ``gate`` refuses and of free ones it lets through."""
+        said = []
+        for i in range(0, len(self.actions), batch_size):
+            frames = self.frames[i:i + batch_size].to(gate.refusable.device)
+            frames = frames.permute(0, 3, 1, 2).float() / 127.5 - 1
+            actions = self.actions[i:i + batch_size].to(gate.refusable.device)
+            said.append((gate.performed(actions, frames) != actions).cpu())
+        refusing = torch.cat(said) if said else torch.zeros(0, dtype=torch.bool)
+        rows = []
+        for first, last in buckets:
+            inside = (self.dream_step >= first) & (self.dream_step <= last)
+            refused, free = inside & self.refused, inside & ~self.refused
+            rows.append({"first": first, "last": last, "refused": int(refused.sum()), "free": int(free.sum()),
+                         "refused caught": float((refusing & refused).sum()) / max(int(refused.sum()), 1),
+                         "free passed": float((~refusing & free).sum()) / max(int(free.sum()), 1)})
+        return rows
+
+
+def _to_uint8(frames: torch.Tensor) -> torch.Tensor:
+    """Frames (B, C, H, W) in [-1, 1] -> uint8 (B, H, W, C), as the world model quantises them."""
+    return ((frames.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+
+
+@torch.no_grad()
+def dreamed_presses(model, store, episodes: Sequence[int], windows: int, context: int, horizon: int,
+                    seed: int = 0, batch_size: int = 32) -> Presses:
+    """The presses a gate meets in a dream: ``windows`` windows of ``episodes`` (half of them drawn among
+    those whose presses the maze refused at least once, half at random), each dreamed by ``model`` (a
+    :class:`rad_env.model.world_model.WorldModel` with a gate, as the env dreams: presses judged by the gate)
+    after ``context`` real frames for ``horizon`` recorded presses; each press is paired with the dreamed frame
+    it is pressed from and labelled with the real maze's answer (recorded ``agent_pos``). A gate fit to these
+    learns to see walls in dreamed frames, where a gate fit to real frames loses them as the picture fades."""
+    gate = model.collision
+    if gate is None:
+        raise ValueError("dreamed_presses needs a model with a collision gate (refused_actions)")
+    refusable = gate.refusable.cpu()
+    candidates, at_walls, labels = [], [], {}
+    for e in episodes:
+        ref = store.episodes[e]
+        if ref.num_frames < context + horizon:
+            continue
+        actions = torch.from_numpy(store.read(ref, "action_id").astype("int64"))
+        position = torch.from_numpy(store.read(ref, "agent_pos").astype("float64"))
+        refused = refused_presses(position[1:], position[:-1], actions, torch.zeros(len(actions), dtype=torch.bool),
+                                  refusable)
+        labels[e] = (actions, refused)
+        for s in range(ref.num_frames - context - horizon + 1):
+            candidates.append((e, s))
+            if bool(refused[s + context - 1:s + context - 1 + horizon].any()):
+                at_walls.append((e, s))
+    if not candidates:
+        raise ValueError(f"no episode has the {context + horizon} frames a window needs")
+    rng = torch.Generator().manual_seed(seed)
+    pool = [at_walls, candidates] if at_walls else [candidates]
+    picks = [pool[i % len(pool)][int(torch.randint(len(pool[i % len(pool)]), (1,), generator=rng))]
+             for i in range(windows)]
+    out: dict[str, list[torch.Tensor]] = {"frames": [], "actions": [], "refused": [], "dream_step": []}
+    for first in range(0, len(picks), batch_size):
+        chunk = picks[first:first + batch_size]
+        segments = [read_segment(store, store.episodes[e], s, s + context) for e, s in chunk]
+        gens = [torch.Generator().manual_seed(seed * 1_000_003 + first + i) for i in range(len(chunk))]
+        state = model.init_state(len(chunk))
+        for j in range(context):
+            state = model.observe(torch.stack([torch.from_numpy(sg.frames[j]) for sg in segments]),
+                                  torch.tensor([int(sg.prev_actions[j]) for sg in segments]), state, gens)
+        for k in range(horizon):
+            t = [s + context - 1 + k for _, s in chunk]
+            pressed = torch.stack([labels[e][0][ti] for (e, _), ti in zip(chunk, t)])
+            keep = refusable[pressed]
+            out["frames"].append(_to_uint8(state.prev_frame)[keep.to(state.prev_frame.device)].cpu())
+            out["actions"].append(pressed[keep])
+            out["refused"].append(torch.stack([labels[e][1][ti] for (e, _), ti in zip(chunk, t)])[keep])
+            out["dream_step"].append(torch.full((int(keep.sum()),), k))
+            state = model.imagine(pressed, state, generators=gens).state
+    return Presses(**{k: torch.cat(v) for k, v in out.items()})

@@ -58,6 +58,7 @@ from .evaluation.walls import dream_runs, find_forward_runs, gate_scores, run_sc
 from .evaluation.rollout import (dream_rollout, horizon_masks, mean_image, reward_rate_table, rollout_table,
                                  score_rollout, stability_table, warp_edit_table)
 from .metrics import LPIPS_UNAVAILABLE
+from .model.collision import GATE_DREAM_BUCKETS, GATE_DREAM_HORIZON, dreamed_presses
 from .runtime import AMP_CHOICES, inference_autocast, inference_precision, resolve_device, set_cpu_threads
 from .video import write_side_by_side
 
@@ -95,6 +96,8 @@ class EvalConfig:
                             "probe: does forward stop at a wall in the dream as in the real maze? (default: skip)")
     wall_presses: int = option(6, "wall probe: forward presses dreamed after the real frames up to the wall")
     wall_runs: int = option(24, "wall probe: runs into walls (and as many moving forward runs)")
+    wall_dreams: int = option(96, "wall probe: 16-step dreams of the wall episodes, whose presses the collision gate "
+                                  "judges on the dreamed frames (0: skip)")
     probe_states: int = option(2, "probe states per clip")
     probe_steps: int = option(8, "steps of each probe action")
     loop_turns: int = option(10, "loop closure: N left then N right")
@@ -225,7 +228,7 @@ def _evaluate(cfg: EvalConfig, device: torch.device) -> dict[str, Any]:
     if cfg.sampler not in ("", "euler", "heun"):
         raise UserError(f"--sampler must be euler or heun, got {cfg.sampler!r}")
     require_at_least(cfg, ("context", "horizon", "retrieval_prefix", "retrieval_horizon", "wall_presses", "wall_runs"), 1)
-    require_at_least(cfg, ("retrieval_window",), 0)
+    require_at_least(cfg, ("retrieval_window", "wall_dreams"), 0)
     episodes, provenance = _held_out(ckpt, store, data_path, bool(cfg.data))
     steps = cfg.sampling_steps or None
     sampler = cfg.sampler or None
@@ -352,6 +355,10 @@ def _walls(model, cfg: EvalConfig, steps, out: Path | None, pictures: list[str])
     gate = gate_scores(model, store)
     if gate is not None:
         walls["collision gate"] = gate
+        if cfg.wall_dreams:
+            dreamed = dreamed_presses(model, store, range(len(store.episodes)), cfg.wall_dreams, window,
+                                      GATE_DREAM_HORIZON, seed=cfg.seed)
+            walls["gate on dreamed frames"] = dreamed.caught(model.collision, GATE_DREAM_BUCKETS)
     return {"walls": walls}
 
 
@@ -524,6 +531,13 @@ def format_report(result: dict[str, Any], markdown: bool = True) -> str:
             lines += [f"The collision gate on every press of these episodes it could refuse: it refuses "
                       f"{g['refused ones it refuses']:.0%} of the {g['refused presses']} the maze refused and lets "
                       f"{g['free ones it lets through']:.0%} of the {g['free presses']} free ones through.", ""]
+        if "gate on dreamed frames" in w:
+            lines += ["The gate in a dream: the presses of 16-step dreams of these episodes (4 real frames, then the "
+                      "recorded presses, as the env dreams them), each judged on the frame the dream presses it from "
+                      "against the real maze's answer:", "",
+                      table([{"presses of the dream": r["presses"], "refused presses": r["refused"], "refused ones refused": f"{r['refused caught']:.0%}",
+                              "free presses": r["free"], "free ones let through": f"{r['free passed']:.0%}"}
+                             for r in w["gate on dreamed frames"]]), ""]
     elif "walls_skipped" in result:
         lines += [f"wall probe skipped: {result['walls_skipped']}", ""]
     if "reward_replay" in result:

@@ -37,7 +37,8 @@ from .data import Batch, EpisodeStore, EpisodeStreams, WindowDataset, split_epis
 from .model import RADConfig, RADState, WorldModel, frames_to_float
 from .model.world_model import Denoised
 from .model.critic import CriticConfig, FrameCritic, critic_loss, generator_loss
-from .model.collision import POSITION_EXTRAS, CollisionGate, dreamed_presses, performed_batch, recorded_presses
+from .model.collision import (GATE_DREAM_BUCKETS, GATE_DREAM_HORIZON, POSITION_EXTRAS, CollisionGate,
+                              dreamed_presses, performed_batch, recorded_presses)
 from .model.layers import zero_
 from .model.motion import MotionPrior
 from .runtime import autocast_context, resolve_device, set_cpu_threads
@@ -237,11 +238,6 @@ def fit_collision_gate(gate: CollisionGate, store: EpisodeStore, episodes: Seque
               f"the refused presses and passed {result['free_passed']:.0%} of the free ones")
 
 
-#: Dream steps over which --gate-dreams reports its gate (first, last), inclusive; 0 is the last real frame.
-GATE_DREAM_BUCKETS = ((0, 0), (1, 3), (4, 7), (8, 15))
-GATE_DREAM_HORIZON = 16
-
-
 def fit_collision_gate_on_dreams(model: WorldModel, store: EpisodeStore, episodes: Sequence[int], dreams: int,
                                  steps: int, device: torch.device, seed: int, verbose: bool,
                                  batch_size: int = 128) -> None:
@@ -274,7 +270,7 @@ def fit_collision_gate_on_dreams(model: WorldModel, store: EpisodeStore, episode
               f"{dreams} dreams ({int(dreamed.refused.sum())} refused) and recorded ones; on those dreams "
               "(refused presses caught / free ones passed, before -> after):")
         for b, a in zip(before, after):
-            print(f"  dream steps {b['first']}-{b['last']}: {b['refused caught']:.0%} -> {a['refused caught']:.0%} "
+            print(f"  presses {b['presses']} of a dream: {b['refused caught']:.0%} -> {a['refused caught']:.0%} "
                   f"of {b['refused']} / {b['free passed']:.0%} -> {a['free passed']:.0%} of {b['free']}")
 
 

@@ -231,7 +231,7 @@ def test_gate_dreams_fine_tune_the_gate_before_training(corridors, tmp_path: Pat
     plain = train_cli(common + ["--out", str(tmp_path / "plain")])
     tuned = train_cli(common + ["--out", str(tmp_path / "tuned"), "--gate-dreams", "6", "--gate-dream-steps", "5"])
     out = capsys.readouterr().out
-    assert "collision gate fine-tuned" in out and "dream steps 8-15" in out
+    assert "collision gate fine-tuned" in out and "presses 9-16 of a dream" in out
     before, after = load_world_model(plain["checkpoint"])[0], load_world_model(tuned["checkpoint"])[0]
     assert not torch.equal(before.collision.net[0].weight, after.collision.net[0].weight)
     rest = [k for k in before.state_dict() if not k.startswith("collision.")]

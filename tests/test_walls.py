@@ -83,3 +83,29 @@ def test_evaluate_reports_the_wall_probe(walls, dream_files, tmp_path) -> None:
     assert "agent_pos" in evaluate(EvalConfig(**base, walls=str(walls["no position"])))["walls_skipped"]
     with pytest.raises(UserError, match="no such episodes"):
         evaluate(EvalConfig(**base, walls=str(tmp_path / "missing")))
+
+
+def test_evaluate_reports_the_gate_on_dreamed_frames(walls, tmp_path) -> None:
+    """With a collision gate the wall probe also judges the presses of short dreams on the dreamed frames."""
+    import torch
+
+    from rad_env.checkpoint import save_checkpoint
+    from rad_env.model import RADConfig, WorldModel
+
+    model = WorldModel(RADConfig(image_size=64, patch_size=16, dim=32, depth=1, heads=2, memory_slots=2,
+                                 memory_dim=16, window=2, seq_len=4, refused_actions=[0, 0, 2, 3, 2, 3])).eval()
+    torch.nn.init.zeros_(model.collision.net[-1].weight)
+    torch.nn.init.constant_(model.collision.net[-1].bias, 10.0)  # refuses every press it can
+    path = save_checkpoint(tmp_path / "gate.pt", model, train_config={}, step=0,
+                           data={"source": "synthetic", "action_set": "memory-maze", "num_actions": 6,
+                                 "frame_shape": [64, 64, 3]})
+    base = dict(checkpoint=str(path), data=str(walls["bumps"]), context=2, horizon=2, retrieval=False,
+                denoiser=False, probes=False, rewards=False, wall_presses=4, walls=str(walls["bumps"]))
+    dreamed = evaluate(EvalConfig(**base, wall_dreams=4))
+    assert "The gate in a dream" in format_report(dreamed)
+    rows = dreamed["walls"]["gate on dreamed frames"]
+    assert [r["presses"] for r in rows] == ["1", "2-4", "5-8", "9-16"]
+    assert sum(r["refused"] for r in rows) > 0 and all(r["free passed"] == 0.0 for r in rows if r["free"])
+    assert all(r["refused caught"] == 1.0 for r in rows if r["refused"])
+    result = evaluate(EvalConfig(**base, wall_dreams=0))
+    assert "gate on dreamed frames" not in result["walls"] and "collision gate" in result["walls"]

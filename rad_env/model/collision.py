@@ -33,6 +33,11 @@ REFUSED_MOVE = 0.02
 #: (:func:`rad_env.data.segment.read_segment`'s ``previous:`` extras), beside ``agent_pos``.
 POSITION_EXTRAS = ("agent_pos", "previous:agent_pos")
 
+#: Dreams of the gate's dreamed presses (:func:`dreamed_presses`): their length, and the dream steps over which
+#: the gate is reported (first, last), inclusive (step 0: pressed from the last real frame).
+GATE_DREAM_HORIZON = 16
+GATE_DREAM_BUCKETS = ((0, 0), (1, 3), (4, 7), (8, 15))
+
 
 def refused_presses(position: torch.Tensor, previous: torch.Tensor, prev_actions: torch.Tensor,
                     is_first: torch.Tensor, refusable: torch.Tensor) -> torch.Tensor:
@@ -181,8 +186,9 @@ class Presses:
 
     def caught(self, gate: CollisionGate, buckets: Sequence[tuple[int, int]], batch_size: int = 256
                ) -> list[dict[str, float]]:
-        """Per dream-step bucket (first, last), inclusive: how many refused and free presses there are, the
-        share of refused ones ``gate`` refuses and of free ones it lets through."""
+        """Per dream-step bucket (first, last), inclusive: its name (the presses' 1-based numbers in the
+        dream), how many refused and free presses there are, the share of refused ones ``gate`` refuses and of
+        free ones it lets through."""
         said = []
         for i in range(0, len(self.actions), batch_size):
             frames = self.frames[i:i + batch_size].to(gate.refusable.device)
@@ -194,7 +200,8 @@ class Presses:
         for first, last in buckets:
             inside = (self.dream_step >= first) & (self.dream_step <= last)
             refused, free = inside & self.refused, inside & ~self.refused
-            rows.append({"first": first, "last": last, "refused": int(refused.sum()), "free": int(free.sum()),
+            name = f"{first + 1}" if first == last else f"{first + 1}-{last + 1}"
+            rows.append({"presses": name, "refused": int(refused.sum()), "free": int(free.sum()),
                          "refused caught": float((refusing & refused).sum()) / max(int(refused.sum()), 1),
                          "free passed": float((~refusing & free).sum()) / max(int(free.sum()), 1)})
         return rows

@@ -336,15 +336,17 @@ def _lr_lambda(cfg: TrainConfig):
     return factor
 
 
-def data_description(store: EpisodeStore, train_idx: list[int], held_idx: list[int], path: str) -> dict[str, Any]:
+def data_description(store: EpisodeStore, train_idx: list[int], held_idx: list[int], path: str,
+                     init_seeds: Sequence[int] = ()) -> dict[str, Any]:
     """What the checkpoint says about its data. ``path`` is kept as the user gave it (a relative path
-    stays relative); the recording seed tells held-out recordings apart."""
+    stays relative); the recording seeds tell held-out recordings apart: those of ``store`` and
+    ``init_seeds``, the seeds of the data the ``--init`` model was trained on (its weights have seen it)."""
     meta = store.meta
     assert meta is not None
     return {
         "path": str(path), "source": meta.source, "action_set": meta.action_set,
         "num_actions": meta.num_actions, "frame_shape": list(meta.frame_shape), "seed": meta.seed,
-        "seeds": sorted(store.seeds),
+        "seeds": sorted(set(store.seeds) | set(init_seeds)),
         "episodes": len(store), "steps": store.num_steps,
         "train_episodes": train_idx, "held_out_episodes": held_idx,
     }
@@ -508,10 +510,11 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         raise UserError(f"--adversarial-weight must be >= 0, got {cfg.adversarial_weight}")
     if cfg.adversarial_weight and cfg.heads_only:
         raise UserError("--adversarial-weight trains the denoiser; --heads-only freezes it: use one or the other")
-    init_weights = None
+    init_weights, init_seeds = None, []
     try:
         if cfg.init:
-            init_model, _ = load_world_model(cfg.init)
+            init_model, init_ckpt = load_world_model(cfg.init)
+            init_seeds = list(init_ckpt.get("data", {}).get("seeds") or [])
             model_cfg = RADConfig.from_dict({**init_model.config.to_dict(), **cfg.model})
             init_weights = init_model.state_dict()
         else:
@@ -594,7 +597,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         train_model = torch.nn.parallel.DistributedDataParallel(
             train_model, device_ids=[device.index] if device.type == "cuda" else None)
 
-    description = data_description(store, train_idx, held_idx, cfg.data)
+    description = data_description(store, train_idx, held_idx, cfg.data, init_seeds)
     train_dict = asdict(cfg)
 
     def checkpoint(path: Path, with_train_state: bool) -> None:

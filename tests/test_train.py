@@ -499,3 +499,15 @@ def test_evaluation_names_every_training_seed(tmp_path: Path) -> None:
         "episodes recorded with seed 1, never used for training (training data: seeds 0 and 2)")
     older = {"data": {**ckpt["data"], "seeds": None}}  # checkpoints before the field: the first file's seed
     assert "training data: seed 0)" in _held_out(older, new, str(tmp_path / "new.h5"), True)[1]
+
+
+def test_a_fine_tuned_model_names_the_seeds_of_its_init_models_data_too(episodes: Path, tmp_path: Path) -> None:
+    """The held-out check (rad_env.evaluate) must know every recording a model's weights have seen."""
+    base = run_train(episodes, tmp_path / "base", "--steps", "1")
+    ckpt = load_checkpoint(base["checkpoint"])
+    own = list(ckpt["data"]["seeds"])
+    ckpt["data"]["seeds"] = [4242]  # as if trained on another recording
+    torch.save(ckpt, tmp_path / "other.pt")
+    tuned = train_cli(["--data", str(episodes), "--steps", "0", "--held-out", "0.34", "--no-tensorboard",
+                       "--init", str(tmp_path / "other.pt"), "--out", str(tmp_path / "tuned")])
+    assert load_checkpoint(tuned["checkpoint"])["data"]["seeds"] == sorted(set(own) | {4242})

@@ -85,8 +85,16 @@ Exactly how the shipped files were made (see README "The embedded default"), on 
         --model "refused_actions=[0,0,2,3,2,3]" \
         --tbptt --steps 0 --threads 2 --out runs/gate_only
     python tools/build_default_assets.py --checkpoint runs/gate_only/model.pt --data data/mix --model-only
+    # stage 12, 23 min on 2 threads (beside a PPO run on one): a press refused as a noop holds the last frame
+    # (hold_refused_as=[0], no weight changed), then the gate fine-tuned on the presses of 600 16-step dreams
+    # of the bump walks, half of each batch recorded presses (only the gate's weights change)
+    python tools/build_default_assets.py --checkpoint rad_env/assets/memory_maze_tiny.pt --model-only \
+        --set "hold_refused_as=[0]" --out runs/hold
+    python -m rad_env.train --data data/mix/bump --init runs/hold/memory_maze_tiny.pt --tbptt --steps 0 \
+        --gate-dreams 600 --threads 2 --out runs/gate_dreams
+    python tools/build_default_assets.py --checkpoint runs/gate_dreams/model.pt --model-only
     python -m rad_env.evaluate --checkpoint rad_env/assets/memory_maze_tiny.pt --data data/mm9_test \
-        --episodes 12 --walls data/bump_test --threads 2 --out runs/v11_full --report
+        --episodes 12 --walls data/bump_test --threads 2 --out runs/v12_full --report
 
 The checkpoint is stored with half-precision weights (loaded back as float32) to stay a few MB;
 the start frames are the first ``window`` frames of the held-out episodes.

@@ -356,9 +356,12 @@ def _walls(model, cfg: EvalConfig, steps, out: Path | None, pictures: list[str])
     if gate is not None:
         walls["collision gate"] = gate
         if cfg.wall_dreams:
-            dreamed = dreamed_presses(model, store, range(len(store.episodes)), cfg.wall_dreams, window,
-                                      GATE_DREAM_HORIZON, seed=cfg.seed)
-            walls["gate on dreamed frames"] = dreamed.caught(model.collision, GATE_DREAM_BUCKETS)
+            try:
+                dreamed = dreamed_presses(model, store, range(len(store.episodes)), cfg.wall_dreams, window,
+                                          GATE_DREAM_HORIZON, seed=cfg.seed)
+                walls["gate on dreamed frames"] = dreamed.caught(model.collision, GATE_DREAM_BUCKETS)
+            except ValueError as exc:  # episodes too short for a dream
+                walls["gate on dreamed frames skipped"] = str(exc)
     return {"walls": walls}
 
 
@@ -535,9 +538,12 @@ def format_report(result: dict[str, Any], markdown: bool = True) -> str:
             lines += ["The gate in a dream: the presses of 16-step dreams of these episodes (4 real frames, then the "
                       "recorded presses, as the env dreams them), each judged on the frame the dream presses it from "
                       "against the real maze's answer:", "",
-                      table([{"presses of the dream": r["presses"], "refused presses": r["refused"], "refused ones refused": f"{r['refused caught']:.0%}",
-                              "free presses": r["free"], "free ones let through": f"{r['free passed']:.0%}"}
+                      table([{"presses of the dream": r["presses"], "refused presses": r["refused"],
+                              "refused ones refused": f"{r['refused caught']:.0%}", "free presses": r["free"],
+                              "free ones let through": f"{r['free passed']:.0%}"}
                              for r in w["gate on dreamed frames"]]), ""]
+        elif "gate on dreamed frames skipped" in w:
+            lines += [f"gate on dreamed frames skipped: {w['gate on dreamed frames skipped']}", ""]
     elif "walls_skipped" in result:
         lines += [f"wall probe skipped: {result['walls_skipped']}", ""]
     if "reward_replay" in result:

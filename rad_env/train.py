@@ -108,7 +108,7 @@ class TrainConfig:
                                              "(--model refused_actions=...) before training")
     gate_dreams: int = option(0, "fine-tune the collision gate, before training, on the presses of this many "
                                  "16-step dreams of the training episodes (the frames it judges in a dream), "
-                                 "mixed with recorded ones; 0: off (docs/experiments.md \"The gate on dreamed frames\")")
+                                 "mixed with recorded ones; 0: off (docs/experiments.md \"The gate fit to dreamed frames\")")
     gate_dream_steps: int = option(600, "batches of 128 presses (half dreamed, half recorded) of --gate-dreams")
 
 
@@ -250,6 +250,9 @@ def fit_collision_gate_on_dreams(model: WorldModel, store: EpisodeStore, episode
     model.eval()
     dreamed = dreamed_presses(model, store, episodes, dreams, model.config.window, GATE_DREAM_HORIZON, seed=seed)
     model.train(was_training)
+    if not len(dreamed.actions):
+        raise UserError(f"--gate-dreams: the {dreams} dreams press no action the gate can refuse",
+                        hint="dream walks that step forward (collect/record.py --bump P)")
     frames, actions, refused = recorded_presses(store, episodes, gate, seed=seed)
     before = dreamed.caught(gate, GATE_DREAM_BUCKETS)
     rng = torch.Generator().manual_seed(seed)
@@ -559,6 +562,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                          ddp.is_main)
     if model.collision is not None and not bool(model.collision.fitted) and not resuming:
         fit_collision_gate(model.collision, store, train_idx, cfg.collision_fit_steps, device, cfg.seed, ddp.is_main)
+    if cfg.gate_dreams < 0 or cfg.gate_dream_steps < 1:
+        raise UserError(f"--gate-dreams must be >= 0 and --gate-dream-steps >= 1, got {cfg.gate_dreams} and "
+                        f"{cfg.gate_dream_steps}")
     if cfg.gate_dreams and not resuming:
         if model.collision is None:
             raise UserError("--gate-dreams fine-tunes the collision gate: the model has none",

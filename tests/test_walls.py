@@ -109,3 +109,11 @@ def test_evaluate_reports_the_gate_on_dreamed_frames(walls, tmp_path) -> None:
     assert all(r["refused caught"] == 1.0 for r in rows if r["refused"])
     result = evaluate(EvalConfig(**base, wall_dreams=0))
     assert "gate on dreamed frames" not in result["walls"] and "collision gate" in result["walls"]
+    short = walk(5)  # 16 frames: the blocked run fits, a 2 + 16-frame dream does not
+    short.obs, short.extras = short.obs[:16], {"agent_pos": short.extras["agent_pos"][:16]}
+    for name in ("action_id", "action", "reward", "terminated", "truncated"):
+        setattr(short, name, getattr(short, name)[:15])
+    path = write_episodes(tmp_path / "short.h5", [short], FileMeta("synthetic", "memory-maze", 6, (64, 64, 3)))
+    skipped = evaluate(EvalConfig(**{**base, "walls": str(path)}, wall_dreams=4))
+    assert "18 frames" in skipped["walls"]["gate on dreamed frames skipped"]
+    assert "gate on dreamed frames skipped" in format_report(skipped)

@@ -189,12 +189,13 @@ class Presses:
         """Per dream-step bucket (first, last), inclusive: its name (the presses' 1-based numbers in the
         dream), how many refused and free presses there are, the share of refused ones ``gate`` refuses and of
         free ones it lets through."""
-        said = []
+        from .world_model import frames_to_float  # world_model builds the gate
+
+        said, device = [], gate.refusable.device
         for i in range(0, len(self.actions), batch_size):
-            frames = self.frames[i:i + batch_size].to(gate.refusable.device)
-            frames = frames.permute(0, 3, 1, 2).float() / 127.5 - 1
-            actions = self.actions[i:i + batch_size].to(gate.refusable.device)
-            said.append((gate.performed(actions, frames) != actions).cpu())
+            actions = self.actions[i:i + batch_size].to(device)
+            said.append((gate.performed(actions, frames_to_float(self.frames[i:i + batch_size], device))
+                         != actions).cpu())
         refusing = torch.cat(said) if said else torch.zeros(0, dtype=torch.bool)
         rows = []
         for first, last in buckets:
@@ -205,11 +206,6 @@ class Presses:
                          "refused caught": float((refusing & refused).sum()) / max(int(refused.sum()), 1),
                          "free passed": float((~refusing & free).sum()) / max(int(free.sum()), 1)})
         return rows
-
-
-def _to_uint8(frames: torch.Tensor) -> torch.Tensor:
-    """Frames (B, C, H, W) in [-1, 1] -> uint8 (B, H, W, C), as the world model quantises them."""
-    return ((frames.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous()
 
 
 @torch.no_grad()
@@ -252,15 +248,16 @@ def dreamed_presses(model, store, episodes: Sequence[int], windows: int, context
         gens = [torch.Generator().manual_seed(seed * 1_000_003 + first + i) for i in range(len(chunk))]
         state = model.init_state(len(chunk))
         for j in range(context):
-            state = model.observe(torch.stack([torch.from_numpy(sg.frames[j]) for sg in segments]),
-                                  torch.tensor([int(sg.prev_actions[j]) for sg in segments]), state, gens)
+            frame = torch.stack([torch.from_numpy(sg.frames[j]) for sg in segments])  # uint8 (B, H, W, 3)
+            state = model.observe(frame, torch.tensor([int(sg.prev_actions[j]) for sg in segments]), state, gens)
         for k in range(horizon):
             t = [s + context - 1 + k for _, s in chunk]
             pressed = torch.stack([labels[e][0][ti] for (e, _), ti in zip(chunk, t)])
             keep = refusable[pressed]
-            out["frames"].append(_to_uint8(state.prev_frame)[keep.to(state.prev_frame.device)].cpu())
+            out["frames"].append(frame.cpu()[keep])
             out["actions"].append(pressed[keep])
             out["refused"].append(torch.stack([labels[e][1][ti] for (e, _), ti in zip(chunk, t)])[keep])
             out["dream_step"].append(torch.full((int(keep.sum()),), k))
-            state = model.imagine(pressed, state, generators=gens).state
+            step = model.imagine(pressed, state, generators=gens)
+            frame, state = step.frames, step.state
     return Presses(**{k: torch.cat(v) for k, v in out.items()})

@@ -33,7 +33,8 @@ def frame_grid_png(path: str | Path, rows: Sequence[np.ndarray], row_labels: Seq
                 ax.set_ylabel(row_labels[i], fontsize=7, rotation=0, ha="right", va="center")
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout(pad=0.2)
+    # leave the title a line (0.25 in) above the column labels
+    fig.tight_layout(pad=0.2, rect=(0, 0, 1, 1 - 0.25 / fig.get_figheight() if title else 1))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

@@ -8,6 +8,7 @@ import warnings
 
 import gymnasium as gym
 import numpy as np
+import torch
 import pytest
 from gymnasium.utils.env_checker import check_env
 
@@ -148,3 +149,27 @@ def test_every_action_set_names_its_turns_in_place() -> None:
     for action_set in ACTION_SETS.values():
         left, right = (action_set.names[i] for i in action_set.turns)
         assert "left" in left and "right" in right and "forward" not in left + right, action_set.name
+
+
+def test_a_dream_pays_no_reward_sooner_after_the_last_than_the_real_env(dream_files, monkeypatch) -> None:
+    """A reward head stuck on "reward" pays once every reward_cooldown + 1 steps (Memory Maze: a touched
+    target is replaced by one elsewhere, 8 steps away at least), again from a reset; 0 pays every step."""
+    core = make_dream_core(str(dream_files["checkpoint"]), str(dream_files["context"]), 2, device="cpu")
+    assert core.reward_cooldown == MEMORY_MAZE_SPEC.reward_cooldown == 7
+    imagine = core.model.imagine
+    monkeypatch.setattr(core.model, "imagine",
+                        lambda *a, **k: imagine(*a, **k)._replace(reward=torch.ones(2)))
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        core.reset_env(i, rng)
+    paid = np.stack([core.step([1, 2])[1] for _ in range(18)])
+    assert paid[:, 0].nonzero()[0].tolist() == [0, 8, 16] and np.array_equal(paid[:, 0], paid[:, 1])
+    core.reset_env(1, rng)
+    assert core.step([1, 1])[1].tolist() == [0.0, 1.0]  # env 0 is cooling down, env 1 starts afresh
+    eager = share_core(core, 2)
+    eager.reward_cooldown = 0
+    for i in range(2):
+        eager.reset_env(i, rng)
+    assert all(eager.step([1, 1])[1].tolist() == [1.0, 1.0] for _ in range(3))
+    with pytest.raises(ValueError, match="reward_cooldown"):
+        type(core)(core.model, core.starts, 1, reward_cooldown=-1)

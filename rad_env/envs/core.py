@@ -60,16 +60,22 @@ class DreamCore:
     ``start_turns`` > 0: each episode drawn by :meth:`reset_env` first turns in place, dreamed, 0 to
     ``start_turns`` steps one way (``turn_actions``: the left and right ids; rewards not paid), so that an
     agent does not start where the recorded walk was heading but must find what it is after.
+
+    ``reward_cooldown``: after a paid reward the next this many steps pay none, as in the real env (the spec's
+    ``reward_cooldown``; Memory Maze replaces a touched target by one elsewhere), so that a dream that keeps
+    its reward head firing at a target cannot pay an agent for standing there.
     """
 
     def __init__(self, model, starts: StartFrames, num_envs: int, *, sampling_steps: int | None = None,
                  device: torch.device | str = "cpu", reward_threshold: float = 0.5,
                  termination_threshold: float = 0.5, amp: str = "auto", start_turns: int = 0,
-                 turn_actions: Sequence[int] = ()) -> None:
+                 turn_actions: Sequence[int] = (), reward_cooldown: int = 0) -> None:
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         if start_turns < 0:
             raise ValueError(f"start_turns must be >= 0, got {start_turns}")
+        if reward_cooldown < 0:
+            raise ValueError(f"reward_cooldown must be >= 0, got {reward_cooldown}")
         if start_turns and not turn_actions:
             raise ValueError("start_turns needs the action set's turn_actions (ids that turn in place)")
         self.model = model
@@ -97,6 +103,8 @@ class DreamCore:
         self.generators = [torch.Generator(device=self.device) for _ in range(num_envs)]
         self.frames = np.zeros((num_envs, *self.frame_shape), np.uint8)
         self.steps = np.zeros(num_envs, np.int64)
+        self.reward_cooldown = reward_cooldown
+        self.cooling = np.zeros(num_envs, np.int64)  # steps left in which no reward is paid
 
     @torch.no_grad()
     def reset_env(self, i: int, rng: np.random.Generator) -> np.ndarray:
@@ -132,6 +140,7 @@ class DreamCore:
         self.state.index_copy_(torch.tensor([i], device=self.device), state)
         self.frames[i] = last
         self.steps[i] = 0
+        self.cooling[i] = 0
         return self.frames[i].copy()
 
     def check_actions(self, actions: Sequence[int] | np.ndarray) -> np.ndarray:
@@ -171,5 +180,7 @@ class DreamCore:
         # the dream pays out whole rewards like the real env (Memory Maze: 0 or 1 per step).
         expected = reward.float().cpu().numpy()
         rewards = (np.sign(expected) * (np.abs(expected) >= self.reward_threshold)).astype(np.float32)
+        rewards[self.cooling > 0] = 0.0  # the real env pays no reward this soon after the last one
+        self.cooling = np.where(rewards != 0, self.reward_cooldown, np.maximum(self.cooling - 1, 0))
         terminated = term_prob.float().cpu().numpy() > self.termination_threshold
         return self.frames.copy(), rewards, terminated

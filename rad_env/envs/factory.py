@@ -59,7 +59,7 @@ def make_dream_core(checkpoint: str | os.PathLike | WorldModel | None = None, co
         model.dit.compile_frame_pass()
     starts = resolve_start_frames(context, model.config.window, spec.default_context)
     return DreamCore(model, starts, num_envs, sampling_steps=sampling_steps, device=device, amp=amp,
-                     start_turns=start_turns, turn_actions=action_set.turns)
+                     start_turns=start_turns, turn_actions=action_set.turns, reward_cooldown=spec.reward_cooldown)
 
 
 def share_core(core: DreamCore, num_envs: int, start_turns: int = 0) -> DreamCore:
@@ -67,7 +67,8 @@ def share_core(core: DreamCore, num_envs: int, start_turns: int = 0) -> DreamCor
     ``start_turns``: evaluation starts where the recorded walks were, whatever spin training used)."""
     return DreamCore(core.model, core.starts, num_envs, sampling_steps=core.sampling_steps, device=core.device,
                      reward_threshold=core.reward_threshold, termination_threshold=core.termination_threshold,
-                     amp=core.amp, start_turns=start_turns, turn_actions=core.turn_actions)
+                     amp=core.amp, start_turns=start_turns, turn_actions=core.turn_actions,
+                     reward_cooldown=core.reward_cooldown)
 
 
 def make_dream_env(core: DreamCore, max_episode_steps: int | None = None, *, spec: DreamSpec = MEMORY_MAZE_SPEC,

@@ -28,10 +28,14 @@ class DreamSpec:
     default_checkpoint: str | None  # file name in rad_env/assets; None if nothing is shipped
     default_context: str | None  # start-frame episodes in rad_env/assets
     max_episode_steps: int
+    # steps after a paid reward in which the dream pays none: what the real env allows (0: no limit)
+    reward_cooldown: int = 0
 
 
+# Memory Maze replaces a touched target by one elsewhere: 387 consecutive rewards of the recorded target walks
+# (seeds 8 and 4) are at least 8 steps apart, and a dream that keeps paying at a target is the head's mistake
 MEMORY_MAZE_SPEC = DreamSpec(action_sets=("memory-maze",), default_checkpoint="memory_maze_tiny.pt",
-                             default_context="memory_maze_starts.h5", max_episode_steps=1000)
+                             default_context="memory_maze_starts.h5", max_episode_steps=1000, reward_cooldown=7)
 # TECO's 4 actions or the RAD authors' walker combinations (their recordings, `import rad-minecraft`)
 MINECRAFT_SPEC = DreamSpec(action_sets=("minecraft", "minecraft-walk"), default_checkpoint=None, default_context=None,
                            max_episode_steps=300)

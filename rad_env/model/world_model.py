@@ -443,7 +443,8 @@ class WorldModel(nn.Module):
         ``state`` is not modified. The denoising steps read the state without writing it; the final
         frame (quantised to uint8, exactly like ``observe``) is then committed at ``context_sigma``,
         which also gives the heads' outputs. ``pressed``: the actions as pressed (a collision gate
-        decides which the maze refuses, :meth:`performed_actions`), else as performed."""
+        decides which the maze refuses, :meth:`performed_actions`), else as performed. A press the gate
+        refuses as one of ``RADConfig.hold_refused_as`` repeats the last frame instead of sampling one."""
         a = self._actions(prev_actions, state, pressed=False)
         performed = self.performed_actions(a, state) if pressed else a
         base = self.dit.step_base(performed, state)  # one for the denoising steps and the commit

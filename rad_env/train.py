@@ -525,6 +525,12 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                                                         "num_actions": meta.num_actions, **cfg.model})
     except (TypeError, ValueError) as exc:
         raise UserError(f"bad model settings {cfg.model}: {exc}") from exc
+    if cfg.gate_dreams < 0 or cfg.gate_dream_steps < 1:
+        raise UserError(f"--gate-dreams must be >= 0 and --gate-dream-steps >= 1, got {cfg.gate_dreams} and "
+                        f"{cfg.gate_dream_steps}")
+    if cfg.gate_dreams and not model_cfg.refused_actions:
+        raise UserError("--gate-dreams fine-tunes the collision gate: the model has none",
+                        hint="add --model refused_actions=...")
     if cfg.init and (model_cfg.image_size, model_cfg.num_actions) != (meta.frame_shape[0], meta.num_actions):
         raise UserError(f"--init {cfg.init} is a model of {model_cfg.image_size}px frames and "
                         f"{model_cfg.num_actions} actions; {cfg.data} has {meta.frame_shape[0]}px and "
@@ -562,13 +568,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                          ddp.is_main)
     if model.collision is not None and not bool(model.collision.fitted) and not resuming:
         fit_collision_gate(model.collision, store, train_idx, cfg.collision_fit_steps, device, cfg.seed, ddp.is_main)
-    if cfg.gate_dreams < 0 or cfg.gate_dream_steps < 1:
-        raise UserError(f"--gate-dreams must be >= 0 and --gate-dream-steps >= 1, got {cfg.gate_dreams} and "
-                        f"{cfg.gate_dream_steps}")
     if cfg.gate_dreams and not resuming:
-        if model.collision is None:
-            raise UserError("--gate-dreams fine-tunes the collision gate: the model has none",
-                            hint="add --model refused_actions=...")
         fit_collision_gate_on_dreams(model, store, train_idx, cfg.gate_dreams, cfg.gate_dream_steps, device,
                                      cfg.seed, ddp.is_main)
     if model.collision is not None:

@@ -195,20 +195,16 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     ckpt = load_checkpoint(args.checkpoint)
     window = int(ckpt["model_config"]["window"])
-    overrides = parse_overrides(args.set, "--set")
-    if args.data is None:
-        if not args.model_only or ckpt["data"].get("seeds") is None:
-            parser.error("--data is required (without --model-only, or when the checkpoint names no training seeds)")
-        path = export_checkpoint(ckpt, args.checkpoint, args.out / "memory_maze_tiny.pt", overrides,
-                                 list(ckpt["data"]["seeds"]))
-        print(f"{path}: {path.stat().st_size / 1e6:.2f} MB")
-        return
-    store = EpisodeStore(args.data)
-    held = ckpt["data"].get("held_out_episodes") or list(range(len(store)))
-    path = export_checkpoint(ckpt, args.checkpoint, args.out / "memory_maze_tiny.pt", overrides, sorted(store.seeds))
+    if args.data is None and (not args.model_only or ckpt["data"].get("seeds") is None):
+        parser.error("--data is required (without --model-only, or when the checkpoint names no training seeds)")
+    store = EpisodeStore(args.data) if args.data is not None else None
+    seeds = sorted(store.seeds) if store is not None else list(ckpt["data"]["seeds"])
+    path = export_checkpoint(ckpt, args.checkpoint, args.out / "memory_maze_tiny.pt", parse_overrides(args.set, "--set"),
+                             seeds)
     if args.model_only:
         print(f"{path}: {path.stat().st_size / 1e6:.2f} MB")
         return
+    held = ckpt["data"].get("held_out_episodes") or list(range(len(store)))
     if args.before_rewards:
         segments = segments_before_rewards(store, window, args.segments, args.before_rewards)
     else:

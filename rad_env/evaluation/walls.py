@@ -17,8 +17,7 @@ import numpy as np
 import torch
 
 from ..data import read_segment
-from ..model.collision import REFUSED_MOVE, recorded_presses
-from ..model.world_model import frames_to_float
+from ..model.collision import REFUSED_MOVE, Presses, recorded_presses
 from .probes import FORWARD
 from .rollout import dream_rollout, psnr
 
@@ -91,8 +90,7 @@ def wall_table(blocked: dict[str, list[float]], moving: dict[str, list[float]] |
     return rows
 
 
-@torch.no_grad()
-def gate_scores(model, store, batch_size: int = 256) -> dict[str, float] | None:
+def gate_scores(model, store) -> dict[str, float] | None:
     """How the model's collision gate (``RADConfig.refused_actions``) judges every press of the episodes it
     could refuse, against the recorded positions: the share of refused presses it refuses and of free ones
     it lets through (None without a gate)."""
@@ -100,9 +98,6 @@ def gate_scores(model, store, batch_size: int = 256) -> dict[str, float] | None:
     if gate is None:
         return None
     frames, actions, refused = recorded_presses(store, range(len(store.episodes)), gate)
-    said = torch.cat([gate.performed(actions[i:i + batch_size].to(model.device),
-                                     frames_to_float(frames[i:i + batch_size], model.device)).cpu()
-                      != actions[i:i + batch_size] for i in range(0, len(actions), batch_size)])
-    n_refused, n_free = int(refused.sum()), int((~refused).sum())
-    return {"refused presses": n_refused, "refused ones it refuses": float((said & refused).sum()) / max(n_refused, 1),
-            "free presses": n_free, "free ones it lets through": float((~said & ~refused).sum()) / max(n_free, 1)}
+    row = Presses(frames, actions, refused, torch.zeros(len(actions), dtype=torch.long)).caught(gate, [(0, 0)])[0]
+    return {"refused presses": row["refused"], "refused ones it refuses": row["refused caught"],
+            "free presses": row["free"], "free ones it lets through": row["free passed"]}

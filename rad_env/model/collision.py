@@ -133,6 +133,15 @@ class CollisionGate(nn.Module):
                 "free_passed": totals["free_passed"] / max(totals["free"], 1.0)}
 
 
+def episode_refusals(store, ref, refusable: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One recorded episode's actions (T,) and whether the maze refused each (T,) bool, from its ``agent_pos``
+    (``refusable``: (num_actions + 1,) bool by action id, on the CPU)."""
+    actions = torch.from_numpy(store.read(ref, "action_id").astype("int64"))
+    position = torch.from_numpy(store.read(ref, "agent_pos").astype("float64"))
+    return actions, refused_presses(position[1:], position[:-1], actions, torch.zeros(len(actions), dtype=torch.bool),
+                                    refusable)
+
+
 def recorded_presses(store, episodes: Sequence[int], gate: CollisionGate, limit: int = 100_000,
                      seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Every press of an action the gate can refuse in ``episodes`` (at most ``limit``, drawn at random):
@@ -143,14 +152,12 @@ def recorded_presses(store, episodes: Sequence[int], gate: CollisionGate, limit:
     refusable = gate.refusable.cpu()
     for e in episodes:
         ref = store.episodes[e]
-        a = torch.from_numpy(store.read(ref, "action_id").astype("int64"))
-        pos = torch.from_numpy(store.read(ref, "agent_pos").astype("float64"))
+        a, was_refused = episode_refusals(store, ref, refusable)
         chosen = torch.nonzero(refusable[a]).flatten()
         if len(chosen):
             frames.append(torch.from_numpy(store.read(ref, "obs"))[chosen])
             actions.append(a[chosen])
-            refused.append(refused_presses(pos[1:], pos[:-1], a, torch.zeros(len(a), dtype=torch.bool),
-                                           refusable)[chosen])
+            refused.append(was_refused[chosen])
     if not frames:
         raise ValueError("the collision gate has no presses to learn from: the episodes never press an action "
                          "that refused_actions changes")
@@ -226,11 +233,8 @@ def dreamed_presses(model, store, episodes: Sequence[int], windows: int, context
         ref = store.episodes[e]
         if ref.num_frames < context + horizon:
             continue
-        actions = torch.from_numpy(store.read(ref, "action_id").astype("int64"))
-        position = torch.from_numpy(store.read(ref, "agent_pos").astype("float64"))
-        refused = refused_presses(position[1:], position[:-1], actions, torch.zeros(len(actions), dtype=torch.bool),
-                                  refusable)
-        labels[e] = (actions, refused)
+        labels[e] = episode_refusals(store, ref, refusable)
+        refused = labels[e][1]
         for s in range(ref.num_frames - context - horizon + 1):
             candidates.append((e, s))
             if bool(refused[s + context - 1:s + context - 1 + horizon].any()):

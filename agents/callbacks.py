@@ -8,8 +8,9 @@ from pathlib import Path
 
 from stable_baselines3.common.callbacks import BaseCallback
 
-#: Columns of the training-returns CSV (one row per finished training episode).
-RETURN_COLUMNS = ("seconds", "timesteps", "return", "length")
+#: Columns of the training-returns CSV (one row per finished training episode; ``refused``: the presses the
+#: dream's wall refused, written when the run counts them (``--wall-penalty``), else empty).
+RETURN_COLUMNS = ("seconds", "timesteps", "return", "length", "refused")
 
 
 class WallClockLimit(BaseCallback):
@@ -29,7 +30,7 @@ class WallClockLimit(BaseCallback):
 
 class EpisodeReturnLog(BaseCallback):
     """Append every finished training episode (from the ``Monitor``/``VecMonitor`` ``episode`` info) to a
-    CSV: wall-clock seconds since training started, env steps so far, return, length."""
+    CSV: wall-clock seconds since training started, env steps so far, return, length, refused presses."""
 
     def __init__(self, path: str | Path) -> None:
         super().__init__()
@@ -47,7 +48,8 @@ class EpisodeReturnLog(BaseCallback):
         if episodes:
             seconds = time.perf_counter() - self.start
             for episode in episodes:
-                self.writer.writerow((f"{seconds:.2f}", self.num_timesteps, episode["r"], episode["l"]))
+                self.writer.writerow((f"{seconds:.2f}", self.num_timesteps, episode["r"], episode["l"],
+                                      episode.get("refused", "")))
             self.file.flush()
         return True
 

@@ -170,7 +170,7 @@ def read_returns(path: Path) -> list[dict[str, float]]:
     if not path.is_file():
         return []
     with path.open() as f:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+        return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
 
 
 def plot_curves(path: Path, curves: dict[str, tuple[str, list[dict[str, float]]]],

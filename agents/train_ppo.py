@@ -4,6 +4,7 @@ dream and in the real Memory Maze.
     python -m agents.train_ppo --timesteps 100000 --num-envs 16 --out runs/ppo
     python -m agents.train_ppo --checkpoint runs/tiny/model.pt --context data/mm9 --timesteps 20000
     python -m agents.train_ppo --policy random                   # baseline: random actions
+    python -m agents.train_ppo --wall-penalty 0.01               # shaping: a cost per press the dream's wall refuses
     python -m agents.train_ppo --train-env real --num-envs 4     # baseline: PPO in the real maze (slow)
     python -m agents.train_ppo --load runs/ppo/ppo_dream.zip --timesteps 0   # evaluate a saved agent
 
@@ -38,6 +39,7 @@ from rad_env.envs.factory import (make_dream_core, make_dream_env, make_dream_sb
 from .callbacks import EpisodeReturnLog, WallClockLimit
 from .common import (REAL_EPISODE_STEPS, EvalResult, RandomAgent, evaluate, format_results, record_episode,
                      write_comparison_video)
+from .wall_penalty import WallPenalty
 
 PROG = "python -m agents.train_ppo"
 EVAL_ENVS = ("dream", "real")
@@ -63,6 +65,8 @@ class PPOConfig:
     learning_rate: float = option(2.5e-4, "PPO learning rate")
     gamma: float = option(0.99, "discount factor")
     ent_coef: float = option(0.01, "entropy bonus coefficient")
+    wall_penalty: float = option(0.0, "training in the dream only: subtract this from the reward of every press the "
+                                      "dream's wall refuses (its collision gate; 0: the dream's reward alone)")
     train_max_steps: int = option(REAL_EPISODE_STEPS, "episode length during training (dream or real)")
     start_turns: int = option(0, "dream training episodes first turn in place 0..N steps one way, dreamed (0: "
                                  "none): the agent must find the target instead of facing where the recorded "
@@ -97,7 +101,9 @@ class PPOConfig:
         require_at_least(self, ("num_envs", "n_steps", "batch_size", "n_epochs", "train_max_steps",
                                 "eval_max_steps"), 1)
         require_at_least(self, ("timesteps", "time_limit", "eval_episodes", "eval_num_envs", "video_max_steps",
-                                "start_turns"), 0)
+                                "start_turns", "wall_penalty"), 0)
+        if self.wall_penalty and self.train_env != "dream":
+            raise UserError("--wall-penalty needs --train-env dream: the real maze does not report refused presses")
         unknown = sorted(set(self.eval_env_list) - set(EVAL_ENVS))
         if unknown:
             raise UserError(f"--eval-envs: unknown env(s) {unknown}; choose from {', '.join(EVAL_ENVS)}")
@@ -186,6 +192,8 @@ def train_agent(cfg: PPOConfig, core, device: str, out: Path, summary: dict[str,
     tb = str(out / "tb") if cfg.tensorboard else None
     if cfg.train_env == "dream":
         train_venv = make_dream_sb3_vec_env(core, cfg.train_max_steps)
+        if cfg.wall_penalty:
+            train_venv = WallPenalty(train_venv, cfg.wall_penalty)
     else:
         train_venv = make_real_vec_env(cfg.num_envs, cfg.train_max_steps, subprocess=cfg.subprocess)
     train_venv.seed(cfg.seed)

@@ -141,7 +141,7 @@ def bench_memory(args) -> dict[str, Any]:
                 if device.type == "cuda":
                     torch.cuda.synchronize()
                 start = time.perf_counter()
-                _, _, _, after = model.imagine(torch.tensor([1], device=device), probe, generators=gens)
+                after = model.imagine(torch.tensor([1], device=device), probe, generators=gens).state
                 if device.type == "cuda":
                     torch.cuda.synchronize()
                 times.append(time.perf_counter() - start)

@@ -269,7 +269,7 @@ def test_sb3_vec_env_autoreset(kwargs) -> None:
     first = obs = venv.reset()
     assert obs.shape == (2, SIZE, SIZE, 3)
     obs, rewards, dones, infos = venv.step(np.array([1, 3]))
-    assert rewards.dtype == np.float32 and not dones.any() and infos == [{}, {}]
+    assert rewards.dtype == np.float32 and not dones.any() and infos == [{"refused": False}, {"refused": False}]
     obs, rewards, dones, infos = venv.step(np.array([1, 3]))
     assert dones.all()
     for info in infos:  # SB3 turns it into a tensor to bootstrap the truncated episode's value

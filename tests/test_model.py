@@ -956,8 +956,8 @@ def test_batched_imagine_equals_single_runs(memory):
         step_gens = [gens[i] if t >= maxlen - lengths[i] else torch.Generator().manual_seed(0)
                      for i in range(n)]
         st = model.observe(frames, acts, st, step_gens)
-    f1, r1, p1, st = model.imagine(torch.tensor([1, 1, 1]), st, generators=gens)
-    f2, r2, p2, st = model.imagine(torch.tensor([2, 2, 2]), st, generators=gens)
+    f1, r1, p1, st, _ = model.imagine(torch.tensor([1, 1, 1]), st, generators=gens)
+    f2, r2, p2, st, _ = model.imagine(torch.tensor([2, 2, 2]), st, generators=gens)
     for i in range(n):
         (sf1, sr1, sp1, _), (sf2, sr2, sp2, sst) = singles[i]
         for bf, sf in ((f1[i], sf1[0]), (f2[i], sf2[0])):
@@ -1110,7 +1110,7 @@ def test_autocast_bfloat16_runs():
         loss = model.loss(batch).loss
         state = model.observe(random_frames(model.config, 1, 0), torch.tensor([4]),
                               model.init_state(1))
-        frames, reward, term, state = model.imagine(torch.tensor([1]), state)
+        frames, reward, term, state, _ = model.imagine(torch.tensor([1]), state)
     assert torch.isfinite(loss)
     assert frames.dtype == torch.uint8 and torch.isfinite(reward).all()
     assert all(t.dtype in (torch.float32, torch.bool, torch.long) for t in state.tensors())

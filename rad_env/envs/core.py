@@ -105,6 +105,7 @@ class DreamCore:
         self.steps = np.zeros(num_envs, np.int64)
         self.reward_cooldown = reward_cooldown
         self.cooling = np.zeros(num_envs, np.int64)  # steps left in which no reward is paid
+        self.refused = np.zeros(num_envs, bool)  # the last step's presses the collision gate refused
 
     @torch.no_grad()
     def reset_env(self, i: int, rng: np.random.Generator) -> np.ndarray:
@@ -141,6 +142,7 @@ class DreamCore:
         self.frames[i] = last
         self.steps[i] = 0
         self.cooling[i] = 0
+        self.refused[i] = False
         return self.frames[i].copy()
 
     def check_actions(self, actions: Sequence[int] | np.ndarray) -> np.ndarray:
@@ -168,13 +170,15 @@ class DreamCore:
 
     @torch.no_grad()
     def step(self, actions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Imagine the next frame of every env; returns (frames, rewards, terminated)."""
+        """Imagine the next frame of every env; returns (frames, rewards, terminated). Afterwards
+        :attr:`refused` says which presses the model's collision gate refused (a step into a wall)."""
         actions = self.check_actions(actions)
         action_t = torch.from_numpy(actions).to(self.device)
         with inference_autocast(self.device, self.amp):
-            frames, reward, term_prob, self.state = self.model.imagine(
+            frames, reward, term_prob, self.state, performed = self.model.imagine(
                 action_t, self.state, steps=self.sampling_steps, generators=self.generators)
         self.frames = frames.cpu().numpy()
+        self.refused = performed.cpu().numpy() != actions
         self.steps += 1
         # The head predicts the reward's sign class (-1/0/+1); its expected value is thresholded so
         # the dream pays out whole rewards like the real env (Memory Maze: 0 or 1 per step).

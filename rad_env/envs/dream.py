@@ -22,7 +22,8 @@ def render_modes() -> list[str]:
 class DreamEnv(gym.Env):
     """A single dream episode. Observation: the imagined 64x64 RGB frame; action space identical to
     the real env's. Reward and termination come from the model's heads; truncation at the real
-    env's episode length is applied by ``gym.make`` (``max_episode_steps``).
+    env's episode length is applied by ``gym.make`` (``max_episode_steps``). ``info["refused"]``: the
+    model's collision gate refused the press (a step into a wall; always False without a gate).
 
     Args:
         checkpoint: path to a RAD checkpoint, a ``WorldModel`` in memory, or None for the shipped default.
@@ -62,7 +63,7 @@ class DreamEnv(gym.Env):
         frames, rewards, terminated = self.core.step(np.array([discrete_action(action, self.action_space.n)]))
         if self.render_mode == "human":
             self.render()
-        return frames[0], float(rewards[0]), bool(terminated[0]), False, {}
+        return frames[0], float(rewards[0]), bool(terminated[0]), False, {"refused": bool(self.core.refused[0])}
 
     def render(self):
         frame = self.core.frames[0].copy()

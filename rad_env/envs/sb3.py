@@ -42,7 +42,7 @@ class DreamSB3VecEnv(VecEnv):
     def step_wait(self):
         obs, rewards, terminated, truncated, infos = self.venv.step(self._actions)
         dones = terminated | truncated
-        out: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
+        out: list[dict[str, Any]] = [{"refused": bool(r)} for r in infos["refused"]]
         for i in np.flatnonzero(dones):
             out[i]["terminal_observation"] = infos["final_obs"][i]
             out[i]["TimeLimit.truncated"] = bool(truncated[i] and not terminated[i])

@@ -22,6 +22,7 @@ class DreamVectorEnv(VectorEnv):
     or SAME_STEP (the reset happens in the same step; the last frame is in
     ``infos["final_obs"]``, as SB3 expects). Env ``i`` seeded with ``seed + i`` reproduces a single
     :class:`DreamEnv` reset with that seed. Episodes are truncated after ``max_episode_steps``.
+    ``infos["refused"]`` (num_envs,) bool: the presses the model's collision gate refused.
     """
 
     def __init__(self, num_envs: int = 1, spec: DreamSpec = MEMORY_MAZE_SPEC, *, checkpoint=None,
@@ -68,7 +69,7 @@ class DreamVectorEnv(VectorEnv):
             actions = np.where(resetting, 0, actions)
         frames, rewards, terminated = self.core.step(actions)
         truncated = (self.core.steps >= self.max_episode_steps) & ~terminated
-        infos: dict[str, Any] = {}
+        infos: dict[str, Any] = {"refused": self.core.refused & ~resetting, "_refused": ~resetting}
         for i in np.flatnonzero(resetting):
             frames[i] = self.core.reset_env(i, self._rngs[i])
         rewards[resetting] = 0.0

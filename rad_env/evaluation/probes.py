@@ -110,8 +110,9 @@ def dream_continuations(model, clips: Clips, states: list[ProbeState], sequences
     actions = torch.tensor([seq for _ in states for seq in sequences], device=device)
     out = []
     for j in range(length):
-        frame, _, _, state = model.imagine(actions[:, j], state, steps=steps, generators=gens)
-        out.append(frame.cpu().numpy())
+        step = model.imagine(actions[:, j], state, steps=steps, generators=gens)
+        state = step.state
+        out.append(step.frames.cpu().numpy())
     return np.stack(out, 1).reshape(len(states), k, length, *out[0].shape[1:])
 
 

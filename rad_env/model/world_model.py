@@ -39,6 +39,7 @@ class Imagined(NamedTuple):
     reward: torch.Tensor  # (B,) expected reward sign in [-1, 1]
     terminated_prob: torch.Tensor  # (B,)
     state: RADState  # after committing the frames
+    performed: torch.Tensor  # (B,) the actions as performed: a press the collision gate refused is relabelled
 
 
 class Denoised(NamedTuple):
@@ -454,7 +455,7 @@ class WorldModel(nn.Module):
             frames[held] = float_to_frames(state.prev_frame[held].to(self.device))
         new_state, reward, term = self._commit(frames_to_float(frames), performed, state, generators, observed=False,
                                                base=base)
-        return Imagined(frames, reward, term, new_state)
+        return Imagined(frames, reward, term, new_state, performed)
 
     def _held(self, pressed: torch.Tensor, performed: torch.Tensor) -> torch.Tensor:
         """(B,) bool: the presses the collision gate refused as one of ``RADConfig.hold_refused_as``, after

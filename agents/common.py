@@ -36,6 +36,40 @@ class RandomAgent:
         return np.asarray(self.rng.integers(0, self.num_actions)), state
 
 
+class WallTurnAgent:
+    """A scripted reference walker that sees only its frames (SB3's ``predict`` interface): it presses
+    forward, and when a press leaves the view all but unchanged (mean change under ``still`` grey levels: a
+    wall, real or dreamed), it turns one way, chosen at random, for 2-6 steps. It is the habit a dream-trained
+    agent needs first (not standing at walls), with no sense of where targets are. Memory Maze ids."""
+
+    FORWARD, TURNS = 1, (2, 3)
+
+    def __init__(self, seed: int | None = None, still: float = 2.0) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.still = still
+        self.previous: np.ndarray | None = None
+        self.actions = self.turning = self.turn = np.zeros(0, np.int64)
+
+    def predict(self, observation, state=None, episode_start=None, deterministic: bool = False):
+        obs = np.asarray(observation, np.float32)
+        single = obs.ndim == 3
+        obs = obs[None] if single else obs
+        n = len(obs)
+        if self.previous is None or len(self.previous) != n:
+            self.previous, self.actions = obs, np.zeros(n, np.int64)
+            self.turning, self.turn = np.zeros(n, np.int64), np.full(n, self.TURNS[0])
+        fresh = np.zeros(n, bool) if episode_start is None else np.asarray(episode_start, bool).reshape(n)
+        change = np.abs(obs - self.previous).mean(axis=(1, 2, 3))
+        blocked = (self.actions == self.FORWARD) & (change < self.still) & ~fresh
+        self.turning = np.where(fresh, 0, np.maximum(self.turning - 1, 0))
+        count = int(blocked.sum())
+        self.turning[blocked] = self.rng.integers(2, 7, count)
+        self.turn[blocked] = self.rng.choice(self.TURNS, count)
+        self.actions = np.where(self.turning > 0, self.turn, self.FORWARD)
+        self.previous = obs
+        return (np.asarray(self.actions[0]) if single else self.actions.copy()), state
+
+
 # ---------------------------------------------------------------------------------------------
 # Evaluation
 

@@ -4,6 +4,7 @@ dream and in the real Memory Maze.
     python -m agents.train_ppo --timesteps 100000 --num-envs 16 --out runs/ppo
     python -m agents.train_ppo --checkpoint runs/tiny/model.pt --context data/mm9 --timesteps 20000
     python -m agents.train_ppo --policy random                   # baseline: random actions
+    python -m agents.train_ppo --policy wallturn                 # reference: forward, turning at walls
     python -m agents.train_ppo --wall-penalty 0.01               # shaping: a cost per press the dream's wall refuses
     python -m agents.train_ppo --train-env real --num-envs 4     # baseline: PPO in the real maze (slow)
     python -m agents.train_ppo --load runs/ppo/ppo_dream.zip --timesteps 0   # evaluate a saved agent
@@ -37,8 +38,8 @@ from rad_env.envs.factory import (make_dream_core, make_dream_env, make_dream_sb
                                   make_real_vec_env, share_core)
 
 from .callbacks import EpisodeReturnLog, WallClockLimit
-from .common import (REAL_EPISODE_STEPS, EvalResult, RandomAgent, evaluate, format_results, record_episode,
-                     write_comparison_video)
+from .common import (REAL_EPISODE_STEPS, EvalResult, RandomAgent, WallTurnAgent, evaluate, format_results,
+                     record_episode, write_comparison_video)
 from .wall_penalty import WallPenalty
 
 PROG = "python -m agents.train_ppo"
@@ -51,8 +52,10 @@ class PPOConfig:
 
     checkpoint: str | None = option(None, "RAD checkpoint (default: the shipped tiny model)")
     context: str | None = option(None, "episodes the dream starts from (default: the shipped start frames)")
-    policy: Literal["ppo", "random"] = option(
-        "ppo", "ppo: train (or --load) a PPO agent; random: evaluate uniformly random actions")
+    policy: Literal["ppo", "random", "wallturn"] = option(
+        "ppo", "ppo: train (or --load) a PPO agent; random: evaluate uniformly random actions; wallturn: evaluate "
+               "a scripted walker that sees only its frames (forward, and a few turns one way when a press "
+               "leaves the view unchanged)")
     train_env: Literal["dream", "real"] = option(
         "dream", "where PPO trains: the dream (fast, batched) or the real Memory Maze (slow baseline)")
     load: str | None = option(None, "start from a saved PPO agent (.zip) instead of a new one")
@@ -107,8 +110,8 @@ class PPOConfig:
         unknown = sorted(set(self.eval_env_list) - set(EVAL_ENVS))
         if unknown:
             raise UserError(f"--eval-envs: unknown env(s) {unknown}; choose from {', '.join(EVAL_ENVS)}")
-        if self.policy == "random" and self.load:
-            raise UserError("--load makes no sense with --policy random")
+        if self.policy != "ppo" and self.load:
+            raise UserError(f"--load makes no sense with --policy {self.policy}")
         if self.policy == "ppo" and self.timesteps == 0 and not self.load:
             raise UserError("--timesteps 0 needs --load AGENT.zip (nothing to evaluate otherwise)")
         if self.load and not Path(self.load).is_file():
@@ -182,9 +185,12 @@ def run(cfg: PPOConfig) -> dict[str, Any]:
 
 
 def train_agent(cfg: PPOConfig, core, device: str, out: Path, summary: dict[str, Any]) -> tuple[Any, str]:
-    """The agent to evaluate and its name: random actions, or PPO trained (or loaded) as ``cfg`` says."""
+    """The agent to evaluate and its name: random actions, the scripted wall-turner, or PPO trained (or loaded)
+    as ``cfg`` says."""
     if cfg.policy == "random":
         return RandomAgent(core.num_actions if core is not None else 6, seed=cfg.seed), "random"
+    if cfg.policy == "wallturn":
+        return WallTurnAgent(seed=cfg.seed), "wallturn"
     if cfg.timesteps == 0:  # evaluate a saved agent (validate() requires --load): no training env needed
         from stable_baselines3 import PPO
 

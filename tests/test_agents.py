@@ -13,7 +13,7 @@ import pytest
 
 import rad_env  # noqa: F401 - registers the env ids
 from agents import play, train_ppo, train_real
-from agents.common import RandomAgent
+from agents.common import RandomAgent, WallTurnAgent
 from rad_env import demo
 
 SIZE = 64
@@ -83,6 +83,42 @@ def test_random_policy_baseline(files, tmp_path, capsys) -> None:
     agent = RandomAgent(6, seed=0)
     assert agent.predict(np.zeros((3, SIZE, SIZE, 3), np.uint8))[0].shape == (3,)
     assert 0 <= int(agent.predict(np.zeros((SIZE, SIZE, 3), np.uint8))[0]) < 6
+
+
+def test_wall_turner_turns_a_few_steps_where_a_step_forward_left_the_view_as_it_was() -> None:
+    rng = np.random.default_rng(0)
+
+    def frames() -> np.ndarray:
+        return rng.integers(0, 256, (2, 8, 8, 3)).astype(np.uint8)
+
+    agent = WallTurnAgent(seed=0)
+    obs = frames()
+    assert agent.predict(obs, episode_start=np.ones(2, bool))[0].tolist() == [1, 1]
+    wall = obs.copy()
+    wall[1] = frames()[1]  # env 0's view stays: a wall; env 1 moved on
+    first, _ = agent.predict(wall, episode_start=np.zeros(2, bool))
+    assert first[0] in (2, 3) and first[1] == 1
+    turns = [int(first[0])]
+    while True:  # the turn goes on one way for 2-6 steps (views changing all along), then forward again
+        action = int(agent.predict(frames(), episode_start=np.zeros(2, bool))[0][0])
+        if action == 1:
+            break
+        turns.append(action)
+    assert 2 <= len(turns) <= 6 and len(set(turns)) == 1
+    same = frames()
+    agent.predict(same, episode_start=np.zeros(2, bool))  # forward pressed
+    assert agent.predict(same, episode_start=np.ones(2, bool))[0].tolist() == [1, 1]  # a new episode: no wall yet
+    assert int(WallTurnAgent().predict(same[0])[0]) == 1  # a single observation
+
+
+def test_wall_turner_is_a_policy_of_the_ppo_script(files, tmp_path) -> None:
+    summary = train_ppo.cli([*dream_args(files), "--no-compile", "--policy", "wallturn", "--num-envs", "2",
+                             "--eval-episodes", "2", "--eval-max-steps", "6", "--eval-envs", "dream", "--no-video",
+                             "--out", str(tmp_path)])
+    (result,) = summary["eval"]
+    assert result["policy"] == "wallturn" and result["lengths"] == [6, 6]
+    with pytest.raises(train_ppo.UserError, match="--load makes no sense with --policy wallturn"):
+        train_ppo.parse_config(["--policy", "wallturn", "--load", __file__]).validate()
 
 
 def test_real_memory_maze_evaluation(trained, files, tmp_path) -> None:

@@ -199,6 +199,10 @@ def train_agent(cfg: PPOConfig, core, device: str, out: Path, summary: dict[str,
     if cfg.train_env == "dream":
         train_venv = make_dream_sb3_vec_env(core, cfg.train_max_steps)
         if cfg.wall_penalty:
+            if core.model.collision is None:
+                raise UserError(f"--wall-penalty: the checkpoint {cfg.checkpoint or '(the shipped default)'} has no "
+                                "collision gate, so its dream refuses no press; fit one (rad_env.train --model "
+                                "refused_actions=...) or leave the penalty at 0")
             train_venv = WallPenalty(train_venv, cfg.wall_penalty)
     else:
         train_venv = make_real_vec_env(cfg.num_envs, cfg.train_max_steps, subprocess=cfg.subprocess)

@@ -121,6 +121,13 @@ def test_wall_turner_is_a_policy_of_the_ppo_script(files, tmp_path) -> None:
         train_ppo.parse_config(["--policy", "wallturn", "--load", __file__]).validate()
 
 
+def test_wall_penalty_needs_a_dream_that_can_refuse_a_press(files, tmp_path) -> None:
+    with pytest.raises(train_ppo.UserError, match="no collision gate"):
+        train_ppo.cli([*dream_args(files), "--no-compile", "--wall-penalty", "0.1", "--num-envs", "2",
+                       "--timesteps", "64", "--eval-episodes", "0", "--no-video", "--out", str(tmp_path / "run")])
+    assert not (tmp_path / "run").exists()
+
+
 def test_real_memory_maze_evaluation(trained, files, tmp_path) -> None:
     summary = train_ppo.cli([*dream_args(files), "--no-compile", "--load", str(trained["out"] / "ppo_dream.zip"),
                              "--timesteps", "0", "--num-envs", "1", "--eval-episodes", "1",

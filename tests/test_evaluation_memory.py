@@ -69,7 +69,8 @@ class RememberingModel:
         frames = torch.stack([s.get(int(a), torch.full((8, 8, 3), 128, dtype=torch.uint8))
                               for s, a in zip(state, prev_actions)])
         b = len(state)
-        return Imagined(frames, torch.zeros(b), torch.zeros(b), self.observe(frames, prev_actions, state))
+        return Imagined(frames, torch.zeros(b), torch.zeros(b), self.observe(frames, prev_actions, state),
+                        torch.as_tensor(prev_actions))
 
 
 def test_the_ablation_measures_memory() -> None:

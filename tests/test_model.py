@@ -425,8 +425,9 @@ def test_imagine_outputs(memory):
                           model.init_state(3))
     before = state.clone()
     imagined = model.imagine(torch.tensor([0, 1, 2]), state, steps=3)
-    frames, reward, term, new_state = imagined
+    frames, reward, term, new_state, performed = imagined
     assert imagined.frames is frames and imagined.state is new_state
+    assert performed.tolist() == [0, 1, 2]  # no collision gate: every press performed as pressed
     assert frames.dtype == torch.uint8 and frames.shape == (3, cfg.image_size, cfg.image_size, 3)
     assert reward.shape == (3,) and term.shape == (3,)
     assert ((reward >= -1) & (reward <= 1)).all() and ((term >= 0) & (term <= 1)).all()
@@ -959,7 +960,7 @@ def test_batched_imagine_equals_single_runs(memory):
     f1, r1, p1, st, _ = model.imagine(torch.tensor([1, 1, 1]), st, generators=gens)
     f2, r2, p2, st, _ = model.imagine(torch.tensor([2, 2, 2]), st, generators=gens)
     for i in range(n):
-        (sf1, sr1, sp1, _), (sf2, sr2, sp2, sst) = singles[i]
+        (sf1, sr1, sp1, _, _), (sf2, sr2, sp2, sst, _) = singles[i]
         for bf, sf in ((f1[i], sf1[0]), (f2[i], sf2[0])):
             assert (bf.int() - sf.int()).abs().max() <= 1
         torch.testing.assert_close(r2[i], sr2[0], atol=1e-4, rtol=0)

@@ -49,7 +49,7 @@ class PayingModel:
         pays = [self.always or (len(s) > self.delay and s[-1 - self.delay] == 1) for s in state]
         b = len(state)
         return Imagined(torch.zeros(b, 8, 8, 3, dtype=torch.uint8), torch.tensor(pays, dtype=torch.float32),
-                        torch.zeros(b), state)
+                        torch.zeros(b), state, torch.as_tensor(prev_actions))
 
 
 def test_cases_have_room_and_quiet_stretches_are_quiet(sparse_rewards: Path) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from rad_env.data.actions import MEMORY_MAZE
 from rad_env.envs.specs import MEMORY_MAZE_SPEC
 
 #: Steps of a full real Memory Maze 9x9 episode.
@@ -40,9 +41,9 @@ class WallTurnAgent:
     """A scripted reference walker that sees only its frames (SB3's ``predict`` interface): it presses
     forward, and when a press leaves the view all but unchanged (mean change under ``still`` grey levels: a
     wall, real or dreamed), it turns one way, chosen at random, for 2-6 steps. It is the habit a dream-trained
-    agent needs first (not standing at walls), with no sense of where targets are. Memory Maze ids."""
+    agent needs first (not standing at walls), with no sense of where targets are. Memory Maze's action ids."""
 
-    FORWARD, TURNS = 1, (2, 3)
+    FORWARD, TURNS = MEMORY_MAZE.names.index("forward"), MEMORY_MAZE.turns
 
     def __init__(self, seed: int | None = None, still: float = 2.0) -> None:
         self.rng = np.random.default_rng(seed)

@@ -8,9 +8,10 @@ from pathlib import Path
 
 from stable_baselines3.common.callbacks import BaseCallback
 
-#: Columns of the training-returns CSV (one row per finished training episode; ``refused``: the presses the
-#: dream's wall refused, written when the run counts them (``--wall-penalty``), else empty).
-RETURN_COLUMNS = ("seconds", "timesteps", "return", "length", "refused")
+#: Columns of the training-returns CSV (one row per finished training episode; ``refused`` and ``forward``: the
+#: presses the dream's wall refused and the steps forward it performed, written when the run counts them
+#: (``--wall-penalty`` or ``--forward-bonus``), else empty).
+RETURN_COLUMNS = ("seconds", "timesteps", "return", "length", "refused", "forward")
 
 
 class WallClockLimit(BaseCallback):
@@ -30,7 +31,8 @@ class WallClockLimit(BaseCallback):
 
 class EpisodeReturnLog(BaseCallback):
     """Append every finished training episode (from the ``Monitor``/``VecMonitor`` ``episode`` info) to a
-    CSV: wall-clock seconds since training started, env steps so far, return, length, refused presses."""
+    CSV: wall-clock seconds since training started, env steps so far, return, length, refused presses, steps
+    forward."""
 
     def __init__(self, path: str | Path) -> None:
         super().__init__()
@@ -49,7 +51,7 @@ class EpisodeReturnLog(BaseCallback):
             seconds = time.perf_counter() - self.start
             for episode in episodes:
                 self.writer.writerow((f"{seconds:.2f}", self.num_timesteps, episode["r"], episode["l"],
-                                      episode.get("refused", "")))
+                                      episode.get("refused", ""), episode.get("forward", "")))
             self.file.flush()
         return True
 

@@ -6,6 +6,7 @@ dream and in the real Memory Maze.
     python -m agents.train_ppo --policy random                   # baseline: random actions
     python -m agents.train_ppo --policy wallturn                 # reference: forward, turning at walls
     python -m agents.train_ppo --wall-penalty 0.01               # shaping: a cost per press the dream's wall refuses
+    python -m agents.train_ppo --wall-penalty 0.01 --forward-bonus 0.01   # ... and a bonus per step forward it performs
     python -m agents.train_ppo --train-env real --num-envs 4     # baseline: PPO in the real maze (slow)
     python -m agents.train_ppo --load runs/ppo/ppo_dream.zip --timesteps 0   # evaluate a saved agent
 
@@ -32,6 +33,7 @@ from typing import Any, Literal, Sequence
 
 from rad_env.cli import (UserError, add_dataclass_arguments, dataclass_from_args, option, removed_if_failed,
                           require_at_least, run_cli)
+from rad_env.data.actions import MEMORY_MAZE
 from rad_env.defaults import TRAIN_HINT
 from rad_env.runtime import AMP_CHOICES
 from rad_env.envs.factory import (make_dream_core, make_dream_env, make_dream_sb3_vec_env, make_real_env,
@@ -40,7 +42,7 @@ from rad_env.envs.factory import (make_dream_core, make_dream_env, make_dream_sb
 from .callbacks import EpisodeReturnLog, WallClockLimit
 from .common import (REAL_EPISODE_STEPS, EvalResult, RandomAgent, WallTurnAgent, evaluate, format_results,
                      record_episode, write_comparison_video)
-from .wall_penalty import WallPenalty
+from .shaping import WallShaping
 
 PROG = "python -m agents.train_ppo"
 EVAL_ENVS = ("dream", "real")
@@ -70,6 +72,8 @@ class PPOConfig:
     ent_coef: float = option(0.01, "entropy bonus coefficient")
     wall_penalty: float = option(0.0, "training in the dream only: subtract this from the reward of every press the "
                                       "dream's wall refuses (its collision gate; 0: the dream's reward alone)")
+    forward_bonus: float = option(0.0, "training in the dream only: add this to the reward of every press of forward "
+                                       "that the dream's wall does not refuse (a step forward performed; 0: none)")
     train_max_steps: int = option(REAL_EPISODE_STEPS, "episode length during training (dream or real)")
     start_turns: int = option(0, "dream training episodes first turn in place 0..N steps one way, dreamed (0: "
                                  "none): the agent must find the target instead of facing where the recorded "
@@ -104,9 +108,11 @@ class PPOConfig:
         require_at_least(self, ("num_envs", "n_steps", "batch_size", "n_epochs", "train_max_steps",
                                 "eval_max_steps"), 1)
         require_at_least(self, ("timesteps", "time_limit", "eval_episodes", "eval_num_envs", "video_max_steps",
-                                "start_turns", "wall_penalty"), 0)
-        if self.wall_penalty and self.train_env != "dream":
-            raise UserError("--wall-penalty needs --train-env dream: the real maze does not report refused presses")
+                                "start_turns", "wall_penalty", "forward_bonus"), 0)
+        for name in ("wall_penalty", "forward_bonus"):
+            if getattr(self, name) and self.train_env != "dream":
+                raise UserError(f"--{name.replace('_', '-')} needs --train-env dream: the real maze does not report "
+                                "refused presses")
         unknown = sorted(set(self.eval_env_list) - set(EVAL_ENVS))
         if unknown:
             raise UserError(f"--eval-envs: unknown env(s) {unknown}; choose from {', '.join(EVAL_ENVS)}")
@@ -198,12 +204,13 @@ def train_agent(cfg: PPOConfig, core, device: str, out: Path, summary: dict[str,
     tb = str(out / "tb") if cfg.tensorboard else None
     if cfg.train_env == "dream":
         train_venv = make_dream_sb3_vec_env(core, cfg.train_max_steps)
-        if cfg.wall_penalty:
+        if cfg.wall_penalty or cfg.forward_bonus:
             if core.model.collision is None:
-                raise UserError(f"--wall-penalty: the checkpoint {cfg.checkpoint or '(the shipped default)'} has no "
-                                "collision gate, so its dream refuses no press; fit one (rad_env.train --model "
-                                "refused_actions=...) or leave the penalty at 0")
-            train_venv = WallPenalty(train_venv, cfg.wall_penalty)
+                raise UserError(f"--wall-penalty / --forward-bonus: the checkpoint {cfg.checkpoint or '(the shipped default)'} "
+                                "has no collision gate, so its dream refuses no press; fit one (rad_env.train --model "
+                                "refused_actions=...) or leave both at 0")
+            train_venv = WallShaping(train_venv, cfg.wall_penalty, cfg.forward_bonus,
+                                     forward_action=MEMORY_MAZE.names.index("forward"))
     else:
         train_venv = make_real_vec_env(cfg.num_envs, cfg.train_max_steps, subprocess=cfg.subprocess)
     train_venv.seed(cfg.seed)

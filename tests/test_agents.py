@@ -121,9 +121,10 @@ def test_wall_turner_is_a_policy_of_the_ppo_script(files, tmp_path) -> None:
         train_ppo.parse_config(["--policy", "wallturn", "--load", __file__]).validate()
 
 
-def test_wall_penalty_needs_a_dream_that_can_refuse_a_press(files, tmp_path) -> None:
+@pytest.mark.parametrize("shaping", ["--wall-penalty", "--forward-bonus"])
+def test_shaping_needs_a_dream_that_can_refuse_a_press(files, tmp_path, shaping) -> None:
     with pytest.raises(train_ppo.UserError, match="no collision gate"):
-        train_ppo.cli([*dream_args(files), "--no-compile", "--wall-penalty", "0.1", "--num-envs", "2",
+        train_ppo.cli([*dream_args(files), "--no-compile", shaping, "0.1", "--num-envs", "2",
                        "--timesteps", "64", "--eval-episodes", "0", "--no-video", "--out", str(tmp_path / "run")])
     assert not (tmp_path / "run").exists()
 

@@ -43,7 +43,7 @@ class WallTurnAgent:
     wall, real or dreamed), it turns one way, chosen at random, for 2-6 steps. It is the habit a dream-trained
     agent needs first (not standing at walls), with no sense of where targets are. Memory Maze's action ids."""
 
-    FORWARD, TURNS = MEMORY_MAZE.names.index("forward"), MEMORY_MAZE.turns
+    (FORWARD,), TURNS = MEMORY_MAZE.ids("forward"), MEMORY_MAZE.turns
 
     def __init__(self, seed: int | None = None, still: float = 2.0) -> None:
         self.rng = np.random.default_rng(seed)

@@ -210,7 +210,7 @@ def train_agent(cfg: PPOConfig, core, device: str, out: Path, summary: dict[str,
                                 "has no collision gate, so its dream refuses no press; fit one (rad_env.train --model "
                                 "refused_actions=...) or leave both at 0")
             train_venv = WallShaping(train_venv, cfg.wall_penalty, cfg.forward_bonus,
-                                     forward_action=MEMORY_MAZE.names.index("forward"))
+                                     forward_action=MEMORY_MAZE.ids("forward")[0])
     else:
         train_venv = make_real_vec_env(cfg.num_envs, cfg.train_max_steps, subprocess=cfg.subprocess)
     train_venv.seed(cfg.seed)

@@ -30,8 +30,10 @@ from typing import Any
 
 import numpy as np
 
-# Memory Maze action ids (rad_env.data.actions.MEMORY_MAZE).
-NOOP, FORWARD, TURN_LEFT, TURN_RIGHT, FORWARD_LEFT, FORWARD_RIGHT = range(6)
+from rad_env.data.actions import MEMORY_MAZE
+
+NOOP, FORWARD, TURN_LEFT, TURN_RIGHT, FORWARD_LEFT, FORWARD_RIGHT = MEMORY_MAZE.ids(
+    "noop", "forward", "turn_left", "turn_right", "forward_left", "forward_right")
 
 Cell = tuple[int, int]  # (x, y)
 

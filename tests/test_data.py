@@ -186,3 +186,10 @@ def test_split_episodes() -> None:
     assert len(held) == 2 and sorted(train + held) == list(range(10))
     assert split_episodes(10, 0.2, seed=1) == (train, held)
     assert split_episodes(1, 0.5) == ([0], [])
+
+
+def test_action_ids_by_name() -> None:
+    assert MEMORY_MAZE.ids("forward", "turn_left", "turn_right") == (1, 2, 3)
+    assert MEMORY_MAZE.ids() == ()
+    with pytest.raises(ValueError, match="no action 'jump'"):
+        MEMORY_MAZE.ids("forward", "jump")

@@ -28,6 +28,13 @@ class ActionSet:
         """Id fed to the model before the first action of an episode."""
         return len(self.names)
 
+    def ids(self, *names: str) -> tuple[int, ...]:
+        """The ids of the named actions, in the order given (``ValueError`` names an unknown one)."""
+        unknown = [n for n in names if n not in self.names]
+        if unknown:
+            raise ValueError(f"action set {self.name!r} has no action {unknown[0]!r}; it has {', '.join(self.names)}")
+        return tuple(self.names.index(n) for n in names)
+
 
 MEMORY_MAZE = ActionSet(
     "memory-maze",

@@ -19,10 +19,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..data.actions import MEMORY_MAZE
 from .clips import Clips
 from .rollout import observe_frames, psnr
 
-NOOP, FORWARD, TURN_LEFT, TURN_RIGHT = 0, 1, 2, 3
+NOOP, FORWARD, TURN_LEFT, TURN_RIGHT = MEMORY_MAZE.ids("noop", "forward", "turn_left", "turn_right")
 PROBE_ACTIONS = {"left": TURN_LEFT, "right": TURN_RIGHT, "forward": FORWARD}
 
 

@@ -55,6 +55,10 @@ class CompareConfig:
     n_steps: int = option(128, "PPO rollout steps per env per update")
     dream_horizon: int = option(1000, "dream training episodes end (truncated, value bootstrapped) after this many "
                                       "steps from a real start (1000: the real task's length)")
+    wall_penalty: float = option(0.0, "the dream agent's training cost per press the dream's wall refuses "
+                                      "(agents.train_ppo --wall-penalty)")
+    forward_bonus: float = option(0.0, "the dream agent's training bonus per step forward the dream performs "
+                                       "(agents.train_ppo --forward-bonus)")
     batch_size: int = option(256, "PPO minibatch size")
     eval_episodes: int = option(10, "real evaluation episodes per agent")
     eval_max_steps: int = option(1000, "evaluation episode cap (the real task: 1000)")
@@ -73,6 +77,7 @@ class CompareConfig:
             raise UserError(f"--minutes must be > 0, got {self.minutes}")
         require_at_least(self, ("num_envs", "n_steps", "dream_horizon", "batch_size", "eval_episodes",
                                 "eval_max_steps", "jobs", "threads"), 1)
+        require_at_least(self, ("wall_penalty", "forward_bonus"), 0)
         if self.checkpoint and not Path(self.checkpoint).is_file():
             raise UserError(f"--checkpoint: no file at {self.checkpoint}")
         if Path(self.out).exists() and any(Path(self.out).iterdir()):
@@ -94,7 +99,7 @@ def run_command(cfg: CompareConfig, name: str) -> list[str]:
         cmd += ["--context", cfg.context]
     if name == "ppo-dream":
         cmd += ["--train-max-steps", str(cfg.dream_horizon), "--compile" if cfg.compile else "--no-compile",
-                "--amp", cfg.amp]
+                "--amp", cfg.amp, "--wall-penalty", f"{cfg.wall_penalty:g}", "--forward-bonus", f"{cfg.forward_bonus:g}"]
     if name == "random":  # evaluation only; the dream is not needed
         cmd[cmd.index("--timesteps") + 1] = "0"
     return cmd

@@ -72,7 +72,17 @@ def test_compare_user_errors(tmp_path, capsys) -> None:
     for argv, needle in [(["--minutes", "0"], "--minutes must be > 0"),
                          (["--checkpoint", str(tmp_path / "nope.pt")], "no file at"),
                          (["--out", str(tmp_path / "full")], "is not empty"),
-                         (["--jobs", "0"], "--jobs must be >= 1, got 0")]:
+                         (["--jobs", "0"], "--jobs must be >= 1, got 0"),
+                         (["--forward-bonus", "-1"], "--forward-bonus must be >= 0")]:
         assert compare.main(argv) == 2
         err = capsys.readouterr().err.strip()
         assert needle in err and len(err.splitlines()) == 1 and err.startswith(compare.PROG)
+
+
+def test_only_the_dream_agent_gets_the_shaping_flags() -> None:
+    cfg = compare.CompareConfig(wall_penalty=0.01, forward_bonus=0.02, dream_horizon=16)
+    dream = compare.run_command(cfg, "ppo-dream")
+    assert dream[dream.index("--wall-penalty") + 1] == "0.01" and dream[dream.index("--forward-bonus") + 1] == "0.02"
+    assert dream[dream.index("--train-max-steps") + 1] == "16"
+    for name in ("ppo-real", "random"):
+        assert not {"--wall-penalty", "--forward-bonus"} & set(compare.run_command(cfg, name))

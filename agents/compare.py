@@ -99,7 +99,8 @@ def run_command(cfg: CompareConfig, name: str) -> list[str]:
         cmd += ["--context", cfg.context]
     if name == "ppo-dream":
         cmd += ["--train-max-steps", str(cfg.dream_horizon), "--compile" if cfg.compile else "--no-compile",
-                "--amp", cfg.amp, "--wall-penalty", f"{cfg.wall_penalty:g}", "--forward-bonus", f"{cfg.forward_bonus:g}"]
+                "--amp", cfg.amp, "--wall-penalty", f"{cfg.wall_penalty:g}",
+                "--forward-bonus", f"{cfg.forward_bonus:g}"]
     if name == "random":  # evaluation only; the dream is not needed
         cmd[cmd.index("--timesteps") + 1] = "0"
     return cmd

@@ -206,9 +206,10 @@ def train_agent(cfg: PPOConfig, core, device: str, out: Path, summary: dict[str,
         train_venv = make_dream_sb3_vec_env(core, cfg.train_max_steps)
         if cfg.wall_penalty or cfg.forward_bonus:
             if core.model.collision is None:
-                raise UserError(f"--wall-penalty / --forward-bonus: the checkpoint {cfg.checkpoint or '(the shipped default)'} "
-                                "has no collision gate, so its dream refuses no press; fit one (rad_env.train --model "
-                                "refused_actions=...) or leave both at 0")
+                checkpoint = cfg.checkpoint or "(the shipped default)"
+                raise UserError(f"--wall-penalty / --forward-bonus: the checkpoint {checkpoint} has no collision gate, "
+                                "so its dream refuses no press; fit one (rad_env.train --model refused_actions=...) "
+                                "or leave both at 0")
             train_venv = WallShaping(train_venv, cfg.wall_penalty, cfg.forward_bonus,
                                      forward_action=MEMORY_MAZE.ids("forward")[0])
     else:

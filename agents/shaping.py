@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 
+from rad_env.data.actions import MEMORY_MAZE
+
 
 class WallShaping(VecEnvWrapper):
     """Subtract ``penalty`` from the reward of each step whose press the dream refused (``info["refused"]``, set
@@ -19,7 +21,8 @@ class WallShaping(VecEnvWrapper):
     and of performed steps forward.
     """
 
-    def __init__(self, venv: VecEnv, penalty: float, forward_bonus: float = 0.0, forward_action: int = 1) -> None:
+    def __init__(self, venv: VecEnv, penalty: float, forward_bonus: float = 0.0,
+                 forward_action: int = MEMORY_MAZE.ids("forward")[0]) -> None:
         if penalty < 0 or forward_bonus < 0:
             raise ValueError(f"penalty and forward_bonus must be >= 0, got {penalty} and {forward_bonus}")
         super().__init__(venv)

@@ -33,7 +33,6 @@ from typing import Any, Literal, Sequence
 
 from rad_env.cli import (UserError, add_dataclass_arguments, dataclass_from_args, option, removed_if_failed,
                           require_at_least, run_cli)
-from rad_env.data.actions import MEMORY_MAZE
 from rad_env.defaults import TRAIN_HINT
 from rad_env.runtime import AMP_CHOICES
 from rad_env.envs.factory import (make_dream_core, make_dream_env, make_dream_sb3_vec_env, make_real_env,
@@ -210,8 +209,7 @@ def train_agent(cfg: PPOConfig, core, device: str, out: Path, summary: dict[str,
                 raise UserError(f"--wall-penalty / --forward-bonus: the checkpoint {checkpoint} has no collision gate, "
                                 "so its dream refuses no press; fit one (rad_env.train --model refused_actions=...) "
                                 "or leave both at 0")
-            train_venv = WallShaping(train_venv, cfg.wall_penalty, cfg.forward_bonus,
-                                     forward_action=MEMORY_MAZE.ids("forward")[0])
+            train_venv = WallShaping(train_venv, cfg.wall_penalty, cfg.forward_bonus)
     else:
         train_venv = make_real_vec_env(cfg.num_envs, cfg.train_max_steps, subprocess=cfg.subprocess)
     train_venv.seed(cfg.seed)

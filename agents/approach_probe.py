@@ -32,6 +32,8 @@ from rad_env.cli import (UserError, add_dataclass_arguments, dataclass_from_args
                          require_at_least, run_cli)
 from rad_env.runtime import AMP_CHOICES
 
+from .frame_stack import FrameFeeder
+
 PROG = "python -m agents.approach_probe"
 POLICIES = ("ppo", "random", "recorded")
 ENVS = ("real", "dream")
@@ -107,7 +109,12 @@ def make_policy(name: str, agent, num_actions: int, recorded: np.ndarray | None,
         import torch
 
         torch.manual_seed(seed)
-        return lambda obs, step: np.asarray(agent.predict(obs, deterministic=False)[0]).reshape(len(obs))
+        feeder = FrameFeeder(agent)
+
+        def act(obs: np.ndarray, step: int) -> np.ndarray:
+            seen = feeder.start(obs) if step == 0 else feeder.next(obs)
+            return np.asarray(agent.predict(seen, deterministic=False)[0]).reshape(len(obs))
+        return act
     if name == "random":
         rng = np.random.default_rng(seed)
         return lambda obs, step: rng.integers(0, num_actions, len(obs))

@@ -15,6 +15,8 @@ import numpy as np
 from rad_env.data.actions import MEMORY_MAZE
 from rad_env.envs.specs import MEMORY_MAZE_SPEC
 
+from .frame_stack import FrameFeeder, stack_for
+
 #: Steps of a full real Memory Maze 9x9 episode.
 REAL_EPISODE_STEPS = MEMORY_MAZE_SPEC.max_episode_steps
 
@@ -96,9 +98,11 @@ class EvalResult:
 
 def evaluate(agent, venv, episodes: int, *, policy: str, env: str, max_steps: int, seed: int = 0,
              deterministic: bool = False) -> EvalResult:
-    """Run ``episodes`` episodes of ``agent`` in ``venv`` (SB3 ``evaluate_policy``) and summarise."""
+    """Run ``episodes`` episodes of ``agent`` in ``venv`` (SB3 ``evaluate_policy``; frames stacked as the agent
+    reads them) and summarise."""
     from stable_baselines3.common.evaluation import evaluate_policy
 
+    venv = stack_for(agent, venv)
     venv.seed(seed)
     start = time.perf_counter()
     with warnings.catch_warnings():
@@ -127,16 +131,19 @@ def format_results(results: list[EvalResult]) -> str:
 
 def record_episode(agent, env: gym.Env, seed: int, deterministic: bool = False,
                    max_steps: int | None = None) -> tuple[np.ndarray, float]:
-    """Frames ``(T + 1, H, W, 3)`` and return of one episode of ``agent`` in ``env``."""
+    """Frames ``(T + 1, H, W, 3)`` and return of one episode of ``agent`` in ``env`` (fed stacked frames when it
+    reads them)."""
+    feeder = FrameFeeder(agent)
     obs, _ = env.reset(seed=seed)
-    frames, total = [obs], 0.0
+    frames, total, seen = [obs], 0.0, feeder.start(obs[None])
     while max_steps is None or len(frames) <= max_steps:
-        action, _ = agent.predict(obs, deterministic=deterministic)
+        action, _ = agent.predict(seen, deterministic=deterministic)
         obs, reward, terminated, truncated, _ = env.step(int(np.asarray(action).reshape(())))
         frames.append(obs)
         total += float(reward)
         if terminated or truncated:
             break
+        seen = feeder.next(obs[None])
     return np.stack(frames), total
 
 

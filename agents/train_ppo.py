@@ -7,6 +7,7 @@ dream and in the real Memory Maze.
     python -m agents.train_ppo --policy wallturn                 # reference: forward, turning at walls
     python -m agents.train_ppo --wall-penalty 0.01               # shaping: a cost per press the dream's wall refuses
     python -m agents.train_ppo --wall-penalty 0.01 --forward-bonus 0.01   # ... and a bonus per step forward it performs
+    python -m agents.train_ppo --frame-stack 4                   # the agent sees its last 4 frames
     python -m agents.train_ppo --train-env real --num-envs 4     # baseline: PPO in the real maze (slow)
     python -m agents.train_ppo --load runs/ppo/ppo_dream.zip --timesteps 0   # evaluate a saved agent
 
@@ -41,6 +42,7 @@ from rad_env.envs.factory import (make_dream_core, make_dream_env, make_dream_sb
 from .callbacks import EpisodeReturnLog, WallClockLimit
 from .common import (REAL_EPISODE_STEPS, EvalResult, RandomAgent, WallTurnAgent, evaluate, format_results,
                      record_episode, write_comparison_video)
+from .frame_stack import saved_frames, stack_frames
 from .shaping import WallShaping
 
 PROG = "python -m agents.train_ppo"
@@ -73,6 +75,8 @@ class PPOConfig:
                                       "dream's wall refuses (its collision gate; 0: the dream's reward alone)")
     forward_bonus: float = option(0.0, "training in the dream only: add this to the reward of every press of forward "
                                        "that the dream's wall does not refuse (a step forward performed; 0: none)")
+    frame_stack: int = option(1, "frames the PPO agent sees, the last N side by side (SB3's VecFrameStack; 1: the "
+                                 "current frame only). A loaded agent is fed as many as it was trained on")
     train_max_steps: int = option(REAL_EPISODE_STEPS, "episode length during training (dream or real)")
     start_turns: int = option(0, "dream training episodes first turn in place 0..N steps one way, dreamed (0: "
                                  "none): the agent must find the target instead of facing where the recorded "
@@ -105,7 +109,7 @@ class PPOConfig:
     def validate(self) -> None:
         """Raise :class:`UserError` naming the first unusable setting."""
         require_at_least(self, ("num_envs", "n_steps", "batch_size", "n_epochs", "train_max_steps",
-                                "eval_max_steps"), 1)
+                                "eval_max_steps", "frame_stack"), 1)
         require_at_least(self, ("timesteps", "time_limit", "eval_episodes", "eval_num_envs", "video_max_steps",
                                 "start_turns", "wall_penalty", "forward_bonus"), 0)
         for name in ("wall_penalty", "forward_bonus"):
@@ -117,6 +121,8 @@ class PPOConfig:
             raise UserError(f"--eval-envs: unknown env(s) {unknown}; choose from {', '.join(EVAL_ENVS)}")
         if self.policy != "ppo" and self.load:
             raise UserError(f"--load makes no sense with --policy {self.policy}")
+        if self.policy != "ppo" and self.frame_stack > 1:
+            raise UserError(f"--frame-stack is for PPO agents; --policy {self.policy} sees one frame")
         if self.policy == "ppo" and self.timesteps == 0 and not self.load:
             raise UserError("--timesteps 0 needs --load AGENT.zip (nothing to evaluate otherwise)")
         if self.load and not Path(self.load).is_file():
@@ -135,7 +141,23 @@ def parse_config(argv: Sequence[str] | None = None, base: PPOConfig | None = Non
     return dataclass_from_args(PPOConfig, build_parser().parse_args(argv), base)
 
 
+def agent_frames(cfg: PPOConfig) -> int:
+    """Frames the agent sees: ``--frame-stack``, or for ``--load`` as many as the saved agent was trained on (a
+    one-line error when it is unreadable or an explicit ``--frame-stack`` differs)."""
+    if not cfg.load:
+        return cfg.frame_stack
+    try:
+        frames = saved_frames(cfg.load)
+    except (OSError, ValueError, KeyError) as exc:  # not a zip, not an SB3 save
+        raise UserError(f"--load {cfg.load}: not a Stable-Baselines3 agent ({exc})") from None
+    if cfg.frame_stack > 1 and cfg.frame_stack != frames:
+        raise UserError(f"--frame-stack {cfg.frame_stack}: the agent {cfg.load} was trained on {frames} frame(s); "
+                        "leave --frame-stack out to use its own")
+    return frames
+
+
 def make_ppo(cfg: PPOConfig, venv, device: str, tensorboard_log: str | None):
+    """A new PPO agent for ``venv`` (frames already stacked), or the ``--load`` one bound to it."""
     from stable_baselines3 import PPO
 
     if cfg.load:
@@ -199,6 +221,7 @@ def train_agent(cfg: PPOConfig, core, device: str, out: Path, summary: dict[str,
     if cfg.timesteps == 0:  # evaluate a saved agent (validate() requires --load): no training env needed
         from stable_baselines3 import PPO
 
+        agent_frames(cfg)  # a readable agent
         return PPO.load(cfg.load, device=device), "ppo"
     tb = str(out / "tb") if cfg.tensorboard else None
     if cfg.train_env == "dream":
@@ -212,6 +235,7 @@ def train_agent(cfg: PPOConfig, core, device: str, out: Path, summary: dict[str,
             train_venv = WallShaping(train_venv, cfg.wall_penalty, cfg.forward_bonus)
     else:
         train_venv = make_real_vec_env(cfg.num_envs, cfg.train_max_steps, subprocess=cfg.subprocess)
+    train_venv = stack_frames(train_venv, agent_frames(cfg))
     train_venv.seed(cfg.seed)
     agent = make_ppo(cfg, train_venv, device, tb)
     if cfg.timesteps > 0:

@@ -439,7 +439,8 @@ class RetracePolicy(ExplorePolicy):
 
 class AgentPolicy:
     """The actions of a saved Stable-Baselines3 PPO agent, sampled from its policy (``deterministic``: the
-    greedy action) given the frame; ``reset(seed=...)`` seeds the sampling, so an episode is reproducible."""
+    greedy action) given the frame (its last frames, for an agent trained on stacked frames); ``reset(seed=...)``
+    seeds the sampling and starts a new episode, so an episode is reproducible."""
 
     def __init__(self, agent: str, num_actions: int, *, deterministic: bool = False, seed: int | None = None) -> None:
         from stable_baselines3 import PPO
@@ -451,16 +452,23 @@ class AgentPolicy:
         n = getattr(self.model.action_space, "n", None)
         if n != num_actions:
             raise ValueError(f"--agent {agent} acts in {self.model.action_space}, the env has {num_actions} actions")
+        from agents.frame_stack import FrameFeeder
+
         self.deterministic = deterministic
+        self.feeder, self.fresh = FrameFeeder(self.model), True  # stacked frames, for an agent that reads them
         self.reset(seed=seed)
 
     def reset(self, info: dict[str, Any] | None = None, seed: int | None = None) -> None:
+        self.fresh = True
         if seed is not None:
             self.model.set_random_seed(seed)
 
     def __call__(self, obs: Any, info: dict[str, Any] | None = None) -> int:
-        action, _ = self.model.predict(obs, deterministic=self.deterministic)
-        return int(action)
+        frames = np.asarray(obs)[None]
+        seen = self.feeder.start(frames) if self.fresh else self.feeder.next(frames)
+        self.fresh = False
+        action, _ = self.model.predict(seen, deterministic=self.deterministic)
+        return int(np.asarray(action).reshape(-1)[0])
 
 
 def make_policy(kind: str, num_actions: int, *, seed: int | None = None, **kwargs: Any):

@@ -86,3 +86,11 @@ def test_only_the_dream_agent_gets_the_shaping_flags() -> None:
     assert dream[dream.index("--train-max-steps") + 1] == "16"
     for name in ("ppo-real", "random"):
         assert not {"--wall-penalty", "--forward-bonus"} & set(compare.run_command(cfg, name))
+
+
+def test_both_ppo_agents_see_the_same_frames_and_random_gets_none() -> None:
+    cfg = compare.CompareConfig(frame_stack=4)
+    for name in ("ppo-dream", "ppo-real"):
+        cmd = compare.run_command(cfg, name)
+        assert cmd[cmd.index("--frame-stack") + 1] == "4"
+    assert "--frame-stack" not in compare.run_command(cfg, "random")

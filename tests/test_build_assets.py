@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import pytest
+
 from rad_env.data import EpisodeStore
 from rad_env.envs.context import StartFrames
 
@@ -95,3 +97,20 @@ def test_model_only_without_data_keeps_the_weights_and_the_training_seeds(tmp_pa
     assert after["data"]["seeds"] == before["data"]["seeds"] and after["model_config"]["sampling_steps"] == 5
     with pytest.raises(SystemExit):
         tool.main(["--checkpoint", str(first / "memory_maze_tiny.pt"), "--out", str(second)])
+
+
+def test_starts_only_leaves_the_model_in_place(tmp_path, dream_files, capsys) -> None:
+    """New start frames for the shipped model (the PPO starts of the embedded default), its file untouched."""
+    tool = load_tool()
+    out = tmp_path / "assets"
+    out.mkdir()
+    (out / "memory_maze_tiny.pt").write_bytes(b"the model shipped before")
+    tool.main(["--checkpoint", dream_files["checkpoint"], "--data", dream_files["context"], "--out", str(out),
+               "--starts-only", "--anywhere", "--segments", "3"])
+    assert (out / "memory_maze_tiny.pt").read_bytes() == b"the model shipped before"
+    assert len(EpisodeStore(out / "memory_maze_starts.h5")) == 3
+    for argv, needle in [(["--starts-only", "--model-only"], "exclude each other"),
+                         (["--starts-only"], "--starts-only needs --data")]:
+        with pytest.raises(SystemExit):
+            tool.main(["--checkpoint", dream_files["checkpoint"], "--out", str(out), *argv])
+        assert needle in capsys.readouterr().err

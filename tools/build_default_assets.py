@@ -93,11 +93,16 @@ Exactly how the shipped files were made (see README "The embedded default"), on 
     python -m rad_env.train --data data/mix/bump --init runs/hold/memory_maze_tiny.pt --tbptt --steps 0 \
         --gate-dreams 600 --threads 2 --out runs/gate_dreams
     python tools/build_default_assets.py --checkpoint runs/gate_dreams/model.pt --model-only
+    # the start frames (2026-12-07, the model unchanged): 256 segments at random positions of the training walks,
+    # where PPO in the dream learns to walk (starts facing walls, corridors and targets, not only episode starts)
+    python tools/build_default_assets.py --checkpoint rad_env/assets/memory_maze_tiny.pt --data data/mix \
+        --anywhere --segments 256 --starts-only
     python -m rad_env.evaluate --checkpoint rad_env/assets/memory_maze_tiny.pt --data data/mm9_test \
         --episodes 12 --walls data/bump_test --threads 2 --out runs/v12_full --report
 
 The checkpoint is stored with half-precision weights (loaded back as float32) to stay a few MB;
-the start frames are the first ``window`` frames of the held-out episodes.
+the start frames are ``window``-frame segments of the data: by default the first frames of the held-out episodes,
+with ``--anywhere`` at random positions of all episodes (the shipped ones).
 """
 
 from __future__ import annotations
@@ -174,6 +179,17 @@ def export_start_frames(data: Path, segments: list[tuple[int, int]], frames: int
     return write_episodes(dst, out, store.meta)
 
 
+def write_starts(args: argparse.Namespace, ckpt: dict[str, Any], store: EpisodeStore, window: int) -> Path:
+    """The start segments that ``args`` ask for, written to ``<out>/memory_maze_starts.h5``."""
+    held = ckpt["data"].get("held_out_episodes") or list(range(len(store)))
+    if args.before_rewards:
+        segments = segments_before_rewards(store, window, args.segments, args.before_rewards)
+    else:
+        segments = start_segments(store, list(range(len(store))) if args.anywhere else held, window, args.segments,
+                                  args.anywhere)
+    return export_start_frames(args.data, segments, window, args.out / "memory_maze_starts.h5")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True, type=Path)
@@ -190,28 +206,29 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model-only", action="store_true",
                         help="write only the model; the start frames already in --out stay (a model whose training "
                              "data grew after its starts were drawn)")
+    parser.add_argument("--starts-only", action="store_true",
+                        help="write only the start frames; the model already in --out stays (new starts for the same "
+                             "model)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="inference settings of the shipped model, e.g. sampling_steps=3 context_sigma=0.1")
     args = parser.parse_args(argv)
+    if args.model_only and args.starts_only:
+        parser.error("--model-only and --starts-only exclude each other")
+    if args.starts_only and args.data is None:
+        parser.error("--starts-only needs --data (the episodes the start frames are cut from)")
     ckpt = load_checkpoint(args.checkpoint)
     window = int(ckpt["model_config"]["window"])
     if args.data is None and (not args.model_only or ckpt["data"].get("seeds") is None):
         parser.error("--data is required (without --model-only, or when the checkpoint names no training seeds)")
     store = EpisodeStore(args.data) if args.data is not None else None
     seeds = sorted(store.seeds) if store is not None else list(ckpt["data"]["seeds"])
-    path = export_checkpoint(ckpt, args.checkpoint, args.out / "memory_maze_tiny.pt", parse_overrides(args.set, "--set"),
-                             seeds)
-    if args.model_only:
-        print(f"{path}: {path.stat().st_size / 1e6:.2f} MB")
-        return
-    held = ckpt["data"].get("held_out_episodes") or list(range(len(store)))
-    if args.before_rewards:
-        segments = segments_before_rewards(store, window, args.segments, args.before_rewards)
-    else:
-        segments = start_segments(store, list(range(len(store))) if args.anywhere else held, window, args.segments,
-                                  args.anywhere)
-    starts = export_start_frames(args.data, segments, window, args.out / "memory_maze_starts.h5")
-    for p in (path, starts):
+    written = []
+    if not args.starts_only:
+        written.append(export_checkpoint(ckpt, args.checkpoint, args.out / "memory_maze_tiny.pt",
+                                         parse_overrides(args.set, "--set"), seeds))
+    if not args.model_only:
+        written.append(write_starts(args, ckpt, store, window))
+    for p in written:
         print(f"{p}: {p.stat().st_size / 1e6:.2f} MB")
 
 

@@ -123,13 +123,15 @@ def run_agent(cfg: CompareConfig, name: str) -> dict[str, Any]:
 
 
 def world_model_steps(checkpoint: str | None) -> int | None:
-    """Real env steps recorded in the world model's training data (from the checkpoint), or None."""
+    """Real env steps recorded in the world model's training data over all its training stages (from the
+    checkpoint; older checkpoints record only their last stage's data), or None."""
     from rad_env.checkpoint import load_checkpoint
     from rad_env.defaults import default_assets_dir
     from rad_env.envs.specs import MEMORY_MAZE_SPEC
 
     path = checkpoint or default_assets_dir() / MEMORY_MAZE_SPEC.default_checkpoint
-    steps = (load_checkpoint(path).get("data") or {}).get("steps")
+    data = load_checkpoint(path).get("data") or {}
+    steps = data.get("real_steps") or data.get("steps")
     return int(steps) if steps else None
 
 

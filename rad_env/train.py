@@ -340,13 +340,20 @@ def _lr_lambda(cfg: TrainConfig):
 
 
 def data_description(store: EpisodeStore, train_idx: list[int], held_idx: list[int], path: str,
-                     init_seeds: Sequence[int] = ()) -> dict[str, Any]:
+                     init_seeds: Sequence[int] = (), init_steps: dict[int, int] | None = None) -> dict[str, Any]:
     """What the checkpoint says about its data. ``path`` is kept as the user gave it (a relative path
     stays relative); the recording seeds tell held-out recordings apart: those of ``store`` and
-    ``init_seeds``, the seeds of the data the ``--init`` model was trained on (its weights have seen it)."""
+    ``init_seeds``, the seeds of the data the ``--init`` model was trained on (its weights have seen it).
+    ``steps_by_seed`` counts the real env steps recorded per seed over every stage (``init_steps``: the
+    ``--init`` model's; a recording seen again counts once, at its largest), the real experience the world model
+    cost: ``real_steps`` is their sum."""
     meta = store.meta
     assert meta is not None
+    steps_by_seed = {int(k): int(v) for k, v in (init_steps or {}).items()}
+    for seed, steps in store.steps_by_seed.items():
+        steps_by_seed[seed] = max(steps, steps_by_seed.get(seed, 0))
     return {
+        "steps_by_seed": dict(sorted(steps_by_seed.items())), "real_steps": sum(steps_by_seed.values()),
         "path": str(path), "source": meta.source, "action_set": meta.action_set,
         "num_actions": meta.num_actions, "frame_shape": list(meta.frame_shape), "seed": meta.seed,
         "seeds": sorted(set(store.seeds) | set(init_seeds)),
@@ -513,11 +520,12 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         raise UserError(f"--adversarial-weight must be >= 0, got {cfg.adversarial_weight}")
     if cfg.adversarial_weight and cfg.heads_only:
         raise UserError("--adversarial-weight trains the denoiser; --heads-only freezes it: use one or the other")
-    init_weights, init_seeds = None, []
+    init_weights, init_seeds, init_steps = None, [], None
     try:
         if cfg.init:
             init_model, init_ckpt = load_world_model(cfg.init)
             init_seeds = list(init_ckpt.get("data", {}).get("seeds") or [])
+            init_steps = init_ckpt.get("data", {}).get("steps_by_seed")
             model_cfg = RADConfig.from_dict({**init_model.config.to_dict(), **cfg.model})
             init_weights = init_model.state_dict()
         else:
@@ -603,7 +611,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         train_model = torch.nn.parallel.DistributedDataParallel(
             train_model, device_ids=[device.index] if device.type == "cuda" else None)
 
-    description = data_description(store, train_idx, held_idx, cfg.data, init_seeds)
+    description = data_description(store, train_idx, held_idx, cfg.data, init_seeds, init_steps)
     train_dict = asdict(cfg)
 
     def checkpoint(path: Path, with_train_state: bool) -> None:

@@ -94,3 +94,19 @@ def test_both_ppo_agents_see_the_same_frames_and_random_gets_none() -> None:
         cmd = compare.run_command(cfg, name)
         assert cmd[cmd.index("--frame-stack") + 1] == "4"
     assert "--frame-stack" not in compare.run_command(cfg, "random")
+
+
+def test_world_model_steps_counts_every_stages_data(tmp_path) -> None:
+    """A checkpoint that records its stages' recordings is charged all of them; an older one its last stage's."""
+    import torch
+
+    from rad_env.checkpoint import load_checkpoint
+    from rad_env.defaults import default_assets_dir
+
+    shipped = default_assets_dir() / "memory_maze_tiny.pt"
+    data = load_checkpoint(shipped)["data"]
+    assert compare.world_model_steps(None) == data["real_steps"] == sum(data["steps_by_seed"].values())
+    older = load_checkpoint(shipped)
+    older["data"] = {k: v for k, v in older["data"].items() if k not in ("steps_by_seed", "real_steps")}
+    torch.save(older, tmp_path / "older.pt")
+    assert compare.world_model_steps(str(tmp_path / "older.pt")) == older["data"]["steps"]

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from rad_env.checkpoint import load_checkpoint, load_world_model
-from rad_env.data import Episode, FileMeta, write_episodes
+from rad_env.data import Episode, EpisodeStore, FileMeta, write_episodes
 from rad_env.evaluate import EvalConfig, evaluate, format_report, targets
 from rad_env.evaluate import main as evaluate_main
 from rad_env.evaluation.probes import action_probe_scores, loop_closure_scores
@@ -511,3 +511,19 @@ def test_a_fine_tuned_model_names_the_seeds_of_its_init_models_data_too(episodes
     tuned = train_cli(["--data", str(episodes), "--steps", "0", "--held-out", "0.34", "--no-tensorboard",
                        "--init", str(tmp_path / "other.pt"), "--out", str(tmp_path / "tuned")])
     assert load_checkpoint(tuned["checkpoint"])["data"]["seeds"] == sorted(set(own) | {4242})
+
+
+def test_a_fine_tuned_model_counts_the_real_steps_of_every_stage_once(episodes: Path, tmp_path: Path) -> None:
+    """The world model's real-experience cost (agents.compare's "real steps used"): the steps of every recording
+    any stage trained on, a recording trained on again counted once."""
+    base = run_train(episodes, tmp_path / "base", "--steps", "1")
+    data = load_checkpoint(base["checkpoint"])["data"]
+    (seed, steps), = data["steps_by_seed"].items()
+    assert steps == EpisodeStore(episodes).num_steps == data["real_steps"] == data["steps"]
+    ckpt = load_checkpoint(base["checkpoint"])
+    ckpt["data"]["steps_by_seed"] = {4242: 1000, seed: 1}  # an earlier stage on another recording, and on less of it
+    torch.save(ckpt, tmp_path / "other.pt")
+    tuned = train_cli(["--data", str(episodes), "--steps", "0", "--held-out", "0.34", "--no-tensorboard",
+                       "--init", str(tmp_path / "other.pt"), "--out", str(tmp_path / "tuned")])
+    data = load_checkpoint(tuned["checkpoint"])["data"]
+    assert data["steps_by_seed"] == {seed: steps, 4242: 1000} and data["real_steps"] == steps + 1000

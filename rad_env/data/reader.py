@@ -92,6 +92,7 @@ class EpisodeStore:
         self.corrupt: list[EpisodeRef] = []
         self.meta: FileMeta | None = None
         self.seeds: set[int] = set()  # the recording seeds of all files (-1: not recorded)
+        self._file_seeds: dict[Path, int] = {}
         self._handles: dict[Path, h5py.File] = {}
         self._pid = os.getpid()
         if self.path.is_dir():
@@ -122,6 +123,7 @@ class EpisodeStore:
         with _open(file) as f:
             meta = FileMeta.from_attrs(f.attrs, str(file))
             self.seeds.add(meta.seed)
+            self._file_seeds[file] = meta.seed
             if self.meta is None:
                 self.meta = meta
             elif not self.meta.compatible_with(meta):
@@ -197,6 +199,15 @@ class EpisodeStore:
     @property
     def num_steps(self) -> int:
         return sum(ref.length for ref in self.episodes)
+
+    @property
+    def steps_by_seed(self) -> dict[int, int]:
+        """Env steps of the complete episodes per recording seed (-1: not recorded)."""
+        steps: dict[int, int] = {}
+        for ref in self.episodes:
+            seed = self._file_seeds[ref.file]
+            steps[seed] = steps.get(seed, 0) + ref.length
+        return steps
 
     def close(self) -> None:
         for handle in self._handles.values():

@@ -185,9 +185,11 @@ def read_returns(path: Path) -> list[dict[str, float]]:
 
 
 def plot_curves(path: Path, curves: dict[str, tuple[str, list[dict[str, float]]]],
-                rows: list[dict[str, Any]]) -> Path:
-    """Left: training episode returns over wall clock (each PPO agent in the env it trains in). Right: final
-    real returns (mean and std) of every agent, and the dream agent's return in the dream."""
+                rows: list[dict[str, Any]], bins: int = 20) -> Path:
+    """Left: each PPO agent's training return per 1000 steps (in the env it trains in, so that 16-step dreams and
+    1000-step real episodes share one axis) over wall clock, pooled over the episodes ending in each of ``bins``
+    stretches of the run. Right: final real returns (mean and std) of every agent, and the dream agent's return in
+    the dream."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -196,13 +198,16 @@ def plot_curves(path: Path, curves: dict[str, tuple[str, list[dict[str, float]]]
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     for name, (env, returns) in curves.items():
         if returns:
-            left.plot([r["seconds"] / 60 for r in returns], [r["return"] for r in returns], "o", alpha=0.3,
-                      label=f"{name}: episodes ({env})")
-            ends = sorted({r["seconds"] for r in returns})  # a batch of envs ends its episodes together
-            batches = [np.array([r["return"] for r in returns if r["seconds"] == t]) for t in ends]
-            left.errorbar([t / 60 for t in ends], [b.mean() for b in batches], yerr=[b.std() for b in batches],
-                          fmt="s-", capsize=4, label=f"{name}: mean +- std of the episodes ending together")
-    left.set(xlabel="training wall clock (min)", ylabel="episode return", title="training returns")
+            seconds = np.array([r["seconds"] for r in returns])
+            edges = np.linspace(0.0, seconds.max(), bins + 1)
+            which = np.clip(np.searchsorted(edges, seconds, side="left") - 1, 0, bins - 1)
+            ret = np.bincount(which, [r["return"] for r in returns], bins)
+            steps = np.bincount(which, [r["length"] for r in returns], bins)
+            kept = steps > 0
+            left.plot(edges[1:][kept] / 60, 1000 * ret[kept] / steps[kept], "o-",
+                      label=f"{name} (in the {env})")
+    left.set(xlabel="training wall clock (min)", ylabel="return per 1000 env steps",
+             title=f"training returns (episodes pooled in {bins} stretches)")
     if left.lines:
         left.legend(fontsize=7)
     labels, means, stds = [], [], []

@@ -6,8 +6,9 @@
 
 each evaluated on full real episodes (and the dream agent also in the dream). Prints and writes a table
 (``results.md``, ``results.json``: real return mean and std, env steps trained, real env steps used
-including the world model's data, return per 1000 real steps used) and ``curves.png`` (training returns
-over wall clock, final real returns).
+including the world model's data, return per 1000 real steps used, and whether the dream agent beats random by
+more than both standard deviations added) and ``curves.png`` (training returns over wall clock, final real
+returns).
 
     python -m agents.compare --minutes 10 --eval-episodes 10 --out runs/compare
 
@@ -176,6 +177,27 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def margin_over_random(rows: list[dict[str, Any]], agent: str = "ppo-dream") -> dict[str, Any]:
+    """How far ``agent`` beats the random agent in the real maze, against both standard deviations added
+    (issue 10's line: the gap larger than the two spreads, >= 10 real episodes each)."""
+    by_name = {r["agent"]: r for r in rows}
+    a, r = by_name[agent], by_name["random"]
+    gap = a["real return"] - r["real return"]
+    spread = a["real std"] + r["real std"]
+    return {"agent": agent, "gap": gap, "std sum": spread,
+            "episodes": min(a["real episodes"], r["real episodes"]),
+            "beats random by both stds": bool(gap > spread and min(a["real episodes"], r["real episodes"]) >= 10)}
+
+
+def margin_line(margin: dict[str, Any]) -> str:
+    """The margin as one sentence for ``results.md``."""
+    verdict = "yes" if margin["beats random by both stds"] else "no"
+    n = margin["episodes"]
+    few = "" if n >= 10 else f" (only {n} episode{'' if n == 1 else 's'} each; the line asks >= 10)"
+    return (f"{margin['agent']} - random in the real maze: {margin['gap']:.2f}, both standard deviations added: "
+            f"{margin['std sum']:.2f}; beats random by more than both: {verdict}{few}")
+
+
 def read_returns(path: Path) -> list[dict[str, float]]:
     """The rows of a ``train_returns.csv`` (empty when the run wrote none)."""
     if not path.is_file():
@@ -246,10 +268,11 @@ def run(cfg: CompareConfig) -> dict[str, Any]:
     curves = {name: (AGENTS[name][0][1], read_returns(out / name / "train_returns.csv"))
               for name in ("ppo-dream", "ppo-real")}
     plot = plot_curves(out / "curves.png", curves, rows)
-    table = markdown_table(rows)
+    margin = margin_over_random(rows)
+    table = markdown_table(rows) + "\n\n" + margin_line(margin)
     (out / "results.md").write_text(table + "\n")
     summary = {"config": asdict(cfg), "seconds": time.perf_counter() - start, "world_model_steps": model_steps,
-               "rows": rows, "curves": str(plot)}
+               "rows": rows, "margin": margin, "curves": str(plot)}
     (out / "results.json").write_text(json.dumps(summary, indent=2))
     print(table)
     print(f"curves: {plot}; results: {out / 'results.json'} ({summary['seconds'] / 60:.1f} min in all)")

@@ -37,6 +37,14 @@ def test_summary_counts_the_world_models_data_as_real_steps(tmp_path) -> None:
     assert ("| ppo-dream | dream | 10.0 min | 20000 | 50000 | 2.00 +- 1.00 (n=2) | 5.00 +- 1.00 | 0.040 |"
             in table)
     assert "| random | - |" in table
+    margin = compare.margin_over_random(list(rows.values()))
+    assert margin["gap"] == 2.0 and margin["std sum"] == 1.0 and margin["episodes"] == 2
+    assert not margin["beats random by both stds"]  # the gap is wide enough, but 2 episodes are too few
+    assert "only 2 episodes" in compare.margin_line(margin)
+    ten = [{**r, "real episodes": 10} for r in rows.values()]
+    assert compare.margin_over_random(ten)["beats random by both stds"]
+    wide = [{**r, "real std": 2.5 if r["agent"] == "ppo-dream" else r["real std"]} for r in ten]
+    assert not compare.margin_over_random(wide)["beats random by both stds"]  # a gap of 2.0 against 2.5 + 0.0
     curves = {"ppo-dream": ("dream", [{"seconds": 60.0, "timesteps": 8000.0, "return": 1.0, "length": 1000.0}]),
               "ppo-real": ("real", [])}
     png = compare.plot_curves(tmp_path / "curves.png", curves, list(rows.values()))
@@ -60,6 +68,8 @@ def test_compare_runs_three_agents_on_the_same_budget(dream_files, tmp_path) -> 
     assert rows["ppo-real"]["real steps used"] == rows["ppo-real"]["train env steps"]
     assert all(r["real episodes"] == 1 for r in rows.values()) and rows["ppo-dream"]["dream return"] is not None
     assert (out / "curves.png").exists() and (out / "results.md").read_text().count("\n| ") == 3  # a row per agent
+    assert "beats random by more than both: no (only 1 episode each" in (out / "results.md").read_text()
+    assert summary["margin"]["episodes"] == 1
     assert json.loads((out / "results.json").read_text())["config"]["minutes"] == 0.05
     dream_run = json.loads((out / "ppo-dream" / "eval.json").read_text())["config"]
     assert dream_run["train_max_steps"] == 5 and dream_run["compile"] is False  # the dream agent's own flags

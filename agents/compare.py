@@ -184,9 +184,9 @@ def margin_over_random(rows: list[dict[str, Any]], agent: str = "ppo-dream") -> 
     a, r = by_name[agent], by_name["random"]
     gap = a["real return"] - r["real return"]
     spread = a["real std"] + r["real std"]
-    return {"agent": agent, "gap": gap, "std sum": spread,
-            "episodes": min(a["real episodes"], r["real episodes"]),
-            "beats random by both stds": bool(gap > spread and min(a["real episodes"], r["real episodes"]) >= 10)}
+    episodes = min(a["real episodes"], r["real episodes"])
+    return {"agent": agent, "gap": gap, "std sum": spread, "episodes": episodes,
+            "beats random by both stds": bool(gap > spread and episodes >= 10)}
 
 
 def margin_line(margin: dict[str, Any]) -> str:

@@ -222,9 +222,8 @@ def plot_curves(path: Path, curves: dict[str, tuple[str, list[dict[str, float]]]
         if returns:
             seconds = np.array([r["seconds"] for r in returns])
             edges = np.linspace(0.0, seconds.max(), bins + 1)
-            which = np.clip(np.searchsorted(edges, seconds, side="left") - 1, 0, bins - 1)
-            ret = np.bincount(which, [r["return"] for r in returns], bins)
-            steps = np.bincount(which, [r["length"] for r in returns], bins)
+            ret, _ = np.histogram(seconds, edges, weights=[r["return"] for r in returns])
+            steps, _ = np.histogram(seconds, edges, weights=[r["length"] for r in returns])
             kept = steps > 0
             left.plot(edges[1:][kept] / 60, 1000 * ret[kept] / steps[kept], "o-",
                       label=f"{name} (in the {env})")

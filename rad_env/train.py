@@ -69,6 +69,11 @@ class TrainConfig:
     rollout_chunks: int = option(1, "with --tbptt: a rollout step right after a rollout step continues the "
                                     "previous chunk's dream (no real window first), up to this many chunks in a "
                                     "row, so the model learns to recover from dreams longer than one chunk")
+    chained_diffusion_weight: float = option(1.0, "with --rollout-chunks > 1: weight of the diffusion (squared-error) "
+                                                  "loss on a chunk that continues a dream. Tens of frames into a "
+                                                  "dream the real frame cannot be inferred, so squared error teaches "
+                                                  "the blurred mean; 0 leaves those frames to --adversarial-weight "
+                                                  "alone (measured: docs/experiments.md)")
     heads_only: bool = option(False, "with --init: train only the reward and termination heads, the rest frozen and "
                                      "no denoising pass (with --rollout-prob / --rollout-chunks: heads that judge "
                                      "the model's own long dreams, e.g. so a dream that lost the scene pays no reward)")
@@ -102,6 +107,9 @@ class TrainConfig:
     critic_lr: float = option(2e-4, "the frame critic's learning rate (Adam, betas 0.5 / 0.999)")
     critic_pool: str = option("patch", "the critic judges each 8x8 patch, or the whole frame (its patches' mean)",
                               choices=("patch", "frame"))
+    critic_dreams: bool = option(False, "the critic also learns that a rollout step's dreamed context frames are not "
+                                        "real (deep in a chained dream they are the haze a dream turns into, which "
+                                        "the denoiser's predictions from a short context rarely show)")
     critic_warmup: int = option(0, "steps in which only the critic learns from the adversarial loss (the world "
                                    "model's term starts once the critic tells predictions from real frames)")
     collision_fit_steps: int = option(1200, "batches of 128 presses that fit a new collision gate "
@@ -312,8 +320,27 @@ class Adversary:
         finally:
             self.critic.requires_grad_(True)
 
+    @staticmethod
+    def dreamed(context_frames: torch.Tensor | None, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(dreamed, real) float frames (N, C, H, W): the context frames a rollout step dreamed (those that differ
+        from the real ones) and the real frames at their positions; empty without a rollout."""
+        if context_frames is None:
+            empty = frames.new_zeros((0,) + frames.shape[-1:] + frames.shape[-3:-1], dtype=torch.float32)
+            return empty, empty
+        frames = frames.to(context_frames.device)
+        chosen = (context_frames != frames).flatten(2).any(-1)
+        return frames_to_float(context_frames[chosen]), frames_to_float(frames[chosen])
+
+    @torch.no_grad()
+    def fake_accuracy(self, frames: torch.Tensor) -> float:
+        """The fraction of ``frames``' patches (or frames) the critic now judges not real (NaN for none)."""
+        if not len(frames):
+            return float("nan")
+        return float((self.critic(frames) < 0).float().mean())
+
     def critic_step(self, real: torch.Tensor, predicted: torch.Tensor) -> dict[str, float]:
-        """One Adam step of the critic; its metrics (NaN when no prediction came from a high enough level)."""
+        """One Adam step of the critic on real frames against predicted (or dreamed) ones; its metrics (NaN when
+        there was nothing to judge)."""
         if not len(predicted):
             return dict.fromkeys(("critic_loss", "critic_real_acc", "critic_fake_acc"), float("nan"))
         self.optimizer.zero_grad(set_to_none=True)
@@ -514,10 +541,20 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         raise UserError(f"--rollout-chunks must be >= 1, got {cfg.rollout_chunks}")
     if cfg.rollout_chunks > 1 and not (cfg.tbptt and cfg.rollout_prob):
         raise UserError("--rollout-chunks > 1 continues dreams across chunks: it needs --tbptt and --rollout-prob > 0")
+    if not cfg.chained_diffusion_weight >= 0:
+        raise UserError(f"--chained-diffusion-weight must be >= 0, got {cfg.chained_diffusion_weight}")
+    if cfg.chained_diffusion_weight != 1 and cfg.rollout_chunks < 2:
+        raise UserError("--chained-diffusion-weight weighs chunks that continue a dream: it needs --rollout-chunks >= 2")
+    if cfg.chained_diffusion_weight == 0 and not cfg.adversarial_weight:
+        raise UserError("--chained-diffusion-weight 0 leaves chained chunks to the adversarial loss alone: "
+                        "set --adversarial-weight > 0")
     if cfg.heads_only and not cfg.init:
         raise UserError("--heads-only trains the heads of a trained model: pass its checkpoint with --init")
     if not cfg.adversarial_weight >= 0:
         raise UserError(f"--adversarial-weight must be >= 0, got {cfg.adversarial_weight}")
+    if cfg.critic_dreams and not (cfg.adversarial_weight and cfg.rollout_prob):
+        raise UserError("--critic-dreams shows the critic the frames rollouts dream: it needs --adversarial-weight > 0 "
+                        "and --rollout-prob > 0")
     if cfg.adversarial_weight and cfg.heads_only:
         raise UserError("--adversarial-weight trains the denoiser; --heads-only freezes it: use one or the other")
     init_weights, init_seeds, init_steps = None, [], None
@@ -661,9 +698,10 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         else:
             dreamed_chunks = 0
         with amp:
-            loss, metrics, after, denoised = train_model(batch, context_frames=context_frames, state=carried,
-                                                         heads_only=cfg.heads_only,
-                                                         keep_denoised=adversary is not None)
+            loss, metrics, after, denoised = train_model(
+                batch, context_frames=context_frames, state=carried, heads_only=cfg.heads_only,
+                keep_denoised=adversary is not None,
+                diffusion_scale=cfg.chained_diffusion_weight if dreamed_chunks >= 2 else 1.0)
         if cfg.tbptt:
             carried = after
         if adversary is not None:
@@ -682,7 +720,15 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         scheduler.step()
         ema.update_parameters(model)
         if adversary is not None:
+            dreamed = None
+            if cfg.critic_dreams:
+                dreamed, dreamed_real = adversary.dreamed(context_frames, batch.frames)
+                dreamed = dreamed.to(predicted.device)
+                metrics["critic_predicted"], metrics["critic_dreamed"] = float(len(predicted)), float(len(dreamed))
+                real, predicted = torch.cat([real, dreamed_real.to(real.device)]), torch.cat([predicted, dreamed])
             metrics.update(adversary.critic_step(real, predicted))
+            if dreamed is not None:
+                metrics["critic_dream_acc"] = adversary.fake_accuracy(dreamed)
         step += 1
         loss_value = float(loss.detach())
         if not math.isfinite(loss_value):

@@ -206,6 +206,23 @@ def test_loss_keeps_the_denoised_frames_it_scores():
     assert model.loss(batch, generator=torch.Generator().manual_seed(0)).denoised is None
 
 
+def test_diffusion_scale_weighs_only_the_diffusion_loss():
+    """diffusion_scale s: the loss is the heads' losses plus s times the diffusion loss (0: the heads alone),
+    and the denoised frames are kept either way (an adversarial term can still judge them)."""
+    model = micro_model("lstm", motion_prior=True, motion_grid=4).train()
+    batch = make_batch(model.config, b=2)
+    cfg = model.config
+    full = model.loss(batch, generator=torch.Generator().manual_seed(0))
+    scaled = model.loss(batch, generator=torch.Generator().manual_seed(0), diffusion_scale=0.25, keep_denoised=True)
+    heads = cfg.reward_loss_weight * full.metrics["reward_loss"] + cfg.termination_loss_weight * full.metrics[
+        "termination_loss"]
+    diffusion = cfg.diffusion_loss_weight * full.metrics["diffusion_loss"]
+    assert float(full.loss) == pytest.approx(heads + diffusion, rel=1e-5)
+    assert float(scaled.loss) == pytest.approx(heads + 0.25 * diffusion, rel=1e-5)
+    off = model.loss(batch, generator=torch.Generator().manual_seed(0), diffusion_scale=0.0, keep_denoised=True)
+    assert float(off.loss) == pytest.approx(heads, rel=1e-5) and off.denoised.frames.requires_grad
+
+
 def test_reward_event_weight_weighs_rewarded_frames():
     """reward_event_weight w: the reward loss is the cross-entropy averaged with weight w on frames
     that carry a reward and 1 on the rest (the head then pays where a reward is likely)."""

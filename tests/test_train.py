@@ -20,6 +20,8 @@ from rad_env.evaluate import EvalConfig, evaluate, format_report, targets
 from rad_env.evaluate import main as evaluate_main
 from rad_env.evaluation.probes import action_probe_scores, loop_closure_scores
 from rad_env.evaluation.places import revisit_masks
+from rad_env.model import frames_to_float
+from rad_env.train import Adversary
 from rad_env.train import cli as train_cli
 from rad_env.train import main as train_main
 from rad_env.runtime import inference_dtype
@@ -193,6 +195,56 @@ def test_rollouts_chained_across_chunks(episodes: Path, tmp_path: Path, capsys) 
                        "--steps", "1", "--no-tensorboard", "--model", *MICRO]) == 2
     err = capsys.readouterr().err
     assert "--rollout-chunks > 1 continues dreams across chunks" in err and "Traceback" not in err
+
+
+def test_chained_chunks_left_to_the_critic(episodes: Path, tmp_path: Path, capsys) -> None:
+    """--chained-diffusion-weight 0: a chunk that continues a dream is trained by the adversarial term alone
+    (its loss holds no diffusion term); it needs chained rollouts and a critic (one-line errors)."""
+    out = tmp_path / "advonly"
+    run_train(episodes, out, "--steps", "8", "--tbptt", "--rollout-prob", "1", "--rollout-chunks", "2",
+              "--chained-diffusion-weight", "0", "--adversarial-weight", "0.5", "--adversarial-min-sigma", "0.002",
+              "--critic-dreams", "--log-every", "1")
+    with open(out / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        heads = float(row["reward_loss"]) + float(row["termination_loss"])
+        rest = float(row["loss"]) - heads  # the logged loss is the world model's, before the adversarial term
+        if int(float(row["dreamed_chunks"])) == 2:  # no diffusion term in a chained chunk's loss
+            assert rest == pytest.approx(0.0, abs=1e-4)
+        else:
+            assert rest == pytest.approx(float(row["diffusion_loss"]), rel=1e-3)
+    assert {int(float(r["dreamed_chunks"])) for r in rows} == {1, 2}
+    for row in rows:  # --critic-dreams: every rollout step shows the critic the frames it dreamed
+        dreamed = float(row["critic_dreamed"])
+        assert dreamed > 0 and 0 <= float(row["critic_dream_acc"]) <= 1, row
+        assert float(row["critic_predicted"]) >= 0
+    common = ["--data", str(episodes), "--out", str(tmp_path / "bad"), "--steps", "1", "--no-tensorboard",
+              "--model", *MICRO]
+    capsys.readouterr()
+    assert train_main(common + ["--chained-diffusion-weight", "0"]) == 2
+    assert "needs --rollout-chunks >= 2" in capsys.readouterr().err
+    assert train_main(common + ["--tbptt", "--rollout-prob", "1", "--rollout-chunks", "2",
+                                "--chained-diffusion-weight", "0"]) == 2
+    assert "set --adversarial-weight > 0" in capsys.readouterr().err
+    assert train_main(common + ["--chained-diffusion-weight", "-1"]) == 2
+    assert "--chained-diffusion-weight must be >= 0" in capsys.readouterr().err
+    assert train_main(common + ["--adversarial-weight", "0.5", "--critic-dreams"]) == 2
+    err = capsys.readouterr().err
+    assert "--critic-dreams shows the critic the frames rollouts dream" in err and "Traceback" not in err
+
+
+def test_critic_dreams_are_the_context_frames_a_rollout_dreamed() -> None:
+    """Adversary.dreamed: the context frames that differ from the real ones, beside the real frames there."""
+    real = torch.zeros(2, 3, 4, 4, 3, dtype=torch.uint8)
+    context = real.clone()
+    context[0, 2] = 9
+    context[1, 1, 0, 0, 0] = 1
+    dreamed, at = Adversary.dreamed(context, real)
+    assert dreamed.shape == at.shape == (2, 3, 4, 4)
+    assert torch.equal(at, frames_to_float(real[:1, 0].expand(2, 4, 4, 3)))
+    assert torch.equal(dreamed[0], frames_to_float(context[0, 2:3])[0])
+    empty, empty_real = Adversary.dreamed(None, real)
+    assert empty.shape == empty_real.shape == (0, 3, 4, 4)
 
 
 def test_heads_only_fine_tune_changes_only_the_heads(episodes: Path, tmp_path: Path, capsys) -> None:

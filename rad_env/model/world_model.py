@@ -120,7 +120,7 @@ class WorldModel(nn.Module):
     # ------------------------------------------------------------------------------------
     def loss(self, batch: Batch, generator: torch.Generator | None = None,
              context_frames: torch.Tensor | None = None, state: RADState | None = None,
-             heads_only: bool = False, keep_denoised: bool = False) -> LossOutput:
+             heads_only: bool = False, keep_denoised: bool = False, diffusion_scale: float = 1.0) -> LossOutput:
         """Teacher-forced diffusion loss over a batch of sequences, plus the heads' losses.
 
         Every frame is (1) committed as context at a small noise level (what :meth:`observe` does),
@@ -134,7 +134,8 @@ class WorldModel(nn.Module):
         ``heads_only``: only the reward and termination losses, on features computed without gradient and
         without the denoising pass (recalibrates a trained model's heads, e.g. on its own long dreams).
         Returns the loss, metrics and the (detached) state after the batch's committed frames, and with
-        ``keep_denoised`` the target stream's denoised frames and their noise levels."""
+        ``keep_denoised`` the target stream's denoised frames and their noise levels. ``diffusion_scale``
+        multiplies the diffusion loss of this batch (0: the heads' losses only, the denoised frames still kept)."""
         cfg, dev = self.config, self.device
         if not isinstance(batch, Batch):
             raise TypeError(f"loss expects a rad_env.data.Batch, got {type(batch).__name__}")
@@ -184,7 +185,7 @@ class WorldModel(nn.Module):
         t_loss = F.binary_cross_entropy_with_logits(t_logit, terminals)
         loss = cfg.reward_loss_weight * r_loss + cfg.termination_loss_weight * t_loss
         if not heads_only:
-            loss = loss + cfg.diffusion_loss_weight * diffusion_loss
+            loss = loss + diffusion_scale * cfg.diffusion_loss_weight * diffusion_loss
 
         with torch.no_grad():
             metrics = {
@@ -253,9 +254,9 @@ class WorldModel(nn.Module):
 
     def forward(self, batch: Batch, generator: torch.Generator | None = None,
                 context_frames: torch.Tensor | None = None, state: RADState | None = None,
-                heads_only: bool = False, keep_denoised: bool = False) -> LossOutput:
+                heads_only: bool = False, keep_denoised: bool = False, diffusion_scale: float = 1.0) -> LossOutput:
         """Same as :meth:`loss` (so DDP / torch.compile wrappers can call the module)."""
-        return self.loss(batch, generator, context_frames, state, heads_only, keep_denoised)
+        return self.loss(batch, generator, context_frames, state, heads_only, keep_denoised, diffusion_scale)
 
     @torch.no_grad()
     def rollout_frames(self, batch: Batch, start: int, steps: int | None = None,

@@ -27,7 +27,7 @@ from rad_env.data import EpisodeStore
 from rad_env.evaluation.clips import load_clips
 from rad_env.evaluation.rollout import dream_rollout
 from rad_env.model import frames_to_float
-from rad_env.model.critic import CriticConfig, FrameCritic, critic_loss
+from rad_env.model.critic import CriticConfig, FrameCritic, critic_loss, separation_auc
 from rad_env.runtime import set_cpu_threads
 
 
@@ -45,12 +45,6 @@ def depth_frames(frames: np.ndarray, first: int, last: int) -> torch.Tensor:
     return frames_to_float(np.ascontiguousarray(frames[:, first - 1:last]).reshape(-1, *frames.shape[-3:]))
 
 
-def auc(real_scores: torch.Tensor, fake_scores: torch.Tensor) -> float:
-    """P(a real frame's score > a dreamed frame's score), ties counted half."""
-    diff = real_scores[:, None] - fake_scores[None, :]
-    return float((diff > 0).float().mean() + 0.5 * (diff == 0).float().mean())
-
-
 def probe(train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor], pool: str, lr: float,
           steps: int, report_at: Sequence[int], seed: int = 0) -> list[list]:
     """Train a fresh critic on ``train`` (real, dreamed) and score it on ``test`` at each of ``report_at``."""
@@ -64,7 +58,8 @@ def probe(train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, to
             with torch.no_grad():
                 _, m = critic_loss(critic, *test)
                 scores = [critic(x).reshape(len(x), -1).mean(1) for x in test]
-            rows.append([step, m["critic_loss"], m["critic_real_acc"], m["critic_fake_acc"], auc(*scores)])
+            rows.append([step, m["critic_loss"], m["critic_real_acc"], m["critic_fake_acc"],
+                         separation_auc(*scores)])
         if step == steps:
             break
         i = torch.randint(len(train[0]), (64,), generator=rng)

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from rad_env.evaluation.rollout import frame_detail
-from rad_env.model.critic import CriticConfig, FrameCritic, critic_loss, generator_loss
+from rad_env.model.critic import CriticConfig, FrameCritic, critic_loss, generator_loss, separation_auc
 from rad_env.model.world_model import float_to_frames
 
 
@@ -77,10 +77,6 @@ def test_a_frame_critic_tells_frames_blurred_in_one_corner() -> None:
         frames[..., :16, :16] = blur(frames)[..., :16, :16]
         return frames
 
-    def auc(real: torch.Tensor, fake: torch.Tensor) -> float:
-        """How often a real score (frame or patch) beats a fake one: 1 separates them, 0.5 is chance."""
-        return float((real.flatten()[:, None] > fake.flatten()[None, :]).float().mean())
-
     separation = {}
     for pool in ("patch", "frame"):
         torch.manual_seed(0)
@@ -92,6 +88,6 @@ def test_a_frame_critic_tells_frames_blurred_in_one_corner() -> None:
             loss.backward()
             opt.step()
         with torch.no_grad():
-            separation[pool] = auc(critic(sharp(99_999, 32)), critic(corner_blurred(77_777, 32)))
+            separation[pool] = separation_auc(critic(sharp(99_999, 32)), critic(corner_blurred(77_777, 32)))
         assert critic(sharp(1, 2)).shape == ((2,) if pool == "frame" else (2, 8, 8))
     assert separation["frame"] > 0.95 and separation["patch"] < 0.8, separation

@@ -77,3 +77,10 @@ def critic_loss(critic: nn.Module, real: torch.Tensor,
         metrics = {"critic_loss": float(loss), "critic_real_acc": float((real_logits > 0).float().mean()),
                    "critic_fake_acc": float((fake_logits < 0).float().mean())}
     return loss, metrics
+
+
+def separation_auc(real_scores: torch.Tensor, fake_scores: torch.Tensor) -> float:
+    """The ROC AUC of critic scores: how often a real frame's (or patch's) score beats a fake one's, ties
+    counted half; 1 separates them, 0.5 is chance."""
+    real, fake = real_scores.flatten()[:, None], fake_scores.flatten()[None, :]
+    return float((real > fake).float().mean() + 0.5 * (real == fake).float().mean())

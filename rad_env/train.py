@@ -36,7 +36,7 @@ from .cli import UserError, add_dataclass_arguments, dataclass_from_args, option
 from .data import Batch, EpisodeStore, EpisodeStreams, WindowDataset, split_episodes
 from .model import RADConfig, RADState, WorldModel, frames_to_float
 from .model.world_model import Denoised
-from .model.critic import CriticConfig, FrameCritic, critic_loss, generator_loss
+from .model.critic import CriticConfig, FrameBuffer, FrameCritic, critic_loss, generator_loss
 from .model.collision import (GATE_DREAM_BUCKETS, GATE_DREAM_HORIZON, POSITION_EXTRAS, CollisionGate,
                               dreamed_presses, performed_batch, recorded_presses)
 from .model.layers import zero_
@@ -112,6 +112,12 @@ class TrainConfig:
                                         "the denoiser's predictions from a short context rarely show)")
     critic_warmup: int = option(0, "steps in which only the critic learns from the adversarial loss (the world "
                                    "model's term starts once the critic tells predictions from real frames)")
+    critic_buffer: int = option(0, "with --rollout-chunks >= 2: the critic judges only deep dreams, the frames of chunks "
+                                   "that continue a dream (dreamed context and predictions), kept in a buffer of this "
+                                   "many frames and drawn in balanced batches against real frames; the adversarial "
+                                   "term then acts only on those chunks' predictions (0: off, the critic judges each "
+                                   "step's predictions)")
+    critic_steps: int = option(1, "with --critic-buffer: critic Adam steps per training step")
     collision_fit_steps: int = option(1200, "batches of 128 presses that fit a new collision gate "
                                              "(--model refused_actions=...) before training")
     gate_dreams: int = option(0, "fine-tune the collision gate, before training, on the presses of this many "
@@ -297,7 +303,12 @@ class Adversary:
 
     Each step the denoiser's predictions from noise levels >= ``adversarial_min_sigma`` and the real
     frames they predict are the critic's batch: :meth:`generator_loss` is the term added to the world
-    model's loss (gradient into the model only), :meth:`critic_step` then trains the critic on them."""
+    model's loss (gradient into the model only), :meth:`critic_step` then trains the critic on them. With
+    ``--critic-buffer`` only chunks that continue a dream get the term, and the critic learns from a buffer of
+    their frames instead (:meth:`buffered_steps`; the buffer is not saved: a resumed run refills it)."""
+
+    #: frames of each side in a ``--critic-buffer`` critic batch (as ``benchmarks.critic_probe``'s)
+    batch = 64
 
     def __init__(self, cfg: TrainConfig, device: torch.device, ddp: "Distributed"):
         self.weight, self.min_sigma = cfg.adversarial_weight, cfg.adversarial_min_sigma
@@ -307,6 +318,9 @@ class Adversary:
             self.trained = torch.nn.parallel.DistributedDataParallel(
                 self.critic, device_ids=[device.index] if device.type == "cuda" else None)
         self.optimizer = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr, betas=(0.5, 0.999))
+        self.buffer = FrameBuffer(cfg.critic_buffer) if cfg.critic_buffer else None
+        self.steps = cfg.critic_steps
+        self.rng = torch.Generator().manual_seed(cfg.seed + 104729 * ddp.rank)
 
     def select(self, denoised: Denoised, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(predicted, real) float frames (N, C, H, W) at the positions denoised from sigma >= min_sigma."""
@@ -348,6 +362,19 @@ class Adversary:
         loss.backward()
         self.optimizer.step()
         return metrics
+
+    def buffered_steps(self, real: torch.Tensor, fakes: torch.Tensor) -> dict[str, float]:
+        """``--critic-buffer``: push ``fakes`` (N, C, H, W), then :attr:`steps` critic steps, each on up to
+        :attr:`batch` frames drawn from the buffer against as many drawn from ``real``; the last step's metrics
+        and the buffer's size (NaN metrics while it is empty)."""
+        assert self.buffer is not None
+        self.buffer.push(fakes)
+        metrics = self.critic_step(real[:0], real[:0])
+        n = min(self.batch, len(self.buffer))
+        for _ in range(self.steps if n else 0):
+            chosen = torch.randint(0, len(real), (n,), generator=self.rng).to(real.device)
+            metrics = self.critic_step(real[chosen], self.buffer.sample(n, self.rng).to(real.device))
+        return {**metrics, "critic_buffer": float(len(self.buffer))}
 
     def state_dict(self) -> dict[str, Any]:
         return {"critic": self.critic.state_dict(), "critic_optimizer": self.optimizer.state_dict()}
@@ -557,6 +584,16 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                         "and --rollout-prob > 0")
     if cfg.adversarial_weight and cfg.heads_only:
         raise UserError("--adversarial-weight trains the denoiser; --heads-only freezes it: use one or the other")
+    if cfg.critic_buffer < 0 or cfg.critic_steps < 1:
+        raise UserError(f"--critic-buffer must be >= 0 and --critic-steps >= 1, got {cfg.critic_buffer} and "
+                        f"{cfg.critic_steps}")
+    if cfg.critic_buffer and not (cfg.adversarial_weight and cfg.rollout_chunks >= 2):
+        raise UserError("--critic-buffer keeps the frames of chained dreams for the critic: it needs "
+                        "--adversarial-weight > 0 and --rollout-chunks >= 2")
+    if cfg.critic_buffer and cfg.critic_dreams:
+        raise UserError("--critic-buffer already shows the critic the dreamed frames of chained chunks: drop --critic-dreams")
+    if cfg.critic_steps != 1 and not cfg.critic_buffer:
+        raise UserError("--critic-steps draws balanced batches from --critic-buffer: set --critic-buffer N too")
     init_weights, init_seeds, init_steps = None, [], None
     try:
         if cfg.init:
@@ -706,6 +743,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             carried = after
         if adversary is not None:
             predicted, real = adversary.select(denoised, batch.frames)
+            deep = dreamed_chunks >= 2  # this chunk continues a dream: its frames are the critic's fakes
+            if adversary.buffer is not None and not deep:  # --critic-buffer: the term acts on deep dreams only
+                predicted = predicted[:0]
             metrics["adversarial_loss"] = float("nan")
             if len(predicted) and step >= cfg.critic_warmup:
                 adversarial = adversary.generator_loss(predicted)
@@ -719,7 +759,13 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         optimizer.step()
         scheduler.step()
         ema.update_parameters(model)
-        if adversary is not None:
+        if adversary is not None and adversary.buffer is not None:
+            dreamed = adversary.dreamed(context_frames if deep else None, batch.frames)[0].to(predicted.device)
+            fakes = torch.cat([predicted.detach().float(), dreamed])
+            metrics.update(adversary.buffered_steps(frames_to_float(batch.frames.flatten(0, 1)).to(predicted.device),
+                                                    fakes))
+            metrics["critic_dream_acc"] = adversary.fake_accuracy(fakes)
+        elif adversary is not None:
             dreamed = None
             if cfg.critic_dreams:
                 dreamed, dreamed_real = adversary.dreamed(context_frames, batch.frames)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from rad_env.evaluate import main as evaluate_main
 from rad_env.evaluation.probes import action_probe_scores, loop_closure_scores
 from rad_env.evaluation.places import revisit_masks
 from rad_env.model import frames_to_float
+from rad_env.model.critic import FrameBuffer
 from rad_env.train import Adversary
 from rad_env.train import cli as train_cli
 from rad_env.train import main as train_main
@@ -231,6 +233,48 @@ def test_chained_chunks_left_to_the_critic(episodes: Path, tmp_path: Path, capsy
     assert train_main(common + ["--adversarial-weight", "0.5", "--critic-dreams"]) == 2
     err = capsys.readouterr().err
     assert "--critic-dreams shows the critic the frames rollouts dream" in err and "Traceback" not in err
+
+
+def test_critic_buffer_judges_deep_dreams_in_balanced_batches(episodes: Path, tmp_path: Path, capsys) -> None:
+    """--critic-buffer: only chunks that continue a dream feed the critic and get the adversarial term; the
+    critic trains --critic-steps times a step once the buffer holds frames (one-line errors otherwise)."""
+    out = tmp_path / "buffer"
+    run_train(episodes, out, "--steps", "8", "--tbptt", "--rollout-prob", "1", "--rollout-chunks", "2",
+              "--adversarial-weight", "0.5", "--adversarial-min-sigma", "0.002", "--critic-buffer", "40",
+              "--critic-steps", "3", "--log-every", "1")
+    with open(out / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    sizes = [float(r["critic_buffer"]) for r in rows]
+    assert sizes == sorted(sizes) and sizes[-1] == 40  # filled by the deep chunks, then a ring of 40
+    for row in rows:
+        deep = int(float(row["dreamed_chunks"])) >= 2
+        assert math.isfinite(float(row["adversarial_loss"])) == deep, row  # the term acts on deep dreams only
+        assert math.isfinite(float(row["critic_loss"])) == (float(row["critic_buffer"]) > 0), row
+        if deep:
+            assert 0 <= float(row["critic_dream_acc"]) <= 1
+    common = ["--data", str(episodes), "--out", str(tmp_path / "bad"), "--steps", "1", "--no-tensorboard",
+              "--model", *MICRO]
+    capsys.readouterr()
+    assert train_main(common + ["--critic-buffer", "10"]) == 2
+    assert "needs --adversarial-weight > 0 and --rollout-chunks >= 2" in capsys.readouterr().err
+    assert train_main(common + ["--critic-steps", "2"]) == 2
+    assert "set --critic-buffer N too" in capsys.readouterr().err
+    assert train_main(common + ["--critic-buffer", "-1"]) == 2
+    err = capsys.readouterr().err
+    assert "--critic-buffer must be >= 0" in err and "Traceback" not in err
+
+
+def test_frame_buffer_keeps_the_last_frames() -> None:
+    """FrameBuffer: a ring of the last `capacity` frames, stored as uint8, sampled back as floats."""
+    buffer = FrameBuffer(3)
+    with pytest.raises(ValueError, match="empty"):
+        buffer.sample(1)
+    frames = torch.linspace(-1, 1, 5)[:, None, None, None].expand(5, 3, 2, 2)
+    buffer.push(frames[:2])
+    buffer.push(frames[2:])
+    assert len(buffer) == 3
+    kept = {round(float(v), 2) for v in buffer.sample(64, torch.Generator().manual_seed(0))[:, 0, 0, 0]}
+    assert kept == {0.0, 0.5, 1.0}  # the first two were overwritten
 
 
 def test_critic_dreams_are_the_context_frames_a_rollout_dreamed() -> None:

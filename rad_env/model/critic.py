@@ -84,3 +84,39 @@ def separation_auc(real_scores: torch.Tensor, fake_scores: torch.Tensor) -> floa
     counted half; 1 separates them, 0.5 is chance."""
     real, fake = real_scores.flatten()[:, None], fake_scores.flatten()[None, :]
     return float((real > fake).float().mean() + 0.5 * (real == fake).float().mean())
+
+
+class FrameBuffer:
+    """The last ``capacity`` frames pushed (a ring, stored as uint8 on the frames' device), sampled uniformly:
+    the critic's fakes with ``rad_env.train --critic-buffer``, so that each of its batches holds as many frames
+    from past dreams as real ones whatever the current step dreamed."""
+
+    def __init__(self, capacity: int):
+        if capacity < 1:
+            raise ValueError(f"a frame buffer needs capacity >= 1, got {capacity}")
+        self.capacity = capacity
+        self.frames: torch.Tensor | None = None
+        self.size = self.next = 0
+
+    def __len__(self) -> int:
+        return self.size
+
+    def push(self, frames: torch.Tensor) -> None:
+        """Add float frames (N, C, H, W) in [-1, 1] (only the last ``capacity`` of them when N is larger)."""
+        frames = frames.detach()[-self.capacity:]
+        if not len(frames):
+            return
+        stored = ((frames.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+        if self.frames is None:
+            self.frames = stored.new_zeros((self.capacity,) + tuple(stored.shape[1:]))
+        index = (self.next + torch.arange(len(stored), device=stored.device)) % self.capacity
+        self.frames[index.to(self.frames.device)] = stored.to(self.frames.device)
+        self.next = (self.next + len(stored)) % self.capacity
+        self.size = min(self.capacity, self.size + len(stored))
+
+    def sample(self, count: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``count`` frames drawn uniformly with replacement, float in [-1, 1] (N, C, H, W)."""
+        if not self.size or self.frames is None:
+            raise ValueError("sample: the frame buffer is empty")
+        index = torch.randint(0, self.size, (count,), generator=generator)
+        return self.frames[index.to(self.frames.device)].float() / 127.5 - 1

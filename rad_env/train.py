@@ -217,17 +217,23 @@ def frame_pairs(batches: Iterator[Batch], motion: MotionPrior, device: torch.dev
 
 
 def fit_motion_prior(model: WorldModel, batches: Iterator[Batch], device: torch.device, verbose: bool) -> None:
-    """Fit a motion prior's flow fields to the training data, from its current flows (seconds; training
-    refines them)."""
+    """Fit a motion prior's flow fields to the training data, from its current flows, then its content flow if
+    it has one that is not fitted yet (seconds to minutes; training refines both)."""
     motion = model.dit.motion
-    start = time.perf_counter()
-    errors = motion.fit(frame_pairs(batches, motion, device))
-    if verbose:
-        db = lambda mse: 10 * math.log10(4 / max(mse, 1e-12))  # noqa: E731
-        shifts = ", ".join(f"{dx:+.1f}" for dx in motion.shift_pixels()[:, 0].tolist())
-        print(f"motion prior fit in {time.perf_counter() - start:.0f} s: next frame {db(errors['warp_mse']):.2f} dB "
-              f"(copy the last frame: {db(errors['copy_mse']):.2f} dB); mean horizontal shift per action (px): "
-              f"{shifts}")
+    db = lambda mse: 10 * math.log10(4 / max(mse, 1e-12))  # noqa: E731
+    if not bool(motion.fitted):
+        start = time.perf_counter()
+        errors = motion.fit(frame_pairs(batches, motion, device))
+        if verbose:
+            shifts = ", ".join(f"{dx:+.1f}" for dx in motion.shift_pixels()[:, 0].tolist())
+            print(f"motion prior fit in {time.perf_counter() - start:.0f} s: next frame {db(errors['warp_mse']):.2f} dB "
+                  f"(copy the last frame: {db(errors['copy_mse']):.2f} dB); mean horizontal shift per action (px): "
+                  f"{shifts}")
+    if motion.content is not None and not bool(motion.content.fitted):
+        start = time.perf_counter()
+        errors = motion.fit_content(frame_pairs(batches, motion, device))
+        if verbose:
+            print(f"content flow fit in {time.perf_counter() - start:.0f} s: next frame {db(errors['warp_mse']):.2f} dB")
 
 
 def fit_collision_gate(gate: CollisionGate, store: EpisodeStore, episodes: Sequence[int], steps: int,
@@ -458,7 +464,7 @@ def load_init_weights(model: WorldModel, weights: dict[str, torch.Tensor], path:
                         hint="--model can add parts to a fine-tuned model, not remove them")
     if missing and verbose:
         print(f"--init {path}: {len(missing)} new tensors start fresh ({first_names(missing)})")
-    if any(name.startswith("dit.motion.") for name in missing):
+    if "dit.motion.flow" in missing:
         # The network predicted the frame; with a motion prior it predicts the correction to the warped
         # previous frame. Its read-out starts at zero (the model dreams the warp alone, then learns the rest)
         # rather than adding the whole frame to the warp.
@@ -645,7 +651,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     model = model.to(device)
     last_path = out / "last.pt"
     resuming = cfg.resume and last_path.exists()
-    if model.dit.motion is not None and not bool(model.dit.motion.fitted) and not resuming:
+    motion = model.dit.motion
+    if motion is not None and not resuming and not (
+            bool(motion.fitted) and (motion.content is None or bool(motion.content.fitted))):
         fit_motion_prior(model, training_batches(cfg, store, train_idx, model_cfg.seq_len, ddp, device), device,
                          ddp.is_main)
     if model.collision is not None and not bool(model.collision.fitted) and not resuming:

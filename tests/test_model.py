@@ -654,6 +654,38 @@ def test_flow_correction_moves_the_warp_and_learns():
     assert model.dit.flow.out.weight.grad.abs().sum() > 0
 
 
+def test_content_flow_starts_at_zero_and_learns_a_shift_the_frame_shows():
+    """``content_flow``: a net that reads the frame adds to the key's flow. At initialisation it adds nothing
+    (the warp is the prior's alone); fit to pairs whose shift one key cannot know (right 2 pixels where the
+    scene is bright, left 2 where it is dark), it lowers the warp's error well below the key's flow alone."""
+    cfg = micro_config(motion_prior=True, motion_grid=4, content_flow=8)
+    motion = MotionPrior(cfg)
+    plain = MotionPrior(micro_config(motion_prior=True, motion_grid=4))
+    plain.flow.data.copy_(motion.flow.data)
+    gen = torch.Generator().manual_seed(0)
+
+    def pairs():
+        while True:
+            scenes = torch.nn.functional.interpolate(torch.rand(16, 3, 6, 8, generator=gen) * 2 - 1, size=(16, 24),
+                                                     mode="bilinear", align_corners=True) * 0.5
+            bright = torch.arange(16) % 2 == 0
+            scenes = scenes + torch.where(bright, 0.5, -0.5).view(16, 1, 1, 1)
+            prev = scenes[:, :, :, 4:20]
+            nxt = torch.stack([s[:, :, 6:22] if b else s[:, :, 2:18] for s, b in zip(scenes, bright)])
+            yield prev, nxt, torch.ones(16, dtype=torch.long)
+
+    prev, _, keys = next(pairs())
+    torch.testing.assert_close(motion(prev, keys), plain(prev, keys))
+    key_only = motion.fit(pairs(), steps=100, lr=1e-2)["warp_mse"]
+    assert bool(motion.fitted) and not bool(motion.content.fitted)
+    fitted = motion.fit_content(pairs(), steps=150, lr=3e-3)
+    assert bool(motion.content.fitted) and fitted["warp_mse"] < key_only / 3, (fitted, key_only)
+    with pytest.raises(ValueError, match="has no content flow"):
+        plain.fit_content(pairs(), steps=1)
+    with pytest.raises(ValueError, match="content_flow adds to the motion prior's flow"):
+        micro_config(content_flow=8)
+
+
 def test_flow_correction_needs_the_motion_prior():
     with pytest.raises(ValueError, match="needs motion_prior=true"):
         micro_config(flow_correction=True)

@@ -235,6 +235,27 @@ def test_chained_chunks_left_to_the_critic(episodes: Path, tmp_path: Path, capsy
     assert "--critic-dreams shows the critic the frames rollouts dream" in err and "Traceback" not in err
 
 
+def test_fine_tune_adds_a_content_flow_fit_to_the_data(episodes: Path, tmp_path: Path, capsys) -> None:
+    """--init with --model content_flow=N keeps every trained weight (the stem's read-out too: the motion prior
+    was there already) and fits the new net to the warp's error before training; a resumed run does not."""
+    base = run_train(episodes, tmp_path / "base", "motion_prior=true", "motion_grid=4", "--steps", "2")
+    common = ["--data", str(episodes), "--batch-size", "4", "--held-out", "0.34", "--no-tensorboard", "--lr", "1e-12",
+              "--warmup", "1", "--ckpt-every", "1"]
+    capsys.readouterr()
+    tuned = train_cli(common + ["--out", str(tmp_path / "tuned"), "--init", base["checkpoint"], "--steps", "1",
+                                "--model", "content_flow=4"])
+    out = capsys.readouterr().out
+    assert "content flow fit in" in out and "motion prior fit in" not in out and "read-out starts at zero" not in out
+    first, _ = load_world_model(base["checkpoint"])
+    second, _ = load_world_model(tuned["checkpoint"])
+    assert bool(second.dit.motion.content.fitted) and second.dit.motion.content.out.weight.abs().max() > 0
+    for name, weight in first.state_dict().items():
+        torch.testing.assert_close(second.state_dict()[name], weight, atol=1e-6, rtol=0, msg=name)
+    train_cli(common + ["--out", str(tmp_path / "tuned"), "--init", base["checkpoint"], "--steps", "2",
+                        "--model", "content_flow=4", "--resume"])
+    assert "content flow fit in" not in capsys.readouterr().out
+
+
 def test_critic_buffer_judges_deep_dreams_in_balanced_batches(episodes: Path, tmp_path: Path, capsys) -> None:
     """--critic-buffer: only chunks that continue a dream feed the critic and get the adversarial term; the
     critic trains --critic-steps times a step once the buffer holds frames (one-line errors otherwise)."""

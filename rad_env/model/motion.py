@@ -38,6 +38,7 @@ class MotionPrior(nn.Module):
         self.num_ids = cfg.num_actions + 1  # action ids, the null action included
         self.num_keys = self.num_ids ** 2 if self.pairs else self.num_ids
         self.flow = nn.Parameter(torch.zeros(self.num_keys, 2, cfg.motion_grid, cfg.motion_grid))
+        self.content = ContentFlow(cfg, self.num_keys) if cfg.content_flow else None
         # False until fit (or loaded from a checkpoint that was): training fits a fresh prior first
         self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
         axis = torch.linspace(-1.0, 1.0, cfg.image_size)
@@ -85,6 +86,9 @@ class MotionPrior(nn.Module):
         border (fractions where a pixel mixes both)."""
         size, hud = self.image_size, self.hud_border
         keys = keys.long()
+        if self.content is not None:
+            content = self.content(frames, keys)
+            correction = content if correction is None else correction + content.to(correction.dtype)
         cells = self.flow[keys]
         if canvas is not None:  # pans read the canvas with their inner cells' offsets (a zoom keeps its field)
             cells = torch.where(self.pans[keys][:, None, None, None], self._inner_pan(cells), cells)
@@ -187,6 +191,16 @@ class MotionPrior(nn.Module):
                              f"got {tuple(flow.shape)}")
         return flow.repeat(self.num_ids, 1, 1, 1)
 
+    def fit_content(self, pairs: Iterable[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], steps: int = 1000,
+                    lr: float = 1e-3) -> dict[str, float]:
+        """:meth:`fit` for the :class:`ContentFlow` net (the flows fixed): least squares of the warp on frame pairs,
+        from its current weights. Marks it fitted; returns the warp's and copying's mean squared errors."""
+        if self.content is None:
+            raise ValueError("fit_content: this motion prior has no content flow (RADConfig.content_flow)")
+        errors = self._fit(pairs, list(self.content.parameters()), steps, lr)
+        self.content.fitted.fill_(True)
+        return errors
+
     def fit(self, pairs: Iterable[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], steps: int = 300,
             lr: float = 3e-3) -> dict[str, float]:
         """Least-squares fit of every motion key's flow to frame pairs (previous (B, C, H, W), next
@@ -194,7 +208,13 @@ class MotionPrior(nn.Module):
         batches. Starts from the current flows.
         Marks the prior fitted. Returns the mean squared error of the warp and of copying the
         previous frame over the last batches seen."""
-        opt = torch.optim.Adam([self.flow], lr=lr)
+        errors = self._fit(pairs, [self.flow], steps, lr)
+        self.fitted.fill_(True)
+        return errors
+
+    def _fit(self, pairs: Iterable[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], params: list[nn.Parameter],
+             steps: int, lr: float) -> dict[str, float]:
+        opt = torch.optim.Adam(params, lr=lr)
         tail = max(1, steps // 10)
         warp_err = copy_err = 0.0
         it = iter(pairs)
@@ -211,9 +231,43 @@ class MotionPrior(nn.Module):
                 if step >= steps - tail:
                     warp_err += float(loss.detach()) / tail
                     copy_err += float((prev - nxt).pow(2).mean()) / tail
-        self.flow.grad = None
-        self.fitted.fill_(True)
+        for p in params:
+            p.grad = None
         return {"warp_mse": warp_err, "copy_mse": copy_err}
+
+
+class ContentFlow(nn.Module):
+    """A per-frame flow that reads the frame being warped (``RADConfig.content_flow`` channels): the motion key's
+    embedding as extra input channels, three stride-2 3x3 convolutions down to ``image_size / 8``, one step up
+    to ``image_size / 4`` with a skip, and a zero-initialised read-out of (x, y) offsets in pixels, upsampled
+    bilinearly like the prior's flow. A fixed flow per key cannot know the depth of what it moves; a maze frame
+    shows it (a wall's height in a column gives its distance). :meth:`MotionPrior.fit_content` fits it to the
+    warp's error before training (``fitted``)."""
+
+    embed_channels = 16
+
+    def __init__(self, cfg: RADConfig, num_keys: int):
+        super().__init__()
+        c, e = cfg.content_flow, self.embed_channels
+        self.image_size = cfg.image_size
+        self.embed = nn.Embedding(num_keys, e)
+        self.down = nn.ModuleList([nn.Conv2d(cfg.channels + e, c, 3, 2, 1), nn.Conv2d(c, c, 3, 2, 1),
+                                   nn.Conv2d(c, c, 3, 2, 1), nn.Conv2d(c, c, 3, 1, 1)])
+        self.up = nn.Conv2d(2 * c, c, 3, 1, 1)
+        self.out = zero_(nn.Conv2d(c, 2, 3, 1, 1))
+        self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
+
+    def forward(self, frames: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        """Frames (B, C, H, W) in [-1, 1], motion keys (B,) -> flow (B, 2, H, W) in normalised image units."""
+        b, _, h, w = frames.shape
+        x = torch.cat([frames, self.embed(keys)[:, :, None, None].expand(b, -1, h, w).to(frames.dtype)], dim=1)
+        x = F.gelu(self.down[0](x))
+        skip = F.gelu(self.down[1](x))
+        x = F.gelu(self.down[3](F.gelu(self.down[2](skip))))
+        x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+        pixels = self.out(F.gelu(self.up(torch.cat([x, skip], dim=1))))
+        field = F.interpolate(pixels.float(), size=self.image_size, mode="bilinear", align_corners=True)
+        return field * (2.0 / (self.image_size - 1))
 
 
 class FlowCorrection(nn.Module):

@@ -1,6 +1,7 @@
 """How much of the next frame does each action's camera motion explain? A model-free check.
 
     python -m benchmarks.motion_prior --train data/mix/explore --test data/mm9_test   # ~1 min
+    python -m benchmarks.motion_prior --train data/mix/explore --test data/mm9_test --content-flow 48   # ~4 min
     python -m benchmarks.motion_prior --quick --train D --test D                      # seconds
 
 Fits fresh :class:`rad_env.model.motion.MotionPrior` s (one flow field per action, and one per (previous
@@ -65,11 +66,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=500, help="steps of each episode used")
     parser.add_argument("--fit-steps", type=int, default=400)
     parser.add_argument("--horizon", type=int, default=64, help="open-loop steps from each start")
+    parser.add_argument("--content-flow", type=int, default=0, metavar="N",
+                        help="also fit a content flow of N channels (RADConfig.content_flow) on top of the per-pair "
+                             "flows, --content-steps batches of 64 pairs (0: not)")
+    parser.add_argument("--content-steps", type=int, default=1500)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="4 episodes, 60 steps, 200 fit steps, horizon 16")
     args = parser.parse_args(argv)
     if args.quick:
-        args.episodes, args.steps, args.fit_steps, args.horizon = 4, 60, 200, 16
+        args.episodes, args.steps, args.fit_steps, args.horizon, args.content_steps = 4, 60, 200, 16, 20
     set_cpu_threads(args.threads)
     try:
         train_frames, train_actions = load_episodes(args.train, args.episodes, args.steps)
@@ -89,6 +94,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         errors = motion.fit(batches(train_frames, keys, 256, seed=0), steps=args.fit_steps)
         print(f"{name}: fit on {train_actions.numel()} pairs of {args.train}: training MSE {errors['warp_mse']:.4f}, "
               f"copy {errors['copy_mse']:.4f}")
+        priors[name] = motion
+    if args.content_flow:  # a flow that reads the frame, on top of the pairs' (docs/experiments.md)
+        name = "warp per pair + content flow"
+        motion = MotionPrior(RADConfig.preset("tiny", image_size=size, num_actions=num_actions, motion_prior=True,
+                                              motion_pairs=True, content_flow=args.content_flow))
+        motion.flow.data.copy_(priors["warp per pair"].flow.detach())
+        keys = motion.key(train_actions, previous_actions(train_actions, None, None, num_actions))
+        errors = motion.fit_content(batches(train_frames, keys, 64, seed=1), steps=args.content_steps)
+        print(f"{name}: fit in {args.content_steps} batches of 64 pairs: training MSE {errors['warp_mse']:.4f}")
         priors[name] = motion
     test_previous = previous_actions(test_actions, None, None, num_actions)
 

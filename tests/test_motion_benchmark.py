@@ -53,3 +53,16 @@ def test_missing_data_is_a_one_line_error(tmp_path: Path, capsys) -> None:
     assert motion_prior.main(["--quick", "--train", str(tmp_path / "nope"), "--test", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("motion_prior:") and "nope" in err and "\n" not in err
+
+
+def test_content_flow_column(panning: Path, capsys) -> None:
+    """--content-flow N adds the per-pair warp plus a fitted content flow to every table; starting at zero and
+    fit for a few batches, it predicts the turns about as the per-pair warp does."""
+    argv = ["--quick", "--train", str(panning), "--test", str(panning), "--threads", "1", "--content-flow", "4"]
+    assert motion_prior.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "warp per pair + content flow: fit in 20 batches" in out
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.strip()}
+    for action in ("2", "3"):
+        pair_db, content_db = float(rows[action][4]), float(rows[action][5])
+        assert abs(content_db - pair_db) < 1.0, rows[action]

@@ -53,7 +53,7 @@ class RADConfig:
     # and adds a per-frame flow to the action's (0: none; its output starts at zero, so --init ... --model
     # content_flow=48 starts from the trained model unchanged; it is fit to the warp's error before training).
     # A step forward moves a wall beside the agent more than one across the room, and the frame shows which
-    # is which: model-free, it makes the warp of a step forward 1.7 dB better (docs/experiments.md).
+    # is which: model-free, it makes the warp of a step forward 1.8 dB better (docs/experiments.md).
     content_flow: int = 0
     # With the motion prior: a panorama canvas ``canvas_width`` pixels wide (0: none), centred on the view,
     # keeps what a turn moved out of the view, so turning back warps it in again instead of repeating the

@@ -280,6 +280,9 @@ def test_critic_buffer_judges_deep_dreams_in_balanced_batches(episodes: Path, tm
     assert "needs --adversarial-weight > 0 and --rollout-chunks >= 2" in capsys.readouterr().err
     assert train_main(common + ["--critic-steps", "2"]) == 2
     assert "set --critic-buffer N too" in capsys.readouterr().err
+    assert train_main(common + ["--tbptt", "--rollout-prob", "1", "--rollout-chunks", "2", "--adversarial-weight", "0.5",
+                                "--critic-buffer", "10", "--critic-dreams"]) == 2
+    assert "drop --critic-dreams" in capsys.readouterr().err
     assert train_main(common + ["--critic-buffer", "-1"]) == 2
     err = capsys.readouterr().err
     assert "--critic-buffer must be >= 0" in err and "Traceback" not in err

@@ -32,6 +32,7 @@ from rad_env.data import EpisodeStore
 from rad_env.evaluation.places import prefix_revisit_masks
 from rad_env.metrics import frame_psnr
 from rad_env.model import float_to_frames, frames_to_float
+from rad_env.model.dit import previous_actions
 from rad_env.runtime import set_cpu_threads
 
 FIELDS = ("obs", "action_id", "agent_pos", "agent_dir")
@@ -61,8 +62,9 @@ def wrap(angle: np.ndarray | float) -> np.ndarray:
 
 
 def pair_keys(actions: np.ndarray, num_ids: int) -> np.ndarray:
-    """(previous action, action) keys as the motion prior numbers them (the null action before the first)."""
-    previous = np.concatenate([np.full_like(actions[..., :1], num_ids - 1), actions[..., :-1]], axis=-1)
+    """(N, T) actions -> (previous action, action) keys as the motion prior numbers them (the null action,
+    ``num_ids - 1``, before the first)."""
+    previous = previous_actions(torch.from_numpy(actions), None, None, num_ids - 1).numpy()
     return previous * num_ids + actions
 
 

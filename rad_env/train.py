@@ -651,9 +651,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     model = model.to(device)
     last_path = out / "last.pt"
     resuming = cfg.resume and last_path.exists()
-    motion = model.dit.motion
-    if motion is not None and not resuming and not (
-            bool(motion.fitted) and (motion.content is None or bool(motion.content.fitted))):
+    if model.dit.motion is not None and model.dit.motion.needs_fit and not resuming:
         fit_motion_prior(model, training_batches(cfg, store, train_idx, model_cfg.seq_len, ddp, device), device,
                          ddp.is_main)
     if model.collision is not None and not bool(model.collision.fitted) and not resuming:

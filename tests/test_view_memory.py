@@ -31,7 +31,7 @@ def test_odometry_is_fit_and_dead_reckoned_from_the_actions() -> None:
     refused = (actions == 1) & (rng.random(300) < 0.2)
     data = walk(actions, refused)
     turns, steps = view_memory.fit_odometry(data, NUM_IDS)
-    keys = view_memory.pair_keys(actions, NUM_IDS)
+    keys = view_memory.pair_keys(actions[None], NUM_IDS)[0]
     assert np.allclose(turns[keys[actions == 2]], 0.25) and np.allclose(steps[keys[actions == 1]], 0.2)
     true = np.concatenate([data["agent_pos"], view_memory.headings(data["agent_dir"])[..., None]], -1)
     known = view_memory.dead_reckon(data, turns, steps, NUM_IDS, refusals_known=True)

@@ -21,6 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
+from .world_model import float_to_frames, frames_to_float
+
 
 @dataclass
 class CriticConfig:
@@ -106,7 +108,7 @@ class FrameBuffer:
         frames = frames.detach()[-self.capacity:]
         if not len(frames):
             return
-        stored = ((frames.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+        stored = float_to_frames(frames)
         if self.frames is None:
             self.frames = stored.new_zeros((self.capacity,) + tuple(stored.shape[1:]))
         index = (self.next + torch.arange(len(stored), device=stored.device)) % self.capacity
@@ -119,4 +121,4 @@ class FrameBuffer:
         if not self.size or self.frames is None:
             raise ValueError("sample: the frame buffer is empty")
         index = torch.randint(0, self.size, (count,), generator=generator)
-        return self.frames[index.to(self.frames.device)].float() / 127.5 - 1
+        return frames_to_float(self.frames[index.to(self.frames.device)])

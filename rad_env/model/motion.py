@@ -63,6 +63,11 @@ class MotionPrior(nn.Module):
             raise ValueError("motion_pairs: the motion key needs the previous action too")
         return previous.long() * self.num_ids + actions.long()
 
+    @property
+    def needs_fit(self) -> bool:
+        """The flows, or the content flow it has, are not fit to data yet (training fits them first)."""
+        return not bool(self.fitted) or (self.content is not None and not bool(self.content.fitted))
+
     #: how the frame warp resamples (``grid_sample``'s mode). Trained and shipped with bilinear, which blurs a
     #: little at every warp; ``benchmarks.motion_prior`` compares bicubic (docs/experiments.md "Resampling blur of the warp").
     interpolation: str = "bilinear"

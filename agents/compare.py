@@ -62,6 +62,8 @@ class CompareConfig:
                                        "(agents.train_ppo --forward-bonus)")
     batch_size: int = option(256, "PPO minibatch size")
     frame_stack: int = option(1, "frames both PPO agents see, the last N side by side (agents.train_ppo --frame-stack)")
+    view_pool: int = option(1, "both PPO agents see each N x N block of their frame as its mean "
+                               "(agents.train_ppo --view-pool; 1: every pixel)")
     eval_episodes: int = option(10, "real evaluation episodes per agent")
     eval_max_steps: int = option(1000, "evaluation episode cap (the real task: 1000)")
     compile: bool = option(True, "compile the dream model's frame pass (torch.compile, in the dream agent's "
@@ -77,8 +79,8 @@ class CompareConfig:
     def validate(self) -> None:
         if not self.minutes > 0:
             raise UserError(f"--minutes must be > 0, got {self.minutes}")
-        require_at_least(self, ("num_envs", "n_steps", "dream_horizon", "batch_size", "frame_stack", "eval_episodes",
-                                "eval_max_steps", "jobs", "threads"), 1)
+        require_at_least(self, ("num_envs", "n_steps", "dream_horizon", "batch_size", "frame_stack", "view_pool",
+                                "eval_episodes", "eval_max_steps", "jobs", "threads"), 1)
         require_at_least(self, ("wall_penalty", "forward_bonus"), 0)
         if self.checkpoint and not Path(self.checkpoint).is_file():
             raise UserError(f"--checkpoint: no file at {self.checkpoint}")
@@ -104,7 +106,7 @@ def run_command(cfg: CompareConfig, name: str) -> list[str]:
                 "--amp", cfg.amp, "--wall-penalty", f"{cfg.wall_penalty:g}",
                 "--forward-bonus", f"{cfg.forward_bonus:g}"]
     if name.startswith("ppo-"):
-        cmd += ["--frame-stack", str(cfg.frame_stack)]
+        cmd += ["--frame-stack", str(cfg.frame_stack), "--view-pool", str(cfg.view_pool)]
     if name == "random":  # evaluation only; the dream is not needed
         cmd[cmd.index("--timesteps") + 1] = "0"
     return cmd

@@ -8,6 +8,7 @@ dream and in the real Memory Maze.
     python -m agents.train_ppo --wall-penalty 0.01               # shaping: a cost per press the dream's wall refuses
     python -m agents.train_ppo --wall-penalty 0.01 --forward-bonus 0.01   # ... and a bonus per step forward it performs
     python -m agents.train_ppo --frame-stack 4                   # the agent sees its last 4 frames
+    python -m agents.train_ppo --view-pool 4                     # ... each 4x4 block's mean (dream and real alike)
     python -m agents.train_ppo --train-env real --num-envs 4     # baseline: PPO in the real maze (slow)
     python -m agents.train_ppo --load runs/ppo/ppo_dream.zip --timesteps 0   # evaluate a saved agent
 
@@ -43,6 +44,7 @@ from .callbacks import EpisodeReturnLog, WallClockLimit
 from .common import (REAL_EPISODE_STEPS, EvalResult, RandomAgent, WallTurnAgent, evaluate, format_results,
                      record_episode, write_comparison_video)
 from .frame_stack import saved_frames, stack_frames
+from .low_pass import view_pool_kwargs, view_pool_of
 from .shaping import WallShaping
 
 PROG = "python -m agents.train_ppo"
@@ -77,6 +79,9 @@ class PPOConfig:
                                        "that the dream's wall does not refuse (a step forward performed; 0: none)")
     frame_stack: int = option(1, "frames the PPO agent sees, the last N side by side (SB3's VecFrameStack; 1: the "
                                  "current frame only). A loaded agent is fed as many as it was trained on")
+    view_pool: int = option(1, "the PPO agent sees each N x N block of its frame as the block's mean, in the dream and "
+                               "in the real maze alike (a low-pass filter in its policy, saved with it; 1: every "
+                               "pixel). A loaded agent sees as it was trained")
     train_max_steps: int = option(REAL_EPISODE_STEPS, "episode length during training (dream or real)")
     start_turns: int = option(0, "dream training episodes first turn in place 0..N steps one way, dreamed (0: "
                                  "none): the agent must find the target instead of facing where the recorded "
@@ -109,7 +114,7 @@ class PPOConfig:
     def validate(self) -> None:
         """Raise :class:`UserError` naming the first unusable setting."""
         require_at_least(self, ("num_envs", "n_steps", "batch_size", "n_epochs", "train_max_steps",
-                                "eval_max_steps", "frame_stack"), 1)
+                                "eval_max_steps", "frame_stack", "view_pool"), 1)
         require_at_least(self, ("timesteps", "time_limit", "eval_episodes", "eval_num_envs", "video_max_steps",
                                 "start_turns", "wall_penalty", "forward_bonus"), 0)
         for name in ("wall_penalty", "forward_bonus"):
@@ -123,6 +128,10 @@ class PPOConfig:
             raise UserError(f"--load makes no sense with --policy {self.policy}")
         if self.policy != "ppo" and self.frame_stack > 1:
             raise UserError(f"--frame-stack is for PPO agents; --policy {self.policy} sees one frame")
+        if self.policy != "ppo" and self.view_pool > 1:
+            raise UserError(f"--view-pool is for PPO agents; --policy {self.policy} sees every pixel")
+        if self.load and self.view_pool > 1:
+            raise UserError("--view-pool with --load: a saved agent sees as it was trained; leave --view-pool out")
         if self.policy == "ppo" and self.timesteps == 0 and not self.load:
             raise UserError("--timesteps 0 needs --load AGENT.zip (nothing to evaluate otherwise)")
         if self.load and not Path(self.load).is_file():
@@ -162,9 +171,13 @@ def make_ppo(cfg: PPOConfig, venv, device: str, tensorboard_log: str | None):
 
     if cfg.load:
         return PPO.load(cfg.load, env=venv, device=device, tensorboard_log=tensorboard_log)
-    return PPO("CnnPolicy", venv, n_steps=cfg.n_steps, batch_size=cfg.batch_size, n_epochs=cfg.n_epochs,
-               learning_rate=cfg.learning_rate, gamma=cfg.gamma, ent_coef=cfg.ent_coef, seed=cfg.seed,
-               device=device, tensorboard_log=tensorboard_log, verbose=cfg.verbose)
+    try:
+        return PPO("CnnPolicy", venv, policy_kwargs=view_pool_kwargs(cfg.view_pool), n_steps=cfg.n_steps,
+                   batch_size=cfg.batch_size, n_epochs=cfg.n_epochs, learning_rate=cfg.learning_rate,
+                   gamma=cfg.gamma, ent_coef=cfg.ent_coef, seed=cfg.seed, device=device,
+                   tensorboard_log=tensorboard_log, verbose=cfg.verbose)
+    except ValueError as exc:  # a --view-pool that does not divide the frame
+        raise UserError(f"--view-pool {cfg.view_pool}: {exc}") from None
 
 
 def load_core(cfg: PPOConfig, device: str, need_dream: bool):

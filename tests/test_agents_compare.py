@@ -99,11 +99,11 @@ def test_only_the_dream_agent_gets_the_shaping_flags() -> None:
 
 
 def test_both_ppo_agents_see_the_same_frames_and_random_gets_none() -> None:
-    cfg = compare.CompareConfig(frame_stack=4)
+    cfg = compare.CompareConfig(frame_stack=4, view_pool=8)
     for name in ("ppo-dream", "ppo-real"):
         cmd = compare.run_command(cfg, name)
-        assert cmd[cmd.index("--frame-stack") + 1] == "4"
-    assert "--frame-stack" not in compare.run_command(cfg, "random")
+        assert cmd[cmd.index("--frame-stack") + 1] == "4" and cmd[cmd.index("--view-pool") + 1] == "8"
+    assert not {"--frame-stack", "--view-pool"} & set(compare.run_command(cfg, "random"))
 
 
 def test_world_model_steps_counts_every_stages_data(tmp_path) -> None:

@@ -11,6 +11,7 @@ dream and in the real Memory Maze.
     python -m agents.train_ppo --view-pool 4                     # ... each 4x4 block's mean (dream and real alike)
     python -m agents.train_ppo --train-env real --num-envs 4     # baseline: PPO in the real maze (slow)
     python -m agents.train_ppo --load runs/ppo/ppo_dream.zip --timesteps 0   # evaluate a saved agent
+    python -m agents.train_ppo --load runs/ppo/ppo_dream.zip --timesteps 0 --temperature 0.5   # ... sampling cooler
 
 All dream envs advance in one batched model call per step (DreamSB3VecEnv). Writes to ``--out``:
 the agent (``ppo_<train-env>.zip``), TensorBoard logs (``tb/``), the training episodes' returns
@@ -46,6 +47,7 @@ from .common import (REAL_EPISODE_STEPS, EvalResult, RandomAgent, WallTurnAgent,
 from .frame_stack import saved_frames, stack_frames
 from .low_pass import view_pool_kwargs, view_pool_of
 from .shaping import WallShaping
+from .temperature import TemperedAgent
 
 PROG = "python -m agents.train_ppo"
 EVAL_ENVS = ("dream", "real")
@@ -92,6 +94,8 @@ class PPOConfig:
     eval_envs: str = option("dream,real", "comma-separated evaluation envs: dream, real")
     eval_num_envs: int = option(0, "batched dream envs used for evaluation (0: min(num-envs, eval-episodes))")
     deterministic: bool = option(False, "evaluate the greedy action instead of sampling one")
+    temperature: float = option(1.0, "evaluate actions sampled with the policy's logits divided by T (1: as trained; "
+                                     "toward 0: nearer the greedy action); training is unchanged")
     video: bool = option(True, "record one episode as a video (real | dream side by side)")
     video_max_steps: int = option(0, "video episode cap (0: --eval-max-steps)")
     sampling_steps: int | None = option(None, "dream Euler steps per frame (default: the model's)")
@@ -132,6 +136,12 @@ class PPOConfig:
             raise UserError(f"--view-pool is for PPO agents; --policy {self.policy} sees every pixel")
         if self.load and self.view_pool > 1:
             raise UserError("--view-pool with --load: a saved agent sees as it was trained; leave --view-pool out")
+        if not self.temperature > 0:
+            raise UserError(f"--temperature must be > 0, got {self.temperature}")
+        if self.temperature != 1 and self.policy != "ppo":
+            raise UserError(f"--temperature is for PPO agents; --policy {self.policy} has no logits to cool")
+        if self.temperature != 1 and self.deterministic:
+            raise UserError("--temperature with --deterministic: the greedy action has no temperature; leave one out")
         if self.policy == "ppo" and self.timesteps == 0 and not self.load:
             raise UserError("--timesteps 0 needs --load AGENT.zip (nothing to evaluate otherwise)")
         if self.load and not Path(self.load).is_file():
@@ -216,6 +226,8 @@ def run(cfg: PPOConfig) -> dict[str, Any]:
         out.mkdir(parents=True, exist_ok=True)
         summary: dict[str, Any] = {"config": asdict(cfg), "device": device}
         agent, name = train_agent(cfg, core, device, out, summary)
+        if cfg.temperature != 1:
+            agent = TemperedAgent(agent, cfg.temperature, seed=cfg.seed)
         summary["eval"] = [r.to_dict() for r in evaluate_agent(cfg, agent, name, core)]
         if cfg.video:
             record_video(cfg, agent, core, out, summary)

@@ -1,7 +1,9 @@
 """Agents that see a coarse view: SB3's NatureCNN behind a low-pass filter (each ``pool`` x ``pool`` block of the
-frame replaced by its mean), the same in the dream and in the real maze. The dream's frames are softer and less
-contrasted than the real ones and carry its 8x8 token grid; an agent that reads only block means sees the two
-worlds closer together. The filter is part of the saved policy, so a loaded agent always sees as it was trained."""
+frame replaced by its mean), the same in the dream and in the real maze. The idea: the dream's frames are softer
+than the real ones and carry its 8x8 token grid, so block means might look alike in both worlds. Measured
+(docs/agents.md, session 29), they do not help: block means keep the dream's haze and colours and drop the edges
+it gets right, and pooled agents act differently in the real maze than in the dream. The filter is part of the
+saved policy, so a loaded agent always sees as it was trained."""
 
 from __future__ import annotations
 

@@ -226,6 +226,7 @@ def run(cfg: PPOConfig) -> dict[str, Any]:
         out.mkdir(parents=True, exist_ok=True)
         summary: dict[str, Any] = {"config": asdict(cfg), "device": device}
         agent, name = train_agent(cfg, core, device, out, summary)
+        summary["view_pool"] = view_pool_of(agent)  # a loaded agent's own, whatever the flags say
         if cfg.temperature != 1:
             agent = TemperedAgent(agent, cfg.temperature, seed=cfg.seed)
         summary["eval"] = [r.to_dict() for r in evaluate_agent(cfg, agent, name, core)]

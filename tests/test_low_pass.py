@@ -49,7 +49,8 @@ def test_ppo_saves_and_loads_its_view_pool(dream_files, tmp_path) -> None:
     loaded = PPO.load(saved, device="cpu")
     assert isinstance(loaded.policy.features_extractor, LowPassCNN) and view_pool_of(loaded) == 8
     # trained on further from the saved agent: still its own filter
-    train_ppo.cli([*args, "--load", str(saved), "--timesteps", "64", "--out", str(tmp_path / "b")])
+    again = train_ppo.cli([*args, "--load", str(saved), "--timesteps", "64", "--out", str(tmp_path / "b")])
+    assert again["view_pool"] == 8 and again["config"]["view_pool"] == 1
     assert view_pool_of(PPO.load(tmp_path / "b" / "ppo_dream.zip", device="cpu")) == 8
     with pytest.raises(train_ppo.UserError, match="--view-pool with --load"):
         train_ppo.parse_config(["--load", str(saved), "--view-pool", "4"]).validate()

@@ -19,7 +19,8 @@ class MemoryMazeEnv(gym.Env):
     """Memory Maze ``size x size`` with discrete actions and 64x64 RGB image observations.
 
     ``info`` holds ``agent_pos``, ``agent_dir``, ``target_color``, ``target_pos`` every step and
-    ``maze_layout`` after reset (a new maze is generated on every reset). Episodes are truncated
+    ``maze_layout`` after reset (a new maze on every reset, drawn from the generator ``reset(seed=...)`` seeds, so
+    the episodes that follow a seeded reset are the same for every agent). Episodes are truncated
     at the task's own time limit (1000 steps for 9x9).
     """
 
@@ -53,8 +54,9 @@ class MemoryMazeEnv(gym.Env):
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
-        if self._env is None or seed is not None:
-            self._make(int(self.np_random.integers(2**31 - 1)))
+        # every episode's maze from this env's own seeded generator: the k-th episode after reset(seed=s) is the
+        # same whatever happened before it (the dm_control env's own reset draws from a state that play advances)
+        self._make(int(self.np_random.integers(2**31 - 1)))
         timestep = self._env.reset()
         self._last_image = timestep.observation["image"]
         info = self._info(timestep.observation)

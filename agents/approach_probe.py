@@ -37,6 +37,7 @@ from .frame_stack import FrameFeeder
 PROG = "python -m agents.approach_probe"
 POLICIES = ("ppo", "random", "recorded")
 ENVS = ("real", "dream")
+STARTS = ("rewards", "anywhere")
 
 
 @dataclass
@@ -48,7 +49,10 @@ class ProbeConfig:
     policies: str = option("ppo,random,recorded", "comma-separated policies: ppo, random, recorded")
     envs: str = option("real,dream", "comma-separated envs: real, dream")
     checkpoint: str | None = option(None, "RAD checkpoint of the dream (default: the shipped tiny model)")
-    before: int = option(8, "start this many steps before a real reward")
+    at: str = option("rewards", "where the starts are: `rewards` (--before steps before real rewards) or `anywhere` "
+                     "(seeded random frames of the episodes: the states a dream-trained agent starts from, to "
+                     "count how many of the dream's rewards under its own play are real)", choices=STARTS)
+    before: int = option(8, "start this many steps before a real reward (--at rewards)")
     steps: int = option(16, "steps each policy acts from each start")
     per_episode: int = option(4, "use at most the first N reward events of each episode")
     max_starts: int = option(32, "use at most this many starts in all")
@@ -83,7 +87,8 @@ class ProbeConfig:
 
 @dataclass(frozen=True)
 class Start:
-    """Frame ``t`` of episode ``episode``: ``before`` steps before the reward that arrives with frame ``t + before``."""
+    """Frame ``t`` of episode ``episode``, the last real frame before the policy acts (``--at rewards``:
+    ``before`` steps before the reward that arrives with frame ``t + before``)."""
 
     episode: int
     t: int
@@ -97,6 +102,16 @@ def find_starts(store, before: int, context: int, per_episode: int, max_starts: 
         centres = [int(t) + 1 for t in np.nonzero(reward > 0)[0] if int(t) + 1 - before >= context - 1]
         starts += [Start(e, r - before) for r in centres[:per_episode]]
     return starts[:max_starts]
+
+
+def random_starts(store, context: int, count: int, seed: int) -> list[Start]:
+    """``count`` frames drawn uniformly (seeded, without repeats) from the frames of all episodes that have
+    ``context - 1`` frames before them and an action after them; sorted by episode and frame."""
+    pool = [Start(e, t) for e, ref in enumerate(store.episodes) for t in range(context - 1, ref.length)]
+    if not pool:
+        return []
+    picks = np.random.default_rng(seed).choice(len(pool), size=min(count, len(pool)), replace=False)
+    return sorted((pool[int(i)] for i in picks), key=lambda s: (s.episode, s.t))
 
 
 Policy = Callable[[np.ndarray, int], np.ndarray]  # (observations (N, H, W, 3), step) -> actions (N,)
@@ -226,8 +241,9 @@ def approach_picture(path: Path, dream: Walks, real: Walks, rows: int = 6) -> Pa
 
 def format_table(results: dict[str, dict[str, dict[str, Any]]], cfg: ProbeConfig) -> str:
     envs = cfg.names("envs", ENVS)
-    lines = [f"starts {cfg.before} steps before a real reward, {cfg.steps} steps each: reached / starts "
-             "(mean steps to the reward)",
+    where = (f"{cfg.before} steps before a real reward" if cfg.at == "rewards"
+             else "at random frames of the episodes")
+    lines = [f"starts {where}, {cfg.steps} steps each: reached / starts (mean steps to the reward)",
              f"{'policy':<10}" + "".join(f"{env:>24}" for env in envs)]
     for name, per_env in results.items():
         cells = []
@@ -270,7 +286,10 @@ def run(cfg: ProbeConfig) -> dict[str, Any]:
     if "dream" in envs:
         model, _ = load_dream_model(cfg.checkpoint, MEMORY_MAZE_SPEC, resolve_device(cfg.device))
         window = model.config.window
-    starts = find_starts(store, cfg.before, window, cfg.per_episode, cfg.max_starts)
+    starts = (random_starts(store, window, cfg.max_starts, cfg.seed) if cfg.at == "anywhere"
+              else find_starts(store, cfg.before, window, cfg.per_episode, cfg.max_starts))
+    if not starts and cfg.at == "anywhere":
+        raise UserError(f"{cfg.data}: no episode has more than {window} frames", hint="record longer episodes")
     if not starts:
         raise UserError(f"{cfg.data}: no reward event with {window + cfg.before} frames before it",
                         hint="record target-seeking walks: python collect/record.py --policy target ...")

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agents.approach_probe import Start, find_starts, main, run_dream, run_real
+from agents.approach_probe import Start, find_starts, main, random_starts, run_dream, run_real
 from rad_env.data import EpisodeStore
 
 BEFORE = 4
@@ -34,6 +34,19 @@ def test_starts_precede_real_rewards_with_room_for_the_context(target_walk: Path
         assert s.t >= 2 and reward[s.t + BEFORE - 1] > 0  # the reward arrives with frame t + BEFORE
     assert len(find_starts(store, BEFORE, 3, per_episode=1, max_starts=10)) == 1
     assert find_starts(store, BEFORE, context=1000, per_episode=10, max_starts=10) == []
+
+
+def test_random_starts_are_seeded_distinct_and_leave_room_for_context_and_an_action(random_episodes,
+                                                                                   tmp_path: Path) -> None:
+    store = EpisodeStore(random_episodes(tmp_path / "walks.h5", [12, 5, 30]))
+    starts = random_starts(store, context=4, count=20, seed=3)
+    assert len(starts) == 20 and len(set(starts)) == 20
+    assert starts == sorted(starts, key=lambda s: (s.episode, s.t)) == random_starts(store, 4, 20, seed=3)
+    lengths = [ref.length for ref in store.episodes]
+    assert all(3 <= s.t < lengths[s.episode] for s in starts)  # 3 frames before, an action after
+    assert starts != random_starts(store, 4, 20, seed=4)
+    assert len(random_starts(store, context=4, count=1000, seed=0)) == (12 - 3) + (5 - 3) + (30 - 3)  # all there are
+    assert random_starts(store, context=40, count=5, seed=0) == []
 
 
 def test_the_recorded_walk_reaches_its_reward_in_exactly_before_steps_in_the_real_maze(target_walk: Path) -> None:
@@ -94,12 +107,26 @@ def test_cli_runs_both_envs_and_writes_the_table(target_walk: Path, dream_files,
     assert "by construction" in printed and "replayed in the real maze" in printed
 
 
-def test_user_errors_are_one_line(target_walk: Path, random_episodes, tmp_path: Path, capsys) -> None:
+def test_cli_starts_anywhere_and_checks_the_dreams_rewards_in_the_real_maze(target_walk: Path, dream_files,
+                                                                            tmp_path: Path, capsys) -> None:
+    out = tmp_path / "anywhere"
+    assert main(["--data", str(target_walk), "--checkpoint", dream_files["checkpoint"], "--at", "anywhere",
+                 "--policies", "random", "--envs", "dream", "--steps", "3", "--max-starts", "2", "--threads", "1",
+                 "--out", str(out)]) == 0
+    saved = json.loads((out / "approach.json").read_text())
+    assert len(saved["starts"]) == 2 and saved["config"]["at"] == "anywhere"
+    assert set(saved["results"]["random"]) == {"dream", "dream actions in the real maze"}
+    assert "at random frames" in capsys.readouterr().out
+
+
+def test_user_errors_are_one_line(target_walk: Path, random_episodes, dream_files, tmp_path: Path, capsys) -> None:
     no_rewards = random_episodes(tmp_path / "quiet.h5", [20])
     cases = [(["--data", str(target_walk)], "--agent"),  # ppo is among the default policies
              (["--data", str(tmp_path / "missing"), "--policies", "random"], "no episodes"),
              (["--data", str(target_walk), "--policies", "random", "--envs", "moon"], "--envs"),
-             (["--data", str(no_rewards), "--policies", "random", "--envs", "real"], "no reward event")]
+             (["--data", str(no_rewards), "--policies", "random", "--envs", "real"], "no reward event"),
+             (["--data", str(random_episodes(tmp_path / "short.h5", [1])), "--policies", "random", "--envs", "dream",
+               "--checkpoint", dream_files["checkpoint"], "--at", "anywhere"], "no episode has more than")]
     for argv, words in cases:
         assert main(argv) == 2
         err = capsys.readouterr().err

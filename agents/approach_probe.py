@@ -12,6 +12,8 @@ of ``rad_env.evaluate`` with the agent's horizon).
 Reading it: an agent trained in the dream that beats ``random`` here in the real maze has learned from
 the dream to reach a target it sees; if it still scores like ``random`` on full episodes, what it lacks
 is finding one. An agent that only beats ``random`` in the dream learned the dream, not the maze.
+``--at anywhere`` starts at seeded random frames instead (the states PPO trains from): the replayed dream walks
+then say how many of the rewards the agent is paid in the dream the real maze pays too.
 
     python -m agents.approach_probe --agent runs/ppo/ppo_dream.zip --data data/target_test --out runs/approach
 """

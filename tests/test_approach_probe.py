@@ -64,6 +64,27 @@ def test_the_recorded_walk_reaches_its_reward_in_exactly_before_steps_in_the_rea
     assert np.array_equal(again.frames, random.frames)  # a policy's actions replay its walk exactly
 
 
+def test_replay_steps_through_an_episode_once_for_states_in_order(target_walk: Path) -> None:
+    """States of one episode in order cost one replay of it: each go_to restores the last state and steps on
+    (the probe's own steps in between do not count), and every state is checked against its recorded frame."""
+    from rad_env.evaluation.probes import MemoryMazeReplay
+
+    store = EpisodeStore(target_walk)
+    ref = store.episodes[0]
+    seed, actions = int(store.group(ref).attrs["seed"]), store.read(ref, "action_id")
+    replay = MemoryMazeReplay()
+    try:
+        for t in (20, 60, 100):  # through the walk's first reward (seed 4: step 11), so the target changes
+            replay.go_to(seed, actions[:t], expect=store.read(ref, "obs", t, t + 1)[0])
+            for a in (1, 1, 3, 1):  # a probe walks off
+                replay.env.step(a)
+        assert replay.steps_replayed == 100
+        replay.go_to(seed, actions[:50], expect=store.read(ref, "obs", 50, 51)[0])  # earlier: from the start
+        assert replay.steps_replayed == 150
+    finally:
+        replay.close()
+
+
 class PayingCore:
     """A stand-in dream: env ``i`` pays a reward at every step from step ``i + 1`` on."""
 

@@ -32,12 +32,18 @@ class ReplayError(RuntimeError):
 
 
 class MemoryMazeReplay:
-    """Drive the real Memory Maze from a recorded state: reset with the episode's seed, replay a prefix."""
+    """Drive the real Memory Maze from a recorded state: reset with the episode's seed, replay a prefix.
+
+    The state after the last prefix is saved (:meth:`MemoryMazeEnv.save_state`): a later :meth:`go_to` in the
+    same episode whose prefix extends it restores it and steps only the rest, so states visited in episode
+    order cost one replay of the episode, not one per state."""
 
     def __init__(self, size: int = 9) -> None:
         from ..envs.memory_maze import MemoryMazeEnv
 
         self.env = MemoryMazeEnv(size)
+        self._at: tuple[int, np.ndarray, object] | None = None  # (env seed, prefix, saved state)
+        self.steps_replayed = 0  # real steps spent reaching states (a cost figure)
 
     def go_to(self, env_seed: int, prefix: np.ndarray, expect: np.ndarray | None = None) -> np.ndarray:
         """Put the real env in the state after ``prefix``; returns its frame (``self.env`` steps on from it).
@@ -45,9 +51,17 @@ class MemoryMazeReplay:
         ``expect``: the recorded frame after ``prefix``; a mismatch raises :class:`ReplayError`."""
         if env_seed < 0:
             raise ReplayError("the episode has no recorded env seed")
-        obs, _ = self.env.reset(seed=int(env_seed))
-        for a in prefix:
+        prefix = np.asarray(prefix, dtype=np.int64)
+        seed, done, saved = self._at if self._at is not None else (None, None, None)
+        if (seed == env_seed and len(done) <= len(prefix) and np.array_equal(prefix[:len(done)], done)
+                and self.env.holds(saved)):
+            obs, rest = self.env.restore_state(saved), prefix[len(done):]
+        else:
+            (obs, _), rest = self.env.reset(seed=int(env_seed)), prefix
+        for a in rest:
             obs, *_ = self.env.step(int(a))
+        self.steps_replayed += len(rest)
+        self._at = (int(env_seed), prefix.copy(), self.env.save_state())
         if expect is not None and not np.array_equal(obs, expect):
             raise ReplayError(f"replaying seed {env_seed} did not reproduce the recorded frame")
         return obs

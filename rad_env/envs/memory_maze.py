@@ -115,7 +115,7 @@ class MemoryMazeEnv(gym.Env):
         """Return this maze to ``state`` (saved by :meth:`save_state` since the last reset); returns its frame."""
         import mujoco
 
-        if self._env is None or state.maze != self._maze:
+        if not self.holds(state):
             raise ValueError("this state belongs to another maze: restore_state() only within the episode it "
                              "was saved in (no reset() between)")
         core = self._core()

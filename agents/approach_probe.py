@@ -151,11 +151,13 @@ def recorded_actions(store, starts: list[Start], steps: int) -> np.ndarray:
 @dataclass
 class Walks:
     """What a policy did from each start: ``first[i]`` the step of its first reward (1..steps; 0: none),
-    ``actions`` (N, steps) and ``frames`` (N, steps + 1, H, W, 3), the start's frame first."""
+    ``actions`` (N, steps) and ``frames`` (N, steps + 1, H, W, 3), the start's frame first; in the dream also
+    ``features`` (N, steps, F) float16, what the model's heads read of each dreamed frame."""
 
     first: np.ndarray
     actions: np.ndarray
     frames: np.ndarray
+    features: np.ndarray | None = None
 
 
 def first_rewards(rewards: np.ndarray) -> np.ndarray:
@@ -206,12 +208,13 @@ def run_dream(policy_name: str, agent, core, store, starts: list[Start], steps: 
     policy = make_policy(policy_name, agent, core.num_actions, recorded_actions(store, starts, steps), seed)
     taken = np.zeros((len(starts), steps), np.int64)
     rewards = np.zeros((len(starts), steps), np.float32)
-    frames = [obs]
+    frames, features = [obs], []
     for k in range(steps):
         taken[:, k] = policy(obs, k)
         obs, rewards[:, k], _ = core.step(taken[:, k])
         frames.append(obs)
-    return Walks(first_rewards(rewards), taken, np.stack(frames, 1))
+        features.append(core.features.float().cpu().numpy().astype(np.float16))
+    return Walks(first_rewards(rewards), taken, np.stack(frames, 1), np.stack(features, 1))
 
 
 def summarise(first: np.ndarray) -> dict[str, Any]:

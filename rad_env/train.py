@@ -663,7 +663,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         model.collision.requires_grad_(False)  # fit to the presses before training, not by the world model's loss
     if cfg.heads_only:
         model.requires_grad_(False)
-        model.head.requires_grad_(True)
+        for head in model.heads():
+            head.requires_grad_(True)
     trained = [p for p in model.parameters() if p.requires_grad]
     ema = AveragedModel(model, multi_avg_fn=ema_with_warmup(cfg.ema_decay), use_buffers=True)
     optimizer = torch.optim.AdamW(trained, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))

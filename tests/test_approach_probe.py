@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from agents.approach_probe import Start, find_starts, main, random_starts, run_dream, run_real
 from rad_env.data import EpisodeStore
@@ -104,6 +105,7 @@ class PayingCore:
         assert len(actions) == self.n
         self.k += 1
         rewards = (np.arange(self.n) + 1 <= self.k).astype(np.float32)
+        self.features = torch.full((self.n, 2), float(self.k))  # what the heads read: the step, here
         return np.zeros((self.n, *self.frame_shape), np.uint8), rewards, np.zeros(self.n, bool)
 
 
@@ -111,8 +113,9 @@ def test_dream_counts_the_first_reward_of_each_start(target_walk: Path) -> None:
     store = EpisodeStore(target_walk)
     starts = [Start(0, 10), Start(0, 20), Start(0, 30)]
     core = PayingCore(3, window=4)
-    first = run_dream("recorded", None, core, store, starts, steps=2, seed=7).first
-    assert first.tolist() == [1, 2, 0]  # later rewards do not move the first; none within 2 steps: 0
+    walks = run_dream("recorded", None, core, store, starts, steps=2, seed=7)
+    assert walks.first.tolist() == [1, 2, 0]  # later rewards do not move the first; none within 2 steps: 0
+    assert walks.features.shape == (3, 2, 2) and walks.features[:, :, 0].tolist() == [[1, 2]] * 3  # step by step
     assert core.started == {0: (4, 7), 1: (4, 8), 2: (4, 9)}  # each start its real window and its own noise
 
 

@@ -442,7 +442,8 @@ def test_imagine_outputs(memory):
                           model.init_state(3))
     before = state.clone()
     imagined = model.imagine(torch.tensor([0, 1, 2]), state, steps=3)
-    frames, reward, term, new_state, performed = imagined
+    frames, reward, term, new_state, performed, features = imagined
+    assert features.shape == (3, model.dit.feature_dim)  # what the heads read of the new frames
     assert imagined.frames is frames and imagined.state is new_state
     assert performed.tolist() == [0, 1, 2]  # no collision gate: every press performed as pressed
     assert frames.dtype == torch.uint8 and frames.shape == (3, cfg.image_size, cfg.image_size, 3)
@@ -1006,10 +1007,10 @@ def test_batched_imagine_equals_single_runs(memory):
         step_gens = [gens[i] if t >= maxlen - lengths[i] else torch.Generator().manual_seed(0)
                      for i in range(n)]
         st = model.observe(frames, acts, st, step_gens)
-    f1, r1, p1, st, _ = model.imagine(torch.tensor([1, 1, 1]), st, generators=gens)
-    f2, r2, p2, st, _ = model.imagine(torch.tensor([2, 2, 2]), st, generators=gens)
+    f1, r1, p1, st, *_ = model.imagine(torch.tensor([1, 1, 1]), st, generators=gens)
+    f2, r2, p2, st, *_ = model.imagine(torch.tensor([2, 2, 2]), st, generators=gens)
     for i in range(n):
-        (sf1, sr1, sp1, _, _), (sf2, sr2, sp2, sst, _) = singles[i]
+        (sf1, sr1, sp1, *_), (sf2, sr2, sp2, sst, *_) = singles[i]
         for bf, sf in ((f1[i], sf1[0]), (f2[i], sf2[0])):
             assert (bf.int() - sf.int()).abs().max() <= 1
         torch.testing.assert_close(r2[i], sr2[0], atol=1e-4, rtol=0)
@@ -1160,7 +1161,7 @@ def test_autocast_bfloat16_runs():
         loss = model.loss(batch).loss
         state = model.observe(random_frames(model.config, 1, 0), torch.tensor([4]),
                               model.init_state(1))
-        frames, reward, term, state, _ = model.imagine(torch.tensor([1]), state)
+        frames, reward, term, state, *_ = model.imagine(torch.tensor([1]), state)
     assert torch.isfinite(loss)
     assert frames.dtype == torch.uint8 and torch.isfinite(reward).all()
     assert all(t.dtype in (torch.float32, torch.bool, torch.long) for t in state.tensors())

@@ -317,17 +317,21 @@ def test_critic_dreams_are_the_context_frames_a_rollout_dreamed() -> None:
 
 def test_heads_only_fine_tune_changes_only_the_heads(episodes: Path, tmp_path: Path, capsys) -> None:
     """--heads-only (with --init) trains the reward/termination heads on the model's own dreams and leaves
-    every other weight as it was; without --init it is a one-line error."""
+    every other weight as it was, a spatial reward head added by --model included; without --init it is a
+    one-line error."""
     base = run_train(episodes, tmp_path / "base", "--steps", "2")
     tuned = train_cli(["--data", str(episodes), "--out", str(tmp_path / "heads"), "--init", base["checkpoint"],
                        "--heads-only", "--tbptt", "--rollout-prob", "1", "--rollout-chunks", "2", "--steps", "3",
                        "--batch-size", "4", "--log-every", "1", "--lr", "1e-2", "--warmup", "1", "--held-out", "0.34",
-                       "--no-tensorboard"])
+                       "--no-tensorboard", "--model", "reward_grid_channels=2"])
     first, _ = load_world_model(base["checkpoint"])
     second, _ = load_world_model(tuned["checkpoint"])
-    changed = {name for (name, a), b in zip(first.state_dict().items(), second.state_dict().values())
-               if not torch.equal(a, b)}
+    before, after = first.state_dict(), second.state_dict()
+    changed = {name for name, a in before.items() if not torch.equal(a, after[name])}
     assert changed and all(name.startswith("head.") for name in changed)
+    added = set(after) - set(before)
+    assert added and all(name.startswith("reward_grid.") for name in added)
+    assert second.reward_grid.mlp[-1].weight.abs().sum() > 0  # it started at zero and was trained
     with open(tmp_path / "heads" / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
     assert all(np.isnan(float(r["diffusion_loss"])) and float(r["reward_loss"]) > 0 for r in rows)

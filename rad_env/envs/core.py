@@ -106,6 +106,7 @@ class DreamCore:
         self.reward_cooldown = reward_cooldown
         self.cooling = np.zeros(num_envs, np.int64)  # steps left in which no reward is paid
         self.refused = np.zeros(num_envs, bool)  # the last step's presses the collision gate refused
+        self.features: torch.Tensor | None = None  # the last step's head features (num_envs, F), what the heads read
 
     @torch.no_grad()
     def reset_env(self, i: int, rng: np.random.Generator) -> np.ndarray:
@@ -171,11 +172,12 @@ class DreamCore:
     @torch.no_grad()
     def step(self, actions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Imagine the next frame of every env; returns (frames, rewards, terminated). Afterwards
-        :attr:`refused` says which presses the model's collision gate refused (a step into a wall)."""
+        :attr:`refused` says which presses the model's collision gate refused (a step into a wall), and
+        :attr:`features` holds what the reward and termination heads read of each new frame."""
         actions = self.check_actions(actions)
         action_t = torch.from_numpy(actions).to(self.device)
         with inference_autocast(self.device, self.amp):
-            frames, reward, term_prob, self.state, performed = self.model.imagine(
+            frames, reward, term_prob, self.state, performed, self.features = self.model.imagine(
                 action_t, self.state, steps=self.sampling_steps, generators=self.generators)
         self.frames = frames.cpu().numpy()
         self.refused = performed.cpu().numpy() != actions

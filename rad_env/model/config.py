@@ -154,6 +154,10 @@ class RADConfig:
     # rather than only where it is certain (false rewards are measured by rad_env.evaluate).
     reward_event_weight: float = 1.0
     termination_loss_weight: float = 1.0
+    # > 0: the reward head also reads every final token of the frame, each projected to this many channels
+    # (where in the view a colour is: a ball of the target's colour ahead, not a wall of it), as a correction
+    # to the pooled head's reward logits that starts at zero (rad_env.model.heads.RewardGridHead)
+    reward_grid_channels: int = 0
 
     def __post_init__(self) -> None:
         if self.memory_dim is None:
@@ -301,6 +305,8 @@ class RADConfig:
                 fail(f"{name} must be >= 0, got {getattr(self, name)}")
         if not self.reward_event_weight > 0:
             fail(f"reward_event_weight must be > 0, got {self.reward_event_weight}")
+        if not isinstance(self.reward_grid_channels, int) or self.reward_grid_channels < 0:
+            fail(f"reward_grid_channels must be an integer >= 0, got {self.reward_grid_channels!r}")
 
     # ------------------------------------------------------------------------------------
     @property

@@ -319,7 +319,9 @@ class RADDiT(nn.Module):
         self.rope = RoPE(cfg.head_dim, cfg.grid_size, cfg.rope_base)
         self.blocks = nn.ModuleList([RADBlock(cfg) for _ in range(cfg.depth)])
         self.feature_norm = nn.LayerNorm(d, eps=1e-6)
-        self.feature_dim = d + (cfg.memory_slots * cfg.memory_dim if cfg.has_memory else 0)
+        # the heads' input per frame: pooled tokens + memory, then with reward_grid_channels every normed token
+        self.pooled_feature_dim = d + (cfg.memory_slots * cfg.memory_dim if cfg.has_memory else 0)
+        self.feature_dim = self.pooled_feature_dim + (cfg.tokens_per_frame * d if cfg.reward_grid_channels else 0)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -386,11 +388,15 @@ class RADDiT(nn.Module):
         return out if self.flow is None else torch.cat([out, self.flow(tok, cond).to(out.dtype)], dim=1)
 
     def _features(self, tok: torch.Tensor, h_last: torch.Tensor | None) -> torch.Tensor:
-        """Per-frame head features: [mean-pooled final tokens, flattened last memory h]."""
-        f = self.feature_norm(tok).mean(dim=-2).float()
+        """Per-frame head features: [mean-pooled final tokens, flattened last memory h], then with
+        ``reward_grid_channels`` the normed final tokens, flattened (for :class:`RewardGridHead`)."""
+        normed = self.feature_norm(tok)
+        parts = [normed.mean(dim=-2).float()]
         if h_last is not None:
-            f = torch.cat([f, h_last.flatten(-2).float()], dim=-1)
-        return f
+            parts.append(h_last.flatten(-2).float())
+        if self.cfg.reward_grid_channels:
+            parts.append(normed.flatten(-2).float())
+        return torch.cat(parts, dim=-1)
 
     def _seq_context(self, b: int, l: int, is_first: torch.Tensor | None, device,
                      state: RADState | None = None) -> _SeqContext:

@@ -14,6 +14,7 @@ from .config import RADConfig
 from .diffusion import EDM, randn_rows, sample
 from ..data.segment import Batch
 from .dit import RADDiT, previous_frames
+from .heads import RewardGridHead
 from .layers import blur_rows
 from .state import RADState
 
@@ -40,6 +41,7 @@ class Imagined(NamedTuple):
     terminated_prob: torch.Tensor  # (B,)
     state: RADState  # after committing the frames
     performed: torch.Tensor  # (B,) the actions as performed: a press the collision gate refused is relabelled
+    features: torch.Tensor | None = None  # (B, F) the heads' input of the committed frames
 
 
 class Denoised(NamedTuple):
@@ -78,10 +80,11 @@ class WorldModel(nn.Module):
         self.config = cfg
         self.dit = RADDiT(cfg)
         self.edm = EDM(cfg)
-        fd = self.dit.feature_dim
+        fd = self.dit.pooled_feature_dim
         # outputs: 3 reward-sign logits (-1/0/+1) and 1 termination logit
         self.head = nn.Sequential(nn.LayerNorm(fd), nn.Linear(fd, cfg.dim), nn.SiLU(),
                                   nn.Linear(cfg.dim, cfg.reward_classes + 1))
+        self.reward_grid = RewardGridHead(cfg, fd) if cfg.reward_grid_channels else None
         self.register_buffer("reward_values", torch.tensor([-1.0, 0.0, 1.0]), persistent=False)
         self.collision = CollisionGate(cfg) if cfg.refused_actions else None
 
@@ -105,10 +108,39 @@ class WorldModel(nn.Module):
     # ------------------------------------------------------------------------------------
     # heads
     # ------------------------------------------------------------------------------------
+    def heads(self) -> list[nn.Module]:
+        """The modules that read the head features (what ``--heads-only`` trains)."""
+        return [self.head] + ([self.reward_grid] if self.reward_grid is not None else [])
+
     def head_logits(self, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """features (..., F) -> (reward logits (..., 3), termination logit (...))."""
-        out = self.head(feats.float()).float()
-        return out[..., :3], out[..., 3]
+        feats = feats.float()
+        out = self.head(feats[..., :self.dit.pooled_feature_dim]).float()
+        r_logits = out[..., :3]
+        if self.reward_grid is not None:
+            r_logits = r_logits + self.reward_grid(feats).float()
+        return r_logits, out[..., 3]
+
+    def head_loss(self, feats: torch.Tensor, rewards: torch.Tensor, terminated: torch.Tensor | None = None
+                  ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The heads' training loss on features (..., F) of frames with ``rewards`` (...) (the reward that arrived
+        with each frame) and ``terminated`` (...) (None: the termination head is not trained): reward-sign
+        cross-entropy with ``reward_event_weight`` on rewarded frames, plus termination BCE. Returns the loss and
+        its parts (``reward_loss``, ``termination_loss``, ``reward_acc``, ``termination_acc``)."""
+        cfg = self.config
+        r_logits, t_logit = self.head_logits(feats)
+        r_class = (torch.sign(rewards.float()) + 1).long()
+        class_weight = torch.tensor([cfg.reward_event_weight, 1.0, cfg.reward_event_weight], device=feats.device)
+        r_loss = F.cross_entropy(r_logits.reshape(-1, 3), r_class.reshape(-1), weight=class_weight)
+        loss = cfg.reward_loss_weight * r_loss
+        parts = {"reward_loss": r_loss.detach(),
+                 "reward_acc": (r_logits.argmax(-1) == r_class).float().mean().detach()}
+        if terminated is not None:
+            t_loss = F.binary_cross_entropy_with_logits(t_logit, terminated.float())
+            loss = loss + cfg.termination_loss_weight * t_loss
+            parts["termination_loss"] = t_loss.detach()
+            parts["termination_acc"] = ((t_logit > 0) == (terminated > 0.5)).float().mean().detach()
+        return loss, parts
 
     def predict_outcome(self, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """features -> (expected reward in [-1, 1], termination probability)."""
@@ -178,12 +210,7 @@ class WorldModel(nn.Module):
             diffusion_loss, diffusion_metrics, denoised = self._diffusion_loss(
                 y, committed, actions, is_first, context, state, canvases, generator)
 
-        r_logits, t_logit = self.head_logits(context.features)
-        r_class = (torch.sign(rewards) + 1).long()
-        class_weight = torch.tensor([cfg.reward_event_weight, 1.0, cfg.reward_event_weight], device=dev)
-        r_loss = F.cross_entropy(r_logits.reshape(-1, 3), r_class.reshape(-1), weight=class_weight)
-        t_loss = F.binary_cross_entropy_with_logits(t_logit, terminals)
-        loss = cfg.reward_loss_weight * r_loss + cfg.termination_loss_weight * t_loss
+        loss, head_metrics = self.head_loss(context.features, rewards, terminals)
         if not heads_only:
             loss = loss + diffusion_scale * cfg.diffusion_loss_weight * diffusion_loss
 
@@ -191,10 +218,7 @@ class WorldModel(nn.Module):
             metrics = {
                 "loss": float(loss.detach()),
                 **diffusion_metrics,
-                "reward_loss": float(r_loss.detach()),
-                "termination_loss": float(t_loss.detach()),
-                "reward_acc": float((r_logits.argmax(-1) == r_class).float().mean()),
-                "termination_acc": float(((t_logit > 0) == (terminals > 0.5)).float().mean()),
+                **{name: float(value) for name, value in head_metrics.items()},
             }
             final = self.dit.state_after(context, committed[:, -1],
                                          canvases[:, -1] if canvases is not None else None).detach()
@@ -409,9 +433,10 @@ class WorldModel(nn.Module):
 
     def _commit(self, y: torch.Tensor, prev_actions: torch.Tensor, state: RADState,
                 generators: Sequence[torch.Generator] | None, observed: bool, base: torch.Tensor | None = None
-                ) -> tuple[RADState, torch.Tensor, torch.Tensor]:
+                ) -> tuple[RADState, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Push clean frames y (B, C, H, W) into the context at ``context_sigma`` (``observed``: real frames,
-        else dreamed; ``base``: :meth:`RADDiT.step_base` if already computed)."""
+        else dreamed; ``base``: :meth:`RADDiT.step_base` if already computed). Returns the new state, the
+        heads' outputs and their input features."""
         b = y.shape[0]
         cs = self.config.context_sigma
         noise = randn_rows(y.shape[1:], b, generators, y.device)
@@ -419,7 +444,7 @@ class WorldModel(nn.Module):
         feats, new_state = self.dit.commit_step(c_in * (y + cs * noise), c_noise, prev_actions, state, y, observed,
                                                 base)
         reward, term = self.predict_outcome(feats)
-        return new_state, reward, term
+        return new_state, reward, term, feats
 
     @torch.no_grad()
     def observe(self, frames: Any, prev_actions: Any, state: RADState,
@@ -432,7 +457,7 @@ class WorldModel(nn.Module):
             raise ValueError(f"frames must be (B, H, W, 3), got {tuple(y.shape)}")
         if y.shape[0] != state.batch_size:
             raise ValueError(f"expected {state.batch_size} frames, got {y.shape[0]}")
-        new_state, _, _ = self._commit(y, self._actions(prev_actions, state, pressed), state, generators,
+        new_state, *_ = self._commit(y, self._actions(prev_actions, state, pressed), state, generators,
                                        observed=True)
         return new_state
 
@@ -454,9 +479,9 @@ class WorldModel(nn.Module):
         held = self._held(a, performed)
         if held.any():  # the camera did not move: the view stays as it was
             frames[held] = float_to_frames(state.prev_frame[held].to(self.device))
-        new_state, reward, term = self._commit(frames_to_float(frames), performed, state, generators, observed=False,
-                                               base=base)
-        return Imagined(frames, reward, term, new_state, performed)
+        new_state, reward, term, feats = self._commit(frames_to_float(frames), performed, state, generators,
+                                                      observed=False, base=base)
+        return Imagined(frames, reward, term, new_state, performed, feats)
 
     def _held(self, pressed: torch.Tensor, performed: torch.Tensor) -> torch.Tensor:
         """(B,) bool: the presses the collision gate refused as one of ``RADConfig.hold_refused_as``, after

@@ -97,6 +97,15 @@ Exactly how the shipped files were made (see README "The embedded default"), on 
     # where PPO in the dream learns to walk (starts facing walls, corridors and targets, not only episode starts)
     python tools/build_default_assets.py --checkpoint rad_env/assets/memory_maze_tiny.pt --data data/mix \
         --anywhere --segments 256 --starts-only
+    # stage 13 (2026-12-08), 25 min on 1 thread + 24 min on 2 cores: only the heads, with a spatial reward head
+    # added, trained on 768 16-step dream walks of a PPO agent trained in stage 12's dream, each labelled by the
+    # real maze replaying its actions (frames identical to stage 12)
+    python -m agents.train_ppo --train-env dream --train-max-steps 16 --wall-penalty 0.03 --forward-bonus 0.03 \
+        --timesteps 1000000000 --time-limit 1500 --num-envs 16 --eval-episodes 0 --no-video --threads 1 --seed 1 \
+        --device cpu --verbose 0 --out runs/s31/ppo_s1
+    python -m agents.reward_loop --agent runs/s31/ppo_s1/ppo_dream.zip --data data/mix --starts 768 --workers 2 \
+        --threads 2 --out runs/s32/loop1
+    python tools/build_default_assets.py --checkpoint runs/s32/loop1/model.pt --model-only
     python -m rad_env.evaluate --checkpoint rad_env/assets/memory_maze_tiny.pt --data data/mm9_test \
         --episodes 12 --walls data/bump_test --threads 2 --out runs/v12_full --report
 

@@ -62,3 +62,28 @@ def dream_files(tmp_path_factory) -> dict[str, str]:
     ckpt = save_checkpoint(root / "tiny.pt", model, train_config={}, data=data, step=0)
     context = write_random_episodes(root / "starts.h5", [5, 5])
     return {"checkpoint": str(ckpt), "context": str(context), "root": str(root)}
+
+
+def save_untrained_agent(path: Path, num_actions: int = 6) -> Path:
+    """An untrained SB3 PPO CnnPolicy agent on 64x64 frames, saved like agents.train_ppo saves one."""
+    import gymnasium as gym
+    from stable_baselines3 import PPO
+
+    class Frames(gym.Env):
+        observation_space = gym.spaces.Box(0, 255, (64, 64, 3), np.uint8)
+        action_space = gym.spaces.Discrete(num_actions)
+
+        def reset(self, *, seed=None, options=None):
+            return self.observation_space.sample(), {}
+
+        def step(self, action):
+            return self.observation_space.sample(), 0.0, False, False, {}
+
+    PPO("CnnPolicy", Frames(), n_steps=8, batch_size=8, device="cpu", seed=0).save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def untrained_agent():
+    """:func:`save_untrained_agent`, for test modules."""
+    return save_untrained_agent

@@ -179,32 +179,13 @@ def test_failed_run_leaves_no_empty_output_folder(tmp_path, monkeypatch, capsys)
     assert mine.is_dir() and not any(mine.iterdir())  # so the same command can run again
 
 
-def _saved_agent(path, num_actions: int):
-    """An untrained SB3 PPO CnnPolicy agent on 64x64 frames, saved like agents.train_ppo saves one."""
-    import gymnasium as gym
-    from stable_baselines3 import PPO
-
-    class Frames(gym.Env):
-        observation_space = gym.spaces.Box(0, 255, (64, 64, 3), np.uint8)
-        action_space = gym.spaces.Discrete(num_actions)
-
-        def reset(self, *, seed=None, options=None):
-            return self.observation_space.sample(), {}
-
-        def step(self, action):
-            return self.observation_space.sample(), 0.0, False, False, {}
-
-    PPO("CnnPolicy", Frames(), n_steps=8, batch_size=8, device="cpu", seed=0).save(path)
-    return path
-
-
-def test_agent_policy_records_a_trained_agents_actions(tmp_path, capsys):
+def test_agent_policy_records_a_trained_agents_actions(tmp_path, capsys, untrained_agent):
     """--policy agent --agent ZIP records the agent's sampled actions in the real maze, reproducibly per
     seed (the data that lets a world model learn where its agent goes); a missing or mismatched agent is a
     one-line error."""
     from collect.policies import AgentPolicy
 
-    agent = _saved_agent(tmp_path / "agent.zip", 6)
+    agent = untrained_agent(tmp_path / "agent.zip", 6)
     argv = ["--env", "memory-maze-9x9", "--episodes", "1", "--steps", "12", "--policy", "agent", "--agent",
             str(agent), "--seed", "3", "--no-progress"]
     assert main(argv + ["--out", str(tmp_path / "a")]) == 0
@@ -219,7 +200,7 @@ def test_agent_policy_records_a_trained_agents_actions(tmp_path, capsys):
     capsys.readouterr()
     assert main(argv[:-5] + ["--agent", str(tmp_path / "missing.zip"), "--out", str(tmp_path / "c")]) == 2
     assert "--agent" in capsys.readouterr().err
-    four = _saved_agent(tmp_path / "four.zip", 4)
+    four = untrained_agent(tmp_path / "four.zip", 4)
     assert main(argv[:-5] + ["--agent", str(four), "--out", str(tmp_path / "d")]) == 2
     err = capsys.readouterr().err
     assert "Discrete(4)" in err and "Traceback" not in err and not (tmp_path / "d").exists()

@@ -30,24 +30,9 @@ def target_walk(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def agent_zip(tmp_path_factory) -> str:
-    """An untrained SB3 PPO CnnPolicy agent on 64x64 frames with the Memory Maze action count."""
-    import gymnasium as gym
-    from stable_baselines3 import PPO
-
-    class Frames(gym.Env):
-        observation_space = gym.spaces.Box(0, 255, (64, 64, 3), np.uint8)
-        action_space = gym.spaces.Discrete(6)
-
-        def reset(self, *, seed=None, options=None):
-            return self.observation_space.sample(), {}
-
-        def step(self, action):
-            return self.observation_space.sample(), 0.0, False, False, {}
-
-    path = tmp_path_factory.mktemp("loop_agent") / "agent.zip"
-    PPO("CnnPolicy", Frames(), n_steps=8, batch_size=8, device="cpu", seed=0).save(path)
-    return str(path)
+def agent_zip(tmp_path_factory, untrained_agent) -> str:
+    """An untrained PPO agent with the Memory Maze action count."""
+    return str(untrained_agent(tmp_path_factory.mktemp("loop_agent") / "agent.zip", 6))
 
 
 def test_walk_labels_mark_the_real_reward_and_drop_what_follows_it() -> None:

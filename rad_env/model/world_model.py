@@ -41,7 +41,7 @@ class Imagined(NamedTuple):
     terminated_prob: torch.Tensor  # (B,)
     state: RADState  # after committing the frames
     performed: torch.Tensor  # (B,) the actions as performed: a press the collision gate refused is relabelled
-    features: torch.Tensor  # (B, F) the heads' input of the committed frames
+    features: torch.Tensor | None = None  # (B, F) what the heads read of the new frames (None: a stand-in model)
 
 
 class Denoised(NamedTuple):

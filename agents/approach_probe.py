@@ -224,13 +224,15 @@ def summarise(first: np.ndarray) -> dict[str, Any]:
             "first reward step": first.tolist()}
 
 
-def dream_rewards_in_the_real_maze(dream: Walks, real: Walks, tolerance: int = 2) -> dict[str, Any]:
-    """The dream's actions replayed in the real maze: of the starts the dream paid, how many the real maze
-    pays within ``tolerance`` steps of the dream's reward (the dream's rewards that are real)."""
-    paid = dream.first > 0
-    confirmed = paid & (real.first > 0) & (np.abs(real.first - dream.first) <= tolerance)
+def dream_rewards_in_the_real_maze(dream_first: np.ndarray, real_first: np.ndarray, tolerance: int = 2
+                                   ) -> dict[str, Any]:
+    """The dream's actions replayed in the real maze, given each walk's first reward step in both (0: none): of the
+    starts the dream paid, how many the real maze pays within ``tolerance`` steps of the dream's reward (the
+    dream's rewards that are real)."""
+    paid, real = dream_first > 0, real_first > 0
+    confirmed = paid & real & (np.abs(real_first - dream_first) <= tolerance)
     return {"dream paid": int(paid.sum()), "real pays too": int(confirmed.sum()),
-            "real pays, dream not": int(((real.first > 0) & ~paid).sum()),
+            "real pays, dream not": int((real & ~paid).sum()),
             "precision": float(confirmed.sum() / paid.sum()) if paid.any() else None}
 
 
@@ -321,7 +323,7 @@ def run(cfg: ProbeConfig) -> dict[str, Any]:
                 if env == "dream" and name != "recorded" and cfg.replay_dream:
                     begin = time.perf_counter()
                     real = run_real(name, agent, store, starts, cfg.steps, cfg.seed, actions=walks.actions)
-                    results[name]["dream actions in the real maze"] = dream_rewards_in_the_real_maze(walks, real)
+                    results[name]["dream actions in the real maze"] = dream_rewards_in_the_real_maze(walks.first, real.first)
                     timings[f"{name} dream actions in the real maze"] = time.perf_counter() - begin
                     if out:
                         out.mkdir(parents=True, exist_ok=True)

@@ -41,7 +41,8 @@ from rad_env.cli import UserError, add_dataclass_arguments, dataclass_from_args,
     require_at_least, run_cli
 from rad_env.runtime import AMP_CHOICES
 
-from .approach_probe import Start, Walks, random_starts, run_dream, run_real
+from .approach_probe import (Start, Walks, dream_rewards_in_the_real_maze, first_rewards, random_starts,
+                             run_dream, run_real)
 
 PROG = "python -m agents.reward_loop"
 
@@ -93,12 +94,12 @@ def with_grid_head(model, channels: int):
     ``model``; its grid head starts as a zero correction, so it computes what ``model`` does). Unchanged when
     ``channels`` is 0 or the model has a grid head already."""
     from rad_env.model import WorldModel
+    from rad_env.train import load_init_weights
 
     if channels == 0 or model.reward_grid is not None:
         return model
     grown = WorldModel(dataclasses.replace(model.config, reward_grid_channels=channels)).to(model.device)
-    missing, unexpected = grown.load_state_dict(model.state_dict(), strict=False)
-    assert not unexpected and all(k.startswith("reward_grid.") for k in missing), (missing, unexpected)
+    load_init_weights(grown, model.state_dict(), "the model to grow", verbose=False)
     return grown.eval()
 
 
@@ -125,10 +126,7 @@ def train_heads(model, features: np.ndarray, rewards: np.ndarray, steps: int, ba
     gen = torch.Generator().manual_seed(seed)
     feats = torch.from_numpy(features)
     labels = torch.from_numpy(rewards)
-    params = [p for head in model.heads() for p in head.parameters()]
-    model.requires_grad_(False)
-    for head in model.heads():
-        head.requires_grad_(True)
+    params = model.freeze_all_but_heads()
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     losses = []
     model.train()
@@ -157,15 +155,7 @@ def head_first_rewards(model, features: np.ndarray, threshold: float = 0.5) -> n
 
     with torch.no_grad():
         expected, _ = model.predict_outcome(torch.from_numpy(features).to(model.device).float())
-    paid = expected.cpu().numpy() >= threshold
-    return np.where(paid.any(1), paid.argmax(1) + 1, 0)
-
-
-def agreement(dream_first: np.ndarray, real_first: np.ndarray, tolerance: int = 2) -> dict[str, int]:
-    """How the dream's first rewards agree with the real maze's on the same walks."""
-    paid, real = dream_first > 0, real_first > 0
-    both = paid & real & (np.abs(dream_first - real_first) <= tolerance)
-    return {"dream pays": int(paid.sum()), "real maze pays": int(real.sum()), "both (within 2 steps)": int(both.sum())}
+    return first_rewards(expected.cpu().numpy() >= threshold)
 
 
 def _replay(data: str, starts: list[Start], steps: int, actions: np.ndarray, seed: int) -> np.ndarray:
@@ -241,7 +231,7 @@ def run(cfg: LoopConfig) -> dict[str, Any]:
         begin = time.perf_counter()
         real_first = replay_in_real_maze(cfg.data, starts, walks.actions, cfg.workers, cfg.seed)
         timings["real replays"] = time.perf_counter() - begin
-        before = agreement(walks.first, real_first)
+        before = dream_rewards_in_the_real_maze(walks.first, real_first)
         print(f"the same actions in the real maze ({timings['real replays']:.0f} s): {before}", flush=True)
         features, rewards = label_walks(walks.features, real_first)
         if not rewards.any():
@@ -251,7 +241,7 @@ def run(cfg: LoopConfig) -> dict[str, Any]:
         losses = train_heads(model, features, rewards, cfg.head_steps, cfg.batch_size, cfg.lr, cfg.weight_decay,
                              cfg.seed)
         timings["heads"] = time.perf_counter() - begin
-        after = agreement(head_first_rewards(model, walks.features), real_first)
+        after = dream_rewards_in_the_real_maze(head_first_rewards(model, walks.features), real_first)
         print(f"heads trained on {len(rewards)} dreamed frames, {int(rewards.sum())} paid by the real maze "
               f"({timings['heads']:.0f} s); on the same walks now: {after}", flush=True)
         summary = {"config": asdict(cfg), "walks": len(starts), "training frames": int(len(rewards)),

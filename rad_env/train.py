@@ -662,9 +662,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     if model.collision is not None:
         model.collision.requires_grad_(False)  # fit to the presses before training, not by the world model's loss
     if cfg.heads_only:
-        model.requires_grad_(False)
-        for head in model.heads():
-            head.requires_grad_(True)
+        model.freeze_all_but_heads()
     trained = [p for p in model.parameters() if p.requires_grad]
     ema = AveragedModel(model, multi_avg_fn=ema_with_warmup(cfg.ema_decay), use_buffers=True)
     optimizer = torch.optim.AdamW(trained, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))

@@ -164,5 +164,5 @@ def test_dream_rewards_are_checked_against_the_same_actions_in_the_real_maze() -
     frames = np.zeros((4, 4, 8, 8, 3), np.uint8)
     dream = Walks(np.array([3, 5, 0, 2]), np.zeros((4, 3), np.int64), frames)
     real = Walks(np.array([4, 0, 6, 9]), np.zeros((4, 3), np.int64), frames)
-    check = dream_rewards_in_the_real_maze(dream, real, tolerance=2)
+    check = dream_rewards_in_the_real_maze(dream.first, real.first, tolerance=2)
     assert check == {"dream paid": 3, "real pays too": 1, "real pays, dream not": 1, "precision": 1 / 3}

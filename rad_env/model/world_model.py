@@ -112,6 +112,13 @@ class WorldModel(nn.Module):
         """The modules that read the head features (what ``--heads-only`` trains)."""
         return [self.head] + ([self.reward_grid] if self.reward_grid is not None else [])
 
+    def freeze_all_but_heads(self) -> list[nn.Parameter]:
+        """Make only :meth:`heads` trainable; returns their parameters."""
+        self.requires_grad_(False)
+        for head in self.heads():
+            head.requires_grad_(True)
+        return [p for head in self.heads() for p in head.parameters()]
+
     def head_logits(self, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """features (..., F) -> (reward logits (..., 3), termination logit (...))."""
         feats = feats.float()

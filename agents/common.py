@@ -73,6 +73,56 @@ class WallTurnAgent:
         return (np.asarray(self.actions[0]) if single else self.actions.copy()), state
 
 
+class TargetSeekerAgent(WallTurnAgent):
+    """The wall-turner (:class:`WallTurnAgent`) that also goes for the target when it sees it: a scripted
+    reference for what a policy without memory, reading only its frames, earns by knowing the task. Memory
+    Maze draws the target's colour as the frame's 2-pixel border; pixels of about that colour (within ``tol``
+    of the border's mean, RGB) below the horizon, in columns where the colour does not also show above it (a
+    ball on the floor, not a wall of that colour), are the target. When at least ``min_pixels`` show and no
+    wall turn is under way, it steers toward their centroid: forward when it is near the middle, forward-left
+    or -right when off it, a turn in place when far off."""
+
+    FORWARD_LEFT, FORWARD_RIGHT = MEMORY_MAZE.ids("forward_left", "forward_right")
+
+    def __init__(self, seed: int | None = None, still: float = 2.0, tol: float = 40.0, min_pixels: int = 3) -> None:
+        super().__init__(seed=seed, still=still)
+        self.tol, self.min_pixels = tol, min_pixels
+
+    def target_columns(self, frames: np.ndarray) -> list[np.ndarray]:
+        """Per frame (N, H, W, 3): the image columns of the target's pixels (empty where none is seen)."""
+        size, margin = frames.shape[1], 4
+        horizon = size // 2 - margin  # row of the horizon inside the frame's margin
+        inner = frames[:, margin:-margin, margin:-margin].astype(np.float32)
+        border = frames[:, 0, :, :].astype(np.float32).mean(axis=1)
+        near = np.linalg.norm(inner - border[:, None, None], axis=-1) < self.tol
+        columns = []
+        for mask in near:
+            wall = mask[:horizon - 4].any(axis=0)
+            ball = mask[horizon - 2:] & ~wall
+            xs = np.nonzero(ball)[1]
+            columns.append(xs + margin if len(xs) >= self.min_pixels else xs[:0])
+        return columns
+
+    def predict(self, observation, state=None, episode_start=None, deterministic: bool = False):
+        actions, state = super().predict(observation, state, episode_start, deterministic)
+        obs = np.asarray(observation)
+        single = obs.ndim == 3
+        obs = obs[None] if single else obs
+        actions = np.atleast_1d(actions).copy()
+        middle = (obs.shape[2] - 1) / 2
+        for i, xs in enumerate(self.target_columns(obs)):
+            if len(xs) and self.turning[i] == 0:
+                off = float(xs.mean()) - middle
+                if abs(off) < obs.shape[2] / 10:
+                    actions[i] = self.FORWARD
+                elif abs(off) < obs.shape[2] / 4:
+                    actions[i] = self.FORWARD_LEFT if off < 0 else self.FORWARD_RIGHT
+                else:
+                    actions[i] = self.TURNS[0] if off < 0 else self.TURNS[1]
+        self.actions = actions.copy()
+        return (np.asarray(actions[0]) if single else actions), state
+
+
 # ---------------------------------------------------------------------------------------------
 # Evaluation
 

@@ -5,6 +5,7 @@ dream and in the real Memory Maze.
     python -m agents.train_ppo --checkpoint runs/tiny/model.pt --context data/mm9 --timesteps 20000
     python -m agents.train_ppo --policy random                   # baseline: random actions
     python -m agents.train_ppo --policy wallturn                 # reference: forward, turning at walls
+    python -m agents.train_ppo --policy seeker                   # reference: the wall-turner, going for a target it sees
     python -m agents.train_ppo --wall-penalty 0.01               # shaping: a cost per press the dream's wall refuses
     python -m agents.train_ppo --wall-penalty 0.01 --forward-bonus 0.01   # ... and a bonus per step forward it performs
     python -m agents.train_ppo --frame-stack 4                   # the agent sees its last 4 frames
@@ -42,8 +43,8 @@ from rad_env.envs.factory import (make_dream_core, make_dream_env, make_dream_sb
                                   make_real_vec_env, share_core)
 
 from .callbacks import EpisodeReturnLog, WallClockLimit
-from .common import (REAL_EPISODE_STEPS, EvalResult, RandomAgent, WallTurnAgent, evaluate, format_results,
-                     record_episode, write_comparison_video)
+from .common import (REAL_EPISODE_STEPS, EvalResult, RandomAgent, TargetSeekerAgent, WallTurnAgent, evaluate,
+                     format_results, record_episode, write_comparison_video)
 from .frame_stack import saved_frames, stack_frames
 from .low_pass import view_pool_kwargs, view_pool_of
 from .shaping import WallShaping
@@ -59,10 +60,11 @@ class PPOConfig:
 
     checkpoint: str | None = option(None, "RAD checkpoint (default: the shipped tiny model)")
     context: str | None = option(None, "episodes the dream starts from (default: the shipped start frames)")
-    policy: Literal["ppo", "random", "wallturn"] = option(
+    policy: Literal["ppo", "random", "wallturn", "seeker"] = option(
         "ppo", "ppo: train (or --load) a PPO agent; random: evaluate uniformly random actions; wallturn: evaluate "
                "a scripted walker that sees only its frames (forward, and a few turns one way when a press "
-               "leaves the view unchanged)")
+               "leaves the view unchanged); seeker: the wall-turner that steers for a ball of the border's "
+               "(the target's) colour when it sees one")
     train_env: Literal["dream", "real"] = option(
         "dream", "where PPO trains: the dream (fast, batched) or the real Memory Maze (slow baseline)")
     load: str | None = option(None, "start from a saved PPO agent (.zip) instead of a new one")
@@ -244,6 +246,8 @@ def train_agent(cfg: PPOConfig, core, device: str, out: Path, summary: dict[str,
         return RandomAgent(core.num_actions if core is not None else 6, seed=cfg.seed), "random"
     if cfg.policy == "wallturn":
         return WallTurnAgent(seed=cfg.seed), "wallturn"
+    if cfg.policy == "seeker":
+        return TargetSeekerAgent(seed=cfg.seed), "seeker"
     if cfg.timesteps == 0:  # evaluate a saved agent (validate() requires --load): no training env needed
         from stable_baselines3 import PPO
 

@@ -13,7 +13,7 @@ import pytest
 
 import rad_env  # noqa: F401 - registers the env ids
 from agents import play, train_ppo, train_real
-from agents.common import RandomAgent, WallTurnAgent
+from agents.common import RandomAgent, TargetSeekerAgent, WallTurnAgent
 from rad_env import demo
 
 SIZE = 64
@@ -111,14 +111,45 @@ def test_wall_turner_turns_a_few_steps_where_a_step_forward_left_the_view_as_it_
     assert int(WallTurnAgent().predict(same[0])[0]) == 1  # a single observation
 
 
-def test_wall_turner_is_a_policy_of_the_ppo_script(files, tmp_path) -> None:
-    summary = train_ppo.cli([*dream_args(files), "--no-compile", "--policy", "wallturn", "--num-envs", "2",
+@pytest.mark.parametrize("policy", ["wallturn", "seeker"])
+def test_scripted_walkers_are_policies_of_the_ppo_script(files, tmp_path, policy) -> None:
+    summary = train_ppo.cli([*dream_args(files), "--no-compile", "--policy", policy, "--num-envs", "2",
                              "--eval-episodes", "2", "--eval-max-steps", "6", "--eval-envs", "dream", "--no-video",
                              "--out", str(tmp_path)])
     (result,) = summary["eval"]
-    assert result["policy"] == "wallturn" and result["lengths"] == [6, 6]
-    with pytest.raises(train_ppo.UserError, match="--load makes no sense with --policy wallturn"):
-        train_ppo.parse_config(["--policy", "wallturn", "--load", __file__]).validate()
+    assert result["policy"] == policy and result["lengths"] == [6, 6]
+    with pytest.raises(train_ppo.UserError, match=f"--load makes no sense with --policy {policy}"):
+        train_ppo.parse_config(["--policy", policy, "--load", __file__]).validate()
+
+
+def maze_view(target=(80, 137, 71)) -> np.ndarray:
+    """A 64x64 Memory Maze-like view: sky above the horizon (row 32), floor below, the target's colour as the
+    2-pixel border."""
+    view = np.zeros((64, 64, 3), np.uint8)
+    view[:32] = (70, 100, 140)
+    view[32:] = (40, 50, 55)
+    view[:2], view[-2:], view[:, :2], view[:, -2:] = target, target, target, target
+    return view
+
+
+def test_target_seeker_steers_for_a_ball_of_the_border_colour_not_for_a_wall_of_it() -> None:
+    green, blue = (80, 137, 71), (60, 70, 200)
+    left_ball, right_ball, ahead_ball, far_left_ball = (maze_view() for _ in range(4))
+    left_ball[40:48, 14:22] = (90, 150, 80)  # a shaded green ball on the floor, left of the middle
+    right_ball[40:48, 42:50] = green
+    ahead_ball[40:48, 28:36] = green
+    far_left_ball[40:48, 4:10] = green
+    wall = maze_view()
+    wall[12:52, 10:30] = green  # a wall of the target's colour: above the horizon too
+    other = maze_view()
+    other[40:48, 14:22] = blue  # a ball of another colour
+    views = np.stack([left_ball, right_ball, ahead_ball, far_left_ball, wall, other])
+    agent = TargetSeekerAgent(seed=0)
+    assert [len(xs) > 0 for xs in agent.target_columns(views)] == [True, True, True, True, False, False]
+    actions, _ = agent.predict(views, episode_start=np.ones(6, bool))
+    forward, left, right, fwd_left, fwd_right = 1, 2, 3, 4, 5
+    assert actions.tolist() == [fwd_left, fwd_right, forward, left, forward, forward]
+    assert int(TargetSeekerAgent(seed=0).predict(right_ball)[0]) == fwd_right  # a single observation
 
 
 @pytest.mark.parametrize("shaping", ["--wall-penalty", "--forward-bonus"])

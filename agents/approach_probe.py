@@ -323,7 +323,8 @@ def run(cfg: ProbeConfig) -> dict[str, Any]:
                 if env == "dream" and name != "recorded" and cfg.replay_dream:
                     begin = time.perf_counter()
                     real = run_real(name, agent, store, starts, cfg.steps, cfg.seed, actions=walks.actions)
-                    results[name]["dream actions in the real maze"] = dream_rewards_in_the_real_maze(walks.first, real.first)
+                    results[name]["dream actions in the real maze"] = dream_rewards_in_the_real_maze(
+                        walks.first, real.first)
                     timings[f"{name} dream actions in the real maze"] = time.perf_counter() - begin
                     if out:
                         out.mkdir(parents=True, exist_ok=True)

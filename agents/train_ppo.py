@@ -5,7 +5,7 @@ dream and in the real Memory Maze.
     python -m agents.train_ppo --checkpoint runs/tiny/model.pt --context data/mm9 --timesteps 20000
     python -m agents.train_ppo --policy random                   # baseline: random actions
     python -m agents.train_ppo --policy wallturn                 # reference: forward, turning at walls
-    python -m agents.train_ppo --policy seeker                   # reference: the wall-turner, going for a target it sees
+    python -m agents.train_ppo --policy seeker                   # reference: the wall-turner, steering for a target
     python -m agents.train_ppo --wall-penalty 0.01               # shaping: a cost per press the dream's wall refuses
     python -m agents.train_ppo --wall-penalty 0.01 --forward-bonus 0.01   # ... and a bonus per step forward it performs
     python -m agents.train_ppo --frame-stack 4                   # the agent sees its last 4 frames
